@@ -1,0 +1,198 @@
+"""Temporally adaptive convolutions (TAdaConv, ICLR 2022).
+
+Frame ``t`` of a video is convolved with its own weight ``W_t = alpha_t * W_b``: a base
+weight shared by all frames, calibrated per channel by ``alpha_t`` (made from the
+temporal context by a route function, see ``calibration.py``).
+
+Because the calibration is per channel, it commutes with the convolution:
+
+* ``cin``  (calibrate input channels):  ``(alpha_t * W) * X_t == W * (alpha_t * X_t)``
+* ``cout`` (calibrate output channels): ``(alpha_t * W) * X_t == alpha_t * (W * X_t)``
+
+so the default path never builds per-frame weights: it scales the activations and runs
+one ordinary convolution over the ``B * T`` frames, costing about what a plain
+convolution costs. ``forward_reference`` keeps the paper's literal per-frame grouped
+convolution, for tests.
+
+Layouts: the public ``forward`` takes videos ``(B, C, T, H, W)`` and calibrations
+``(B, C_cal, T, 1, 1)`` like the original code. Models call ``forward_frames`` on the
+frame-major layout ``(B, T, C, H, W)``, where flattening to ``(B * T, C, H, W)`` is free.
+"""
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["TAdaConv2d", "check_video"]
+
+_IntOr = Union[int, Sequence[int]]
+
+
+def check_video(x: torch.Tensor, channels: int, what: str = "input", channel_dim: int = 1) -> None:
+    """Raise a clear error unless ``x`` is a 5D video with ``channels`` channels."""
+    layout = "(B, C, T, H, W)" if channel_dim == 1 else "(B, T, C, H, W)"
+    if not torch.is_tensor(x) or x.dim() != 5:
+        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f"{what}: expected a 5D video tensor {layout}, got shape {shape}")
+    if x.shape[channel_dim] != channels:
+        raise ValueError(
+            f"{what}: expected {channels} channels at dim {channel_dim} of {layout}, "
+            f"got shape {tuple(x.shape)}")
+
+
+def _spatial(value: _IntOr, name: str, temporal: int) -> Tuple[int, int]:
+    """Accept ``k``, ``(kh, kw)`` or the original ``(kt, kh, kw)`` with the temporal part fixed."""
+    if isinstance(value, int):
+        return value, value
+    value = tuple(int(v) for v in value)
+    if len(value) == 3:
+        if value[0] != temporal:
+            raise ValueError(
+                f"TAdaConv2d is a spatial convolution: temporal {name} must be {temporal}, "
+                f"got {value} (use TAdaConv3d for temporal kernels)")
+        value = value[1:]
+    if len(value) != 2:
+        raise ValueError(f"{name} must be an int, (h, w) or (1, h, w); got {value}")
+    return value
+
+
+class TAdaConv2d(nn.Module):
+    """Spatial convolution whose weight is calibrated per frame: ``W_t = alpha_t * W_b``.
+
+    Drop-in for the original ``TAdaConv2d``: same constructor arguments (3-tuples with a
+    temporal part of 1/1/0/1 or plain 2D ones) and the same call ``conv(x, alpha)``.
+    ``cal_dim="cin"`` takes ``alpha`` of ``in_channels``, ``"cout"`` of ``out_channels``.
+    ``bias_alpha`` optionally calibrates the bias per frame (TAdaConvV2).
+    The base weight is stored like ``nn.Conv2d``'s, ``(out, in // groups, kh, kw)``.
+    """
+
+    def __init__(
+            self,
+            in_channels: int,
+            out_channels: int,
+            kernel_size: _IntOr,
+            stride: _IntOr = 1,
+            padding: _IntOr = 0,
+            dilation: _IntOr = 1,
+            groups: int = 1,
+            bias: bool = False,
+            cal_dim: str = "cin",
+    ):
+        super().__init__()
+        if cal_dim not in ("cin", "cout"):
+            raise ValueError(f"cal_dim must be 'cin' or 'cout', got {cal_dim!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"in_channels ({in_channels}) and out_channels ({out_channels}) must be "
+                f"divisible by groups ({groups})")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _spatial(kernel_size, "kernel_size", 1)
+        self.stride = _spatial(stride, "stride", 1)
+        self.padding = _spatial(padding, "padding", 0)
+        self.dilation = _spatial(dilation, "dilation", 1)
+        self.groups = groups
+        self.cal_dim = cal_dim
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.reset_parameters()
+
+    @property
+    def cal_channels(self) -> int:
+        return self.in_channels if self.cal_dim == "cin" else self.out_channels
+
+    def reset_parameters(self) -> None:
+        # same init as nn.Conv2d
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.weight[0].numel()
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}, padding={self.padding}")
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        return s + f", bias={self.bias is not None}, cal_dim={self.cal_dim!r}"
+
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], groups: int):
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
+
+    def _check(self, x, alpha, bias_alpha, channel_dim):
+        check_video(x, self.in_channels, "TAdaConv2d input", channel_dim)
+        B, T = (x.shape[0], x.shape[2]) if channel_dim == 1 else x.shape[:2]
+        if channel_dim == 1:
+            expected, layout = (B, self.cal_channels, T, 1, 1), "(B, C_cal, T, 1, 1)"
+        else:
+            expected, layout = (B, T, self.cal_channels, 1, 1), "(B, T, C_cal, 1, 1)"
+        for name, a in (("alpha", alpha), ("bias_alpha", bias_alpha)):
+            if a is not None and (not torch.is_tensor(a) or tuple(a.shape) != expected):
+                got = tuple(a.shape) if torch.is_tensor(a) else type(a).__name__
+                raise ValueError(
+                    f"TAdaConv2d {name}: expected shape {expected} {layout} for cal_dim="
+                    f"{self.cal_dim!r} on input {tuple(x.shape)}, got {got}")
+        if bias_alpha is not None and self.bias is None:
+            raise ValueError("TAdaConv2d bias_alpha given, but the convolution has no bias")
+
+    def forward(self, x: torch.Tensor, alpha: torch.Tensor, bias_alpha: Optional[torch.Tensor] = None):
+        """``x``: (B, C_in, T, H, W); ``alpha``, ``bias_alpha``: (B, C_cal, T, 1, 1)."""
+        self._check(x, alpha, bias_alpha, channel_dim=1)
+        y = self.forward_frames(
+            x.transpose(1, 2), alpha.transpose(1, 2),
+            None if bias_alpha is None else bias_alpha.transpose(1, 2), check=False)
+        return y.transpose(1, 2)
+
+    def forward_frames(
+            self,
+            x: torch.Tensor,
+            alpha: torch.Tensor,
+            bias_alpha: Optional[torch.Tensor] = None,
+            check: bool = True,
+    ) -> torch.Tensor:
+        """Frame-major layout: ``x`` (B, T, C_in, H, W), ``alpha`` (B, T, C_cal, 1, 1)."""
+        if check:
+            self._check(x, alpha, bias_alpha, channel_dim=2)
+        B, T = x.shape[:2]
+        if self.cal_dim == "cin":
+            y = self._conv((x * alpha).flatten(0, 1), self.weight, self.bias if bias_alpha is None else None,
+                           self.groups)
+            y = y.unflatten(0, (B, T))
+        else:
+            y = self._conv(x.flatten(0, 1), self.weight, None, self.groups).unflatten(0, (B, T)) * alpha
+            if self.bias is not None and bias_alpha is None:
+                y = y + self.bias.view(-1, 1, 1)
+        if bias_alpha is not None:
+            y = y + bias_alpha * self.bias.view(-1, 1, 1)
+        return y
+
+    def frame_weights(self, alpha: torch.Tensor) -> torch.Tensor:
+        """The literal per-frame weights ``alpha_t * W_b``: (B, T, C_out, C_in // groups, kh, kw)."""
+        B, C, T = alpha.shape[:3]
+        a = alpha.reshape(B, C, T).transpose(1, 2)  # (B, T, C_cal)
+        if self.cal_dim == "cout":
+            return a[..., None, None, None] * self.weight
+        # input channel i_local of output channel o belongs to group o // (C_out // groups)
+        cin_g = self.in_channels // self.groups
+        group = torch.arange(self.out_channels, device=alpha.device) // (self.out_channels // self.groups)
+        index = group[:, None] * cin_g + torch.arange(cin_g, device=alpha.device)  # (C_out, C_in // g)
+        return a[:, :, index][..., None, None] * self.weight
+
+    def forward_reference(self, x: torch.Tensor, alpha: torch.Tensor, bias_alpha: Optional[torch.Tensor] = None):
+        """The paper's formulation, for tests: one grouped conv with a weight per frame."""
+        self._check(x, alpha, bias_alpha, channel_dim=1)
+        B, C, T, H, W = x.shape
+        weight = self.frame_weights(alpha).reshape(B * T * self.out_channels, *self.weight.shape[1:])
+        bias = None
+        if self.bias is not None:
+            bias = self.bias.expand(B, T, -1)
+            if bias_alpha is not None:
+                bias = bias * bias_alpha.reshape(B, -1, T).transpose(1, 2)
+            bias = bias.reshape(-1)
+        frames = x.transpose(1, 2).reshape(1, B * T * C, H, W)
+        y = self._conv(frames, weight, bias, self.groups * B * T)
+        return y.view(B, T, self.out_channels, *y.shape[-2:]).transpose(1, 2)

@@ -1,0 +1,410 @@
+"""TSN (R2D) and TAda2D: 2D ResNet video networks with and without TAdaConv.
+
+Paper: "TAda! Temporally-Adaptive Convolutions for Video Understanding" (ICLR 2022),
+Sec. 4, Appendix D and Table A2.
+
+R2D is ResNet-50 applied to every frame with two changes (Appendix D): no max-pool after
+the 1x7x7 stem, and spatial stride 2 in the first block of res2 instead. Frame scores are
+averaged (TSN). TAda2D replaces each bottleneck's 3x3 convolution by a TAdaConv2d
+calibrated by a RouteFuncMLP (r=4, k=(3, 3)), followed by the temporal aggregation of
+Eq. 7 (k=3) instead of its BN + ReLU. Module names follow timm's ``resnet.py``, so the
+ImageNet ``resnet50`` state dict loads into TSN as is (see ``tada_zoo.inflate``).
+
+Activations flow between blocks in the frame-major layout ``(B, T, C, H, W)``, so every
+2D op runs on the free view ``(B * T, C, H, W)``; the public interface is ``(B, C, T, H, W)``.
+"""
+import re
+from functools import partial
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from timm.layers import DropPath
+from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
+
+from ..layers import RouteFuncMLP, TAdaConv2d, TemporalAggregation, check_video
+from ._cfg import video_cfg
+
+__all__ = ["VideoResNet", "Bottleneck", "TAdaBottleneck"]
+
+
+class Bottleneck(nn.Module):
+    """ResNet bottleneck (timm names) on frame-major ``(B, T, C, H, W)`` clips, one frame at a time."""
+    expansion = 4
+
+    def __init__(
+            self,
+            in_chs: int,
+            chs: int,
+            stride: int = 1,
+            downsample: Optional[nn.Module] = None,
+            drop_path: float = 0.,
+            bn_eps: float = 1e-5,
+            **kwargs,
+    ):
+        super().__init__()
+        out_chs = chs * self.expansion
+        norm = partial(nn.BatchNorm2d, eps=bn_eps)
+        self.conv1 = nn.Conv2d(in_chs, chs, 1, bias=False)
+        self.bn1 = norm(chs)
+        self.act1 = nn.ReLU(inplace=True)
+        self.init_conv2(chs, stride, bn_eps, **kwargs)
+        self.conv3 = nn.Conv2d(chs, out_chs, 1, bias=False)
+        self.bn3 = norm(out_chs)
+        self.downsample = downsample
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.act3 = nn.ReLU(inplace=True)
+
+    def init_conv2(self, chs: int, stride: int, bn_eps: float) -> None:
+        self.conv2 = nn.Conv2d(chs, chs, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(chs, eps=bn_eps)
+        self.act2 = nn.ReLU(inplace=True)
+
+    def forward_conv2(self, x: torch.Tensor) -> torch.Tensor:
+        """The spatial 3x3 stage on ``(B, T, C, H, W)``."""
+        return self.act2(self.bn2(self.conv2(x.flatten(0, 1)))).unflatten(0, x.shape[:2])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = x.flatten(0, 1)
+        y = self.act1(self.bn1(self.conv1(frames))).unflatten(0, x.shape[:2])
+        y = self.bn3(self.conv3(self.forward_conv2(y).flatten(0, 1)))
+        shortcut = frames if self.downsample is None else self.downsample(frames)
+        # drop path on the clip view: a whole clip is dropped, never single frames
+        y = self.drop_path(y.unflatten(0, x.shape[:2])) + shortcut.unflatten(0, x.shape[:2])
+        return self.act3(y)
+
+
+class TAdaBottleneck(Bottleneck):
+    """Bottleneck whose 3x3 conv is a TAdaConv2d followed by the aggregation of Eq. 7.
+
+    The calibration is computed from the conv's input (before any stride), as in the
+    original code.
+    """
+
+    def init_conv2(
+            self,
+            chs: int,
+            stride: int,
+            bn_eps: float,
+            rf_ratio: int = 4,
+            rf_kernels: Sequence[int] = (3, 3),
+            agg_kernel: int = 3,
+            agg_pool: str = "avg",
+    ) -> None:
+        self.conv2 = TAdaConv2d(chs, chs, 3, stride, 1, cal_dim="cin")
+        self.conv2_rf = RouteFuncMLP(chs, rf_ratio, rf_kernels)
+        self.agg2 = TemporalAggregation(chs, agg_kernel, agg_pool, eps=bn_eps)
+
+    def forward_conv2(self, x: torch.Tensor) -> torch.Tensor:
+        alpha = self.conv2_rf.forward_frames(x)
+        return self.agg2.forward_frames(self.conv2.forward_frames(x, alpha, check=False))
+
+
+class VideoResNet(nn.Module):
+    """R2D video ResNet (TSN) and TAda2D: ``(B, 3, T, H, W)`` clips -> ``(B, num_classes)``.
+
+    Args:
+        block: ``Bottleneck`` (TSN/R2D) or ``TAdaBottleneck`` (TAda2D).
+        layers: blocks per stage (ResNet-50: ``(3, 4, 6, 3)``).
+        widths: bottleneck widths per stage (outputs are 4x these).
+        stem_width: stem channels.
+        num_frames: clip length the model is meant for (used for profiling and the
+            pretrained cfg; any T >= 1 runs).
+        drop_rate: dropout before the classifier (the paper uses 0.5).
+        drop_path_rate: stochastic depth, linearly increasing over blocks.
+        block_args: passed to every block (TAda2D: ``rf_ratio``, ``rf_kernels``,
+            ``agg_kernel``, ``agg_pool``).
+    """
+
+    def __init__(
+            self,
+            block=TAdaBottleneck,
+            layers: Sequence[int] = (3, 4, 6, 3),
+            widths: Sequence[int] = (64, 128, 256, 512),
+            stem_width: int = 64,
+            num_classes: int = 400,
+            in_chans: int = 3,
+            num_frames: int = 8,
+            global_pool: str = "avg",
+            drop_rate: float = 0.5,
+            drop_path_rate: float = 0.,
+            bn_eps: float = 1e-5,
+            block_args: Optional[dict] = None,
+    ):
+        super().__init__()
+        if len(layers) != len(widths):
+            raise ValueError(f"layers {tuple(layers)} and widths {tuple(widths)} must have the same length")
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.num_frames = num_frames
+        self.drop_rate = drop_rate
+        self.grad_checkpointing = False
+        block_args = block_args or {}
+
+        self.conv1 = nn.Conv2d(in_chans, stem_width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem_width, eps=bn_eps)
+        self.act1 = nn.ReLU(inplace=True)
+        self.feature_info = [dict(num_chs=stem_width, reduction=2, module="act1")]
+
+        # no max-pool: every stage halves the resolution, res2 included (Appendix D)
+        dpr = torch.linspace(0, drop_path_rate, sum(layers)).tolist()
+        in_chs, reduction, b = stem_width, 2, 0
+        self.stage_names = []
+        for i, (depth, chs) in enumerate(zip(layers, widths)):
+            out_chs = chs * block.expansion
+            downsample = nn.Sequential(
+                nn.Conv2d(in_chs, out_chs, 1, 2, bias=False), nn.BatchNorm2d(out_chs, eps=bn_eps))
+            blocks = []
+            for j in range(depth):
+                blocks.append(block(
+                    in_chs if j == 0 else out_chs, chs, stride=2 if j == 0 else 1,
+                    downsample=downsample if j == 0 else None, drop_path=dpr[b], bn_eps=bn_eps,
+                    **block_args))
+                b += 1
+            name = f"layer{i + 1}"
+            self.add_module(name, nn.Sequential(*blocks))
+            self.stage_names.append(name)
+            in_chs, reduction = out_chs, reduction * 2
+            self.feature_info.append(dict(num_chs=out_chs, reduction=reduction, module=name))
+
+        self.num_features = self.head_hidden_size = in_chs
+        self.global_pool = global_pool
+        self.head_drop = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, TAdaConv2d)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    # ---- timm model API -------------------------------------------------------------
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return dict(stem=r"^conv1|bn1", blocks=r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)")
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set:
+        return set()
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        self.num_classes = num_classes
+        if global_pool is not None:
+            if global_pool not in ("avg", ""):
+                raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
+            self.global_pool = global_pool
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, T, H, W)`` -> frame-major stem features ``(B, T, C', H', W')``."""
+        check_video(x, self.in_chans, f"{type(self).__name__} input")
+        B, _, T = x.shape[:3]
+        frames = x.transpose(1, 2).flatten(0, 1)
+        return self.act1(self.bn1(self.conv1(frames))).unflatten(0, (B, T))
+
+    def _stage(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        stage = getattr(self, name)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint_seq(stage, x)
+        return stage(x)
+
+    def forward_intermediates(
+            self,
+            x: torch.Tensor,
+            indices: Optional[Union[int, List[int]]] = None,
+            norm: bool = False,
+            stop_early: bool = False,
+            output_fmt: str = "NCTHW",
+            intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """Stem and stage outputs as ``(B, C, T, H, W)`` maps (timm's feature API).
+
+        ``indices``: which of the ``len(feature_info)`` levels (stem, res2..res5) to
+        return; an int n means the last n.
+        """
+        if output_fmt not in ("NCTHW", "NCHW"):  # timm's FeatureGetterNet passes 'NCHW'
+            raise ValueError(f"output_fmt must be 'NCTHW', got {output_fmt!r}")
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        intermediates = []
+        x = self._stem(x)
+        if 0 in take_indices:
+            intermediates.append(x.transpose(1, 2))
+        names = self.stage_names[:max_index] if stop_early else self.stage_names
+        for i, name in enumerate(names, start=1):
+            x = self._stage(name, x)
+            if i in take_indices:
+                intermediates.append(x.transpose(1, 2))
+        if intermediates_only:
+            return intermediates
+        return x.transpose(1, 2), intermediates
+
+    def prune_intermediate_layers(
+            self,
+            indices: Union[int, List[int]] = 1,
+            prune_norm: bool = False,
+            prune_head: bool = True,
+    ) -> List[int]:
+        """Drop the stages (and head) after the last wanted level."""
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        for name in self.stage_names[max_index:]:
+            setattr(self, name, nn.Identity())
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take_indices
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, T, H, W)`` clip -> last stage map ``(B, num_features, T, H/32, W/32)``."""
+        x = self._stem(x)
+        for name in self.stage_names:
+            x = self._stage(name, x)
+        return x.transpose(1, 2)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Average over time and space (TSN's consensus), dropout, classifier."""
+        if self.global_pool == "avg":
+            x = x.mean((2, 3, 4))
+        x = self.head_drop(x)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _create(variant: str, pretrained: bool = False, **kwargs) -> VideoResNet:
+    return build_model_with_cfg(
+        VideoResNet, variant, pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3, 4)),
+        **kwargs,
+    )
+
+
+_ZOO = "https://github.com/alibaba-mmai-research/TAdaConv/blob/main/MODEL_ZOO.md"
+
+
+def _k400(frames: int, interval: int, top1: float, top5: float, file: str, **kwargs):
+    return video_cfg(
+        num_classes=400, dataset="kinetics400", num_frames=frames, sampling="interval",
+        frame_interval=interval, eval_clips=10, eval_crops=3, top1=top1, top5=top5,
+        original_file=file, original_url=_ZOO, init="ImageNet-1k ResNet-50 (torchvision)",
+        init_license="bsd-3-clause", **kwargs)
+
+
+def _ssv2(frames: int, top1: float, top5: float, file: str, **kwargs):
+    return video_cfg(
+        num_classes=174, dataset="ssv2", num_frames=frames, sampling="segment",
+        eval_clips=2, eval_crops=3, top1=top1, top5=top5, original_file=file,
+        original_url=_ZOO, init="ImageNet-1k ResNet-50 (torchvision)", init_license="bsd-3-clause",
+        **kwargs)
+
+
+default_cfgs = generate_default_cfgs({
+    "tada2d_r50_8f.k400": _k400(8, 8, 76.3, 92.4, "tada2d_8x8_k400.pyth"),
+    "tada2d_r50_16f.k400": _k400(16, 5, 76.9, 92.7, "tada2d_16x5_k400.pyth"),
+    "tada2d_r50_8f.ssv2": _ssv2(8, 63.8, 87.7, "tada2d_8f_ssv2.pyth"),
+    "tada2d_r50_16f.ssv2": _ssv2(16, 65.2, 89.1, "tada2d_16f_ssv2.pyth"),
+    # no released TSN weights: the untagged cfgs give preprocessing defaults only
+    "tsn_r50_8f": video_cfg(hf_hub_id=None, num_frames=8),
+    "tsn_r50_16f": video_cfg(hf_hub_id=None, num_frames=16),
+})
+
+
+def _tada2d(variant: str, num_frames: int, pretrained: bool, tada: bool, **kwargs) -> VideoResNet:
+    kwargs.setdefault("num_frames", num_frames)
+    model_args = dict(block=TAdaBottleneck if tada else Bottleneck, layers=(3, 4, 6, 3))
+    return _create(variant, pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def tsn_r50_8f(pretrained: bool = False, **kwargs) -> VideoResNet:
+    """TSN / R2D ResNet-50 baseline, 8 frames (Table A2)."""
+    return _tada2d("tsn_r50_8f", 8, pretrained, tada=False, **kwargs)
+
+
+@register_model
+def tsn_r50_16f(pretrained: bool = False, **kwargs) -> VideoResNet:
+    """TSN / R2D ResNet-50 baseline, 16 frames."""
+    return _tada2d("tsn_r50_16f", 16, pretrained, tada=False, **kwargs)
+
+
+@register_model
+def tada2d_r50_8f(pretrained: bool = False, **kwargs) -> VideoResNet:
+    """TAda2D ResNet-50, 8 frames (K400 8x8, SSV2 8f)."""
+    return _tada2d("tada2d_r50_8f", 8, pretrained, tada=True, **kwargs)
+
+
+@register_model
+def tada2d_r50_16f(pretrained: bool = False, **kwargs) -> VideoResNet:
+    """TAda2D ResNet-50, 16 frames (K400 16x5, SSV2 16f)."""
+    return _tada2d("tada2d_r50_16f", 16, pretrained, tada=True, **kwargs)
+
+
+@register_model
+def tada2d_r50(pretrained: bool = False, **kwargs) -> VideoResNet:
+    """Alias of ``tada2d_r50_8f``."""
+    return _tada2d("tada2d_r50_8f", 8, pretrained, tada=True, **kwargs)
+
+
+@register_model
+def tsn_r50(pretrained: bool = False, **kwargs) -> VideoResNet:
+    """Alias of ``tsn_r50_8f``."""
+    return _tada2d("tsn_r50_8f", 8, pretrained, tada=False, **kwargs)
+
+
+# ---- original checkpoints ------------------------------------------------------------
+
+_ORIGINAL_BLOCK_NAMES = (  # original TAda2DBlock / R2D branch -> ours (first match)
+    ("short_cut_bn.", "downsample.1."),
+    ("short_cut.", "downsample.0."),
+    ("conv_branch.a_bn.", "bn1."),
+    ("conv_branch.a.", "conv1."),
+    ("conv_branch.b_rf.", "conv2_rf."),
+    ("conv_branch.b_avgpool_bn.", "agg2.norm_pool."),
+    ("conv_branch.b.", "conv2."),
+    ("conv_branch.c_bn.", "bn3."),
+    ("conv_branch.c.", "conv3."),
+)
+
+
+def checkpoint_filter_fn(state_dict: dict, model: VideoResNet) -> dict:
+    """Original TAdaConv-repo ResNet keys (``backbone.conv2.res_1...``) -> ours.
+
+    Conv3d weights with a temporal kernel of 1 lose that dim, TAdaConv's
+    ``(1, 1, O, I, kh, kw)`` becomes ``(O, I, kh, kw)``, the route functions' 1x1x1 /
+    kx1x1 Conv3d become Linear / Conv1d. State dicts already in our layout pass through.
+    """
+    if "backbone.conv1.a.weight" not in state_dict:
+        return state_dict
+    tada = isinstance(model.layer1[0], TAdaBottleneck)
+    out = {}
+    for key, value in state_dict.items():
+        k = key.replace("backbone.", "", 1).replace("head.out.", "fc.")
+        k = k.replace("conv1.a_bn.", "bn1.").replace("conv1.a.", "conv1.")
+        m = re.match(r"conv(\d)\.res_(\d+)\.(.*)", k)
+        if m:
+            rest = m[3]
+            for old, new in _ORIGINAL_BLOCK_NAMES:
+                if rest.startswith(old):
+                    rest = new + rest[len(old):]
+                    break
+            if rest.startswith("conv_branch.b_bn."):
+                rest = rest.replace("conv_branch.b_bn.", "agg2.norm." if tada else "bn2.")
+            k = f"layer{int(m[1]) - 1}.{int(m[2]) - 1}.{rest}"
+        if ".conv2_rf." in k and value.dim() == 5:
+            value = value.flatten(1) if k.endswith("g.weight") else value[..., 0, 0]
+        elif value.dim() == 6:  # TAdaConv (1, 1, O, I, kh, kw)
+            value = value[0, 0]
+        elif value.dim() == 5:
+            value = value.squeeze(2)
+        out[k] = value
+    return out
