@@ -75,6 +75,20 @@ class TemporalAggregation(nn.Module):
         return self.act(y).view(x.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, T, H, W)`` -> same shape."""
+        """``(B, C, T, H, W)`` -> same shape, without leaving the layout (3D-conv networks).
+
+        The view ``(B, C, T, H * W)`` gives BatchNorm2d the same per-channel statistics
+        and a ``(k, 1)`` pool the same temporal neighbours, with no copy of ``x``.
+        """
         check_video(x, self.channels, "TemporalAggregation input")
-        return self.forward_frames(x.transpose(1, 2)).transpose(1, 2)
+        flat = x.flatten(3)
+        args = ((self.kernel_size, 1), 1, (self.kernel_size // 2, 0))
+        if self.kernel_size == 1:
+            pooled = flat if self.pool_type != "mix" else 2 * flat
+        elif self.pool_type == "avg":
+            pooled = F.avg_pool2d(flat, *args)
+        elif self.pool_type == "max":
+            pooled = F.max_pool2d(flat, *args)
+        else:
+            pooled = F.avg_pool2d(flat, *args) + F.max_pool2d(flat, *args)
+        return self.act(self.norm(flat) + self.norm_pool(pooled)).view(x.shape)

@@ -1,0 +1,478 @@
+"""R3D and R(2+1)D ResNet-50 video networks (Table A2), with and without TAdaConv.
+
+Paper: "TAda! Temporally-Adaptive Convolutions for Video Understanding" (ICLR 2022),
+Table 3 (plug-in evaluation), Table A2 and Appendix D.
+
+Both share the R2D layout of ``tada2d.py``: a 1x7x7 stem with stride (1, 2, 2), no
+max-pool, spatial stride 2 in the first block of res2 as well, bottlenecks (3, 4, 6, 3),
+time never downsampled. R(2+1)D adds a 3x1x1 temporal conv (+ BN + ReLU) after each
+bottleneck's 1x3x3 conv; R3D makes that conv 3x3x3 (and the stem 3x7x7). The TAda
+versions replace
+
+* ``"2d"``: the 1x3x3 conv by a TAdaConv2d (RouteFuncMLP r=4, k=(3, 3)) followed by the
+  temporal aggregation of Eq. 7 instead of its BN + ReLU (as in TAda2D);
+* ``"1d"``: R(2+1)D's 3x1x1 conv by a TAdaConv3d (same route function, plain BN + ReLU);
+* ``"3d"``: R3D's 3x3x3 conv by a TAdaConv3d (same route function, plain BN + ReLU).
+
+The bottleneck here (``Bottleneck3d``) is also the block of SlowOnly / SlowFast
+(``slowfast.py``: same block, other stem and per-stage temporal kernels).
+
+Unlike TSN/TAda2D these nets are true 3D convolution networks, so activations stay in
+the ``(B, C, T, H, W)`` layout of ``Conv3d``; a TAdaConv2d runs there as one (1, kh, kw)
+Conv3d on the calibrated input (``(alpha_t W) * X_t == W * (alpha_t X_t)``), with no
+layout change.
+"""
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import DropPath
+from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
+
+from ..layers import RouteFuncMLP, TAdaConv2d, TemporalAggregation, check_video
+from ._cfg import video_cfg
+
+__all__ = ["ResNet3d", "Bottleneck3d", "tada_from_baseline", "inflate_2d_state_dict"]
+
+MIDS = ("2d", "2+1d", "3d")
+TADA_PARTS = {"2d": ("2d",), "2+1d": ("2d", "1d"), "3d": ("3d",)}
+
+
+def _tada_conv3d_cls():
+    try:
+        from ..layers import TAdaConv3d
+    except ImportError as e:  # pragma: no cover - until TAdaConv3d lands in tada_zoo.layers
+        raise ImportError("TAda '1d' / '3d' convolutions need tada_zoo.layers.TAdaConv3d") from e
+    return TAdaConv3d
+
+
+def tada_conv2d_ncthw(conv: TAdaConv2d, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """An input-calibrated TAdaConv2d on ``(B, C, T, H, W)`` as a (1, kh, kw) Conv3d."""
+    return F.conv3d(
+        x * alpha, conv.weight.unsqueeze(2), conv.bias, (1, *conv.stride), (0, *conv.padding),
+        (1, *conv.dilation), conv.groups)
+
+
+class Bottleneck3d(nn.Module):
+    """ResNet bottleneck on ``(B, C, T, H, W)`` (timm names, Conv3d everywhere).
+
+    Args:
+        temporal_kernel: temporal size of ``conv1`` (1, or 3 in SlowFast's later stages).
+        mid: the middle conv: ``"2d"`` 1x3x3, ``"2+1d"`` 1x3x3 then 3x1x1 (``conv2t``),
+            ``"3d"`` 3x3x3.
+        tada: which middle convs are TAdaConvs: subset of ``"2d"`` (the 1x3x3, with the
+            Eq. 7 aggregation), ``"1d"`` (the 3x1x1), ``"3d"`` (the 3x3x3).
+    """
+    expansion = 4
+
+    def __init__(
+            self,
+            in_chs: int,
+            chs: int,
+            stride: int = 1,
+            downsample: Optional[nn.Module] = None,
+            drop_path: float = 0.,
+            bn_eps: float = 1e-5,
+            temporal_kernel: int = 1,
+            mid: str = "2d",
+            tada: Sequence[str] = (),
+            rf_ratio: int = 4,
+            rf_kernels: Sequence[int] = (3, 3),
+            agg_kernel: int = 3,
+            agg_pool: str = "avg",
+    ):
+        super().__init__()
+        if mid not in MIDS:
+            raise ValueError(f"mid must be one of {MIDS}, got {mid!r}")
+        tada = tuple(tada)
+        bad = [t for t in tada if t not in TADA_PARTS[mid]]
+        if bad:
+            raise ValueError(f"tada parts {bad} do not exist in a {mid!r} bottleneck (choose from {TADA_PARTS[mid]})")
+        out_chs = chs * self.expansion
+        norm = lambda c: nn.BatchNorm3d(c, eps=bn_eps)
+        rf = lambda c: RouteFuncMLP(c, rf_ratio, rf_kernels)
+        self.mid = mid
+        self.tada = tada
+
+        self.conv1 = nn.Conv3d(in_chs, chs, (temporal_kernel, 1, 1), padding=(temporal_kernel // 2, 0, 0), bias=False)
+        self.bn1 = norm(chs)
+        self.act1 = nn.ReLU(inplace=True)
+
+        if mid == "3d":
+            if "3d" in tada:
+                self.conv2 = _tada_conv3d_cls()(chs, chs, 3, (1, stride, stride), 1, cal_dim="cin")
+                self.conv2_rf = rf(chs)
+            else:
+                self.conv2 = nn.Conv3d(chs, chs, 3, (1, stride, stride), 1, bias=False)
+        elif "2d" in tada:
+            self.conv2 = TAdaConv2d(chs, chs, 3, stride, 1, cal_dim="cin")
+            self.conv2_rf = rf(chs)
+            self.agg2 = TemporalAggregation(chs, agg_kernel, agg_pool, eps=bn_eps)
+        else:
+            self.conv2 = nn.Conv3d(chs, chs, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False)
+        if not hasattr(self, "agg2"):
+            self.bn2 = norm(chs)
+            self.act2 = nn.ReLU(inplace=True)
+
+        if mid == "2+1d":
+            if "1d" in tada:
+                self.conv2t = _tada_conv3d_cls()(chs, chs, (3, 1, 1), 1, (1, 0, 0), cal_dim="cin")
+                self.conv2t_rf = rf(chs)
+            else:
+                self.conv2t = nn.Conv3d(chs, chs, (3, 1, 1), 1, (1, 0, 0), bias=False)
+            self.bn2t = norm(chs)
+            self.act2t = nn.ReLU(inplace=True)
+
+        self.conv3 = nn.Conv3d(chs, out_chs, 1, bias=False)
+        self.bn3 = norm(out_chs)
+        self.downsample = downsample
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.act3 = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act1(self.bn1(self.conv1(x)))
+        if hasattr(self, "agg2"):
+            y = self.agg2(tada_conv2d_ncthw(self.conv2, y, self.conv2_rf(y)))
+        else:
+            y = self.conv2(y, self.conv2_rf(y)) if hasattr(self, "conv2_rf") else self.conv2(y)
+            y = self.act2(self.bn2(y))
+        if self.mid == "2+1d":
+            y = self.conv2t(y, self.conv2t_rf(y)) if hasattr(self, "conv2t_rf") else self.conv2t(y)
+            y = self.act2t(self.bn2t(y))
+        y = self.bn3(self.conv3(y))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.act3(self.drop_path(y) + shortcut)
+
+
+def make_stage(
+        in_chs: int,
+        chs: int,
+        depth: int,
+        stride: int,
+        drop_path_rates: Sequence[float],
+        bn_eps: float = 1e-5,
+        **block_args,
+) -> nn.Sequential:
+    """``depth`` bottlenecks; the first one strides (spatially) and projects the shortcut."""
+    out_chs = chs * Bottleneck3d.expansion
+    downsample = None
+    if stride != 1 or in_chs != out_chs:
+        downsample = nn.Sequential(
+            nn.Conv3d(in_chs, out_chs, 1, (1, stride, stride), bias=False), nn.BatchNorm3d(out_chs, eps=bn_eps))
+    return nn.Sequential(*[
+        Bottleneck3d(
+            in_chs if j == 0 else out_chs, chs, stride if j == 0 else 1, downsample if j == 0 else None,
+            drop_path=drop_path_rates[j], bn_eps=bn_eps, **block_args)
+        for j in range(depth)])
+
+
+class ResNet3d(nn.Module):
+    """3D-conv video ResNet: ``(B, 3, T, H, W)`` clips -> ``(B, num_classes)``.
+
+    R3D, R(2+1)D and SlowOnly, and each pathway of SlowFast.
+
+    Args:
+        layers: blocks per stage (ResNet-50: ``(3, 4, 6, 3)``).
+        widths: bottleneck widths per stage (outputs are 4x these).
+        stem_width: stem channels.
+        stem_kernel_t: temporal size of the 7x7 stem conv (padded to keep T).
+        stem_pool: 1x3x3 max-pool after the stem (SlowFast/SlowOnly) instead of a
+            stride-2 first stage (R2D layout of Appendix D).
+        temporal_kernels: temporal size of each stage's ``conv1`` (SlowOnly: (1, 1, 3, 3)).
+        mid, tada: the middle conv of every block and which of its parts are TAdaConvs
+            (see ``Bottleneck3d``).
+        lateral_chs: extra input channels of each stage (SlowFast's fused fast features).
+        num_frames: clip length the model is meant for (profiling, pretrained cfg).
+        drop_rate: dropout before the classifier; drop_path_rate: stochastic depth.
+        block_args: more ``Bottleneck3d`` args (``rf_ratio``, ``rf_kernels``, ``agg_kernel``, ``agg_pool``).
+    """
+
+    def __init__(
+            self,
+            layers: Sequence[int] = (3, 4, 6, 3),
+            widths: Sequence[int] = (64, 128, 256, 512),
+            stem_width: int = 64,
+            stem_kernel_t: int = 1,
+            stem_pool: bool = False,
+            temporal_kernels: Sequence[int] = (1, 1, 1, 1),
+            mid: str = "2d",
+            tada: Sequence[str] = (),
+            lateral_chs: Sequence[int] = (0, 0, 0, 0),
+            num_classes: int = 400,
+            in_chans: int = 3,
+            num_frames: int = 8,
+            global_pool: str = "avg",
+            drop_rate: float = 0.5,
+            drop_path_rate: float = 0.,
+            bn_eps: float = 1e-5,
+            block_args: Optional[dict] = None,
+    ):
+        super().__init__()
+        if not (len(layers) == len(widths) == len(temporal_kernels) == len(lateral_chs)):
+            raise ValueError(
+                f"layers {tuple(layers)}, widths {tuple(widths)}, temporal_kernels {tuple(temporal_kernels)} "
+                f"and lateral_chs {tuple(lateral_chs)} must have the same length")
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.num_frames = num_frames
+        self.drop_rate = drop_rate
+        self.grad_checkpointing = False
+        self.tada = tuple(tada)
+
+        self.conv1 = nn.Conv3d(
+            in_chans, stem_width, (stem_kernel_t, 7, 7), (1, 2, 2), (stem_kernel_t // 2, 3, 3), bias=False)
+        self.bn1 = nn.BatchNorm3d(stem_width, eps=bn_eps)
+        self.act1 = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)) if stem_pool else nn.Identity()
+        reduction = 4 if stem_pool else 2
+        self.feature_info = [dict(num_chs=stem_width, reduction=reduction, module="maxpool" if stem_pool else "act1")]
+
+        dpr = torch.linspace(0, drop_path_rate, sum(layers)).split(list(layers))
+        in_chs = stem_width
+        self.stage_names = []
+        for i, (depth, chs) in enumerate(zip(layers, widths)):
+            stride = 1 if (i == 0 and stem_pool) else 2
+            name = f"layer{i + 1}"
+            self.add_module(name, make_stage(
+                in_chs + lateral_chs[i], chs, depth, stride, dpr[i].tolist(), bn_eps,
+                temporal_kernel=temporal_kernels[i], mid=mid, tada=tada, **(block_args or {})))
+            self.stage_names.append(name)
+            in_chs, reduction = chs * Bottleneck3d.expansion, reduction * stride
+            self.feature_info.append(dict(num_chs=in_chs, reduction=reduction, module=name))
+
+        self.num_features = self.head_hidden_size = in_chs
+        self.global_pool = global_pool
+        self.head_drop = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        init_weights(self)
+
+    # ---- timm model API -------------------------------------------------------------
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return dict(stem=r"^conv1|bn1", blocks=r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)")
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set:
+        return set()
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        self.num_classes = num_classes
+        if global_pool is not None:
+            if global_pool not in ("avg", ""):
+                raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
+            self.global_pool = global_pool
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        check_video(x, self.in_chans, f"{type(self).__name__} input")
+        return self.maxpool(self.act1(self.bn1(self.conv1(x))))
+
+    def stage(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        stage = getattr(self, name)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint_seq(stage, x)
+        return stage(x)
+
+    def forward_intermediates(
+            self,
+            x: torch.Tensor,
+            indices: Optional[Union[int, List[int]]] = None,
+            norm: bool = False,
+            stop_early: bool = False,
+            output_fmt: str = "NCTHW",
+            intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """Stem and stage outputs as ``(B, C, T, H, W)`` maps (timm's feature API).
+
+        ``indices``: which of the ``len(feature_info)`` levels (stem, res2..res5) to
+        return; an int n means the last n.
+        """
+        if output_fmt not in ("NCTHW", "NCHW"):  # timm's FeatureGetterNet passes 'NCHW'
+            raise ValueError(f"output_fmt must be 'NCTHW', got {output_fmt!r}")
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        intermediates = []
+        x = self.stem(x)
+        if 0 in take_indices:
+            intermediates.append(x)
+        names = self.stage_names[:max_index] if stop_early else self.stage_names
+        for i, name in enumerate(names, start=1):
+            x = self.stage(name, x)
+            if i in take_indices:
+                intermediates.append(x)
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    def prune_intermediate_layers(
+            self,
+            indices: Union[int, List[int]] = 1,
+            prune_norm: bool = False,
+            prune_head: bool = True,
+    ) -> List[int]:
+        """Drop the stages (and head) after the last wanted level."""
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        for name in self.stage_names[max_index:]:
+            setattr(self, name, nn.Identity())
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take_indices
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, T, H, W)`` clip -> last stage map ``(B, num_features, T, H/32, W/32)``."""
+        x = self.stem(x)
+        for name in self.stage_names:
+            x = self.stage(name, x)
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self.global_pool == "avg":
+            x = x.mean((2, 3, 4))
+        x = self.head_drop(x)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def init_weights(model: nn.Module) -> None:
+    """Kaiming (fan-out) convs as timm's ResNet; calibration/aggregation keep their identity init."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv3d, TAdaConv2d)) or type(m).__name__ == "TAdaConv3d":
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
+# ---- weights from other models -------------------------------------------------------
+
+def tada_from_baseline(state_dict: dict, model: nn.Module) -> dict:
+    """A baseline's state dict (``r3d_r50_8f``, ``slowfast_r50_8x8``...) for its TAda version.
+
+    Shared weights are copied (reshaped where TAdaConv2d drops the unit temporal dim),
+    ``bn2`` of a block that aggregates becomes ``agg2.norm``; the route functions and the
+    aggregation's second BN keep ``model``'s init (alpha = 1, zero), so at init the TAda
+    model computes exactly what the baseline does.
+    """
+    out = {}
+    for key, target in model.state_dict().items():
+        src = key
+        if ".agg2.norm." in key:
+            src = key.replace(".agg2.norm.", ".bn2.")
+        if src in state_dict and state_dict[src].numel() == target.numel():
+            out[key] = state_dict[src].reshape(target.shape)
+        else:
+            out[key] = target
+    return out
+
+
+def inflate_2d_state_dict(state_dict: dict, model: nn.Module, prefix: str = "") -> Tuple[dict, List[str]]:
+    """ImageNet 2D ResNet weights (timm ``resnet50`` names) -> ``model`` (Appendix D).
+
+    Every key of ``model`` (after removing ``prefix``, e.g. ``"slow."``) that a 2D key
+    matches is copied: a ``(O, I, kh, kw)`` weight goes to every temporal tap of a
+    ``(O, I, kt, kh, kw)`` one divided by ``kt`` (R3D: "weights reduced by 3 times, evenly
+    distributed in adjacent time steps"), so a clip of identical frames gives the 2D
+    output; ``bn2`` feeds a TAda block's ``agg2.norm``. R(2+1)D's temporal convs, route
+    functions, the aggregation's second BN, keys whose shapes do not fit (SlowFast's
+    fused inputs, the fast pathway) and the classifier keep ``model``'s init.
+    Returns ``(state_dict, keys_kept_from_init)``.
+    """
+    out, kept = {}, []
+    for key, target in model.state_dict().items():
+        if not key.startswith(prefix) or key.startswith(prefix + "fc."):
+            out[key] = target
+            kept.append(key)
+            continue
+        src = key[len(prefix):].replace(".agg2.norm.", ".bn2.")
+        value = state_dict.get(src)
+        if value is not None and value.dim() == 4 and target.dim() == 5 and value.shape == target.shape[:2] + target.shape[3:]:
+            kt = target.shape[2]
+            value = value.unsqueeze(2).repeat(1, 1, kt, 1, 1) / kt
+        if value is not None and value.shape == target.shape:
+            out[key] = value.to(target.dtype)
+        else:
+            out[key] = target
+            kept.append(key)
+    return out, kept
+
+
+def checkpoint_filter_fn(state_dict: dict, model: ResNet3d) -> dict:
+    """Our own (or a baseline's, for a TAda model) state dict; no original checkpoints exist."""
+    if "model_state" in state_dict:
+        raise ValueError(
+            "original TAdaConv-repo checkpoints exist for R(2+1)D-10 / R2D3D-18 only, which are "
+            "different networks from these ResNet-50s (see docs/models.md)")
+    if model.tada and not any(".conv2_rf." in k or ".conv2t_rf." in k for k in state_dict):
+        return tada_from_baseline(state_dict, model)
+    return state_dict
+
+
+# ---- registry ------------------------------------------------------------------------
+
+def _create(variant: str, pretrained: bool = False, **kwargs) -> ResNet3d:
+    return build_model_with_cfg(
+        ResNet3d, variant, pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3, 4)),
+        **kwargs,
+    )
+
+
+def _cfg(**kwargs):
+    # no released weights: the cfgs give preprocessing defaults (K400 8x8 as in Table 3)
+    return video_cfg(hf_hub_id=None, num_frames=8, sampling="interval", frame_interval=8, **kwargs)
+
+
+default_cfgs = generate_default_cfgs({
+    "r2plus1d_r50_8f": _cfg(),
+    "r2plus1d_r50_8f_tada2d": _cfg(),
+    "r2plus1d_r50_8f_tada2d1d": _cfg(),
+    "r3d_r50_8f": _cfg(),
+    "r3d_r50_8f_tada3d": _cfg(),
+})
+
+
+def _resnet3d(variant: str, pretrained: bool, **kwargs) -> ResNet3d:
+    kwargs.setdefault("num_frames", 8)
+    return _create(variant, pretrained, **kwargs)
+
+
+@register_model
+def r2plus1d_r50_8f(pretrained: bool = False, **kwargs) -> ResNet3d:
+    """R(2+1)D ResNet-50 (Table A2), 8 frames."""
+    return _resnet3d("r2plus1d_r50_8f", pretrained, **dict(dict(mid="2+1d"), **kwargs))
+
+
+@register_model
+def r2plus1d_r50_8f_tada2d(pretrained: bool = False, **kwargs) -> ResNet3d:
+    """R(2+1)D ResNet-50 with TAdaConv2d spatial convs (Table 3, "2d")."""
+    return _resnet3d("r2plus1d_r50_8f_tada2d", pretrained, **dict(dict(mid="2+1d", tada=("2d",)), **kwargs))
+
+
+@register_model
+def r2plus1d_r50_8f_tada2d1d(pretrained: bool = False, **kwargs) -> ResNet3d:
+    """R(2+1)D ResNet-50 with TAdaConv2d spatial and TAdaConv3d temporal convs (Table 3, "2d+1d")."""
+    return _resnet3d(
+        "r2plus1d_r50_8f_tada2d1d", pretrained, **dict(dict(mid="2+1d", tada=("2d", "1d")), **kwargs))
+
+
+@register_model
+def r3d_r50_8f(pretrained: bool = False, **kwargs) -> ResNet3d:
+    """R3D ResNet-50 (Table A2): 3x7x7 stem, 3x3x3 middle convs, 8 frames."""
+    return _resnet3d("r3d_r50_8f", pretrained, **dict(dict(mid="3d", stem_kernel_t=3), **kwargs))
+
+
+@register_model
+def r3d_r50_8f_tada3d(pretrained: bool = False, **kwargs) -> ResNet3d:
+    """R3D ResNet-50 with TAdaConv3d middle convs (Table 3, "3d")."""
+    return _resnet3d(
+        "r3d_r50_8f_tada3d", pretrained, **dict(dict(mid="3d", stem_kernel_t=3, tada=("3d",)), **kwargs))
