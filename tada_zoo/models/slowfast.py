@@ -1,0 +1,366 @@
+"""SlowOnly and SlowFast ResNet-50, with and without TAdaConv (paper Table 3).
+
+SlowFast (Feichtenhofer et al., ICCV 2019) exactly as the original TAdaConv code base
+builds it (``tadaconv/models/base/slowfast.py``, ``configs/pool/backbone/slowfast_*.yaml``):
+
+* slow pathway: ResNet-50 with a 1x7x7 stem + 1x3x3 max-pool, 3x1x1 ``conv1`` in res4/res5;
+* fast pathway: 1/8 of the widths (beta = 8), 5x7x7 stem, 3x1x1 ``conv1`` in every stage;
+* before each slow stage (res2..res5) the fast features are fused into it: a
+  time-strided ``(k, 1, 1)`` conv (stride alpha, 2x the fast channels) + BN + ReLU,
+  concatenated after the slow channels;
+* head: the pathways' globally pooled features concatenated (2048 + 256 = 2304) -> fc.
+
+4x16: alpha 8, fusion kernel 5; 8x8: alpha 4, fusion kernel 7; both take 32 frames.
+The model takes the fast clip ``(B, 3, T, H, W)`` and picks the slow frames itself like
+the original data pipeline (``base_dataset.py``): ``idx = linspace(0, T, T // alpha + 1)[:-1]``.
+
+SlowOnly 8x8 is the slow pathway alone on 8 frames (no fusion). The TAda versions
+replace every 1x3x3 conv (both pathways) by a TAdaConv2d with RouteFuncMLP (r=4,
+k=(3, 3)) and the aggregation of Eq. 7, as in TAda2D; the original repo has no TAda
+SlowFast config, so this follows the paper's "plug-in substitution for the spatial
+convolutions" (Sec. 5.1).
+"""
+import re
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
+
+from ..layers import check_video
+from ._cfg import video_cfg
+from .resnet3d import Bottleneck3d, ResNet3d, init_weights, tada_from_baseline
+
+__all__ = ["SlowFast", "FuseFastToSlow"]
+
+
+class FuseFastToSlow(nn.Module):
+    """Lateral connection: fast features -> slow frame rate, ``ratio`` x the channels."""
+
+    def __init__(self, chs: int, ratio: int = 2, kernel_size: int = 5, alpha: int = 8, bn_eps: float = 1e-5):
+        super().__init__()
+        self.conv = nn.Conv3d(chs, chs * ratio, (kernel_size, 1, 1), (alpha, 1, 1), (kernel_size // 2, 0, 0),
+                              bias=False)
+        self.bn = nn.BatchNorm3d(chs * ratio, eps=bn_eps)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class SlowFast(nn.Module):
+    """SlowFast: fast-rate clips ``(B, 3, T, H, W)`` -> ``(B, num_classes)``.
+
+    Args:
+        alpha: frame-rate ratio fast / slow (T must be a multiple of it).
+        beta: channel ratio slow / fast.
+        fusion_kernel, fusion_ratio: temporal kernel and channel multiplier of the lateral convs.
+        layers, widths, stem_width: the slow pathway (ResNet-50); the fast one has widths / beta.
+        slow_temporal, fast_temporal: temporal size of each stage's ``conv1`` per pathway.
+        fast_stem_kernel_t: temporal size of the fast stem conv.
+        tada: ``("2d",)`` for the TAda version (every 1x3x3 conv becomes a TAdaConv2d).
+        num_frames: fast clip length the model is meant for.
+    """
+
+    def __init__(
+            self,
+            alpha: int = 8,
+            beta: int = 8,
+            fusion_kernel: int = 5,
+            fusion_ratio: int = 2,
+            layers: Sequence[int] = (3, 4, 6, 3),
+            widths: Sequence[int] = (64, 128, 256, 512),
+            stem_width: int = 64,
+            slow_temporal: Sequence[int] = (1, 1, 3, 3),
+            fast_temporal: Sequence[int] = (3, 3, 3, 3),
+            fast_stem_kernel_t: int = 5,
+            tada: Sequence[str] = (),
+            num_classes: int = 400,
+            in_chans: int = 3,
+            num_frames: int = 32,
+            global_pool: str = "avg",
+            drop_rate: float = 0.5,
+            drop_path_rate: float = 0.,
+            bn_eps: float = 1e-5,
+            block_args: Optional[dict] = None,
+    ):
+        super().__init__()
+        if alpha < 1 or any(w % beta for w in (stem_width, *widths)):
+            raise ValueError(f"alpha must be >= 1 and beta ({beta}) must divide the widths {(stem_width, *widths)}")
+        self.alpha = alpha
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.num_frames = num_frames
+        self.drop_rate = drop_rate
+        self.grad_checkpointing = False
+        self.tada = tuple(tada)
+        common = dict(layers=layers, stem_pool=True, mid="2d", tada=tada, num_classes=0, in_chans=in_chans,
+                      drop_path_rate=drop_path_rate, bn_eps=bn_eps, block_args=block_args)
+        fast_stem, fast_widths = stem_width // beta, [w // beta for w in widths]
+        fast_outs = [fast_stem] + [w * Bottleneck3d.expansion for w in fast_widths[:-1]]
+        self.slow = ResNet3d(
+            widths=widths, stem_width=stem_width, temporal_kernels=slow_temporal,
+            lateral_chs=[c * fusion_ratio for c in fast_outs], num_frames=num_frames // alpha, **common)
+        self.fast = ResNet3d(
+            widths=fast_widths, stem_width=fast_stem, stem_kernel_t=fast_stem_kernel_t,
+            temporal_kernels=fast_temporal, num_frames=num_frames, **common)
+        self.stage_names = self.slow.stage_names
+        for i, chs in enumerate(fast_outs):
+            self.add_module(f"fuse{i + 1}", FuseFastToSlow(chs, fusion_ratio, fusion_kernel, alpha, bn_eps))
+        # feature levels interleaved: slow stem, fast stem, slow res2, fast res2, ...
+        self.feature_info = []
+        for s, f in zip(self.slow.feature_info, self.fast.feature_info):
+            self.feature_info += [dict(s, module="slow." + s["module"]), dict(f, module="fast." + f["module"])]
+
+        self.num_features = self.head_hidden_size = self.slow.num_features + self.fast.num_features
+        self.global_pool = global_pool
+        self.head_drop = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        init_weights(self)
+
+    # ---- timm model API -------------------------------------------------------------
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        # fuse{i} feeds layer{i} of the slow pathway: same group
+        return dict(
+            stem=r"^(slow|fast)\.(conv1|bn1)",
+            blocks=r"^(?:(?:slow|fast)\.layer|fuse)(\d+)" if coarse else [
+                (r"^(?:slow|fast)\.layer(\d+)\.(\d+)", None), (r"^fuse(\d+)", (0,))])
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+        self.slow.set_grad_checkpointing(enable)
+        self.fast.set_grad_checkpointing(enable)
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set:
+        return set()
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        self.num_classes = num_classes
+        if global_pool is not None:
+            if global_pool not in ("avg", ""):
+                raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
+            self.global_pool = global_pool
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def slow_indices(self, num_frames: int) -> torch.Tensor:
+        """Frames of a fast clip that the slow pathway sees (the original data pipeline's choice)."""
+        return torch.linspace(0, num_frames, num_frames // self.alpha + 1).long()[:-1]
+
+    def _stems(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        check_video(x, self.in_chans, "SlowFast input (the fast-rate clip)")
+        T = x.shape[2]
+        if T < self.alpha or T % self.alpha:
+            raise ValueError(
+                f"SlowFast input: the fast clip's T={T} must be a positive multiple of alpha={self.alpha} "
+                f"(the slow pathway takes every {self.alpha}th frame); e.g. T={self.num_frames}")
+        slow = x.index_select(2, self.slow_indices(T).to(x.device))
+        return self.slow.stem(slow), self.fast.stem(x)
+
+    def _stage(self, i: int, slow: torch.Tensor, fast: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        name = self.stage_names[i]
+        slow = torch.cat((slow, getattr(self, f"fuse{i + 1}")(fast)), 1)
+        return self.slow.stage(name, slow), self.fast.stage(name, fast)
+
+    def forward_intermediates(
+            self,
+            x: torch.Tensor,
+            indices: Optional[Union[int, List[int]]] = None,
+            norm: bool = False,
+            stop_early: bool = False,
+            output_fmt: str = "NCTHW",
+            intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[List[torch.Tensor], List[torch.Tensor]]]:
+        """Both pathways' stem and stage maps ``(B, C, T, H, W)``, interleaved as in ``feature_info``.
+
+        Levels ``2 i`` are slow, ``2 i + 1`` fast (i = 0 stem, 1..4 res2..res5); the slow
+        maps are taken before the fast features are fused into them.
+        """
+        if output_fmt not in ("NCTHW", "NCHW"):  # timm's FeatureGetterNet passes 'NCHW'
+            raise ValueError(f"output_fmt must be 'NCTHW', got {output_fmt!r}")
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        x = self._stems(x)
+        intermediates = [x[j] for j in (0, 1) if j in take_indices]
+        last_stage = max_index // 2 if stop_early else len(self.stage_names)
+        for i in range(last_stage):
+            if isinstance(getattr(self.slow, self.stage_names[i]), nn.Identity):
+                break  # pruned
+            x = self._stage(i, *x)
+            intermediates += [x[j] for j in (0, 1) if 2 * (i + 1) + j in take_indices]
+        if intermediates_only:
+            return intermediates
+        return list(x), intermediates
+
+    def prune_intermediate_layers(
+            self,
+            indices: Union[int, List[int]] = 1,
+            prune_norm: bool = False,
+            prune_head: bool = True,
+    ) -> List[int]:
+        """Drop the stages (both pathways, and their fusions) after the last wanted level."""
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        for i, name in enumerate(self.stage_names):
+            if i + 1 > max_index // 2:
+                setattr(self.slow, name, nn.Identity())
+                setattr(self.fast, name, nn.Identity())
+                setattr(self, f"fuse{i + 1}", nn.Identity())
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take_indices
+
+    def forward_features(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """Fast clip -> ``[slow map (B, 2048, T/alpha, H/32, W/32), fast map (B, 256, T, H/32, W/32)]``."""
+        x = self._stems(x)
+        for i in range(len(self.stage_names)):
+            x = self._stage(i, *x)
+        return list(x)
+
+    def forward_head(self, x: Sequence[torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+        """Pool each pathway over time and space, concatenate (slow first), dropout, classifier."""
+        if self.global_pool == "avg":
+            x = torch.cat([t.mean((2, 3, 4)) for t in x], 1)
+        else:
+            x = list(x)
+        x = self.head_drop(x) if torch.is_tensor(x) else x
+        return x if pre_logits or not torch.is_tensor(x) else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+# ---- original checkpoints ------------------------------------------------------------
+
+_ORIGINAL_BLOCK_NAMES = (  # original SlowfastBranch block -> ours
+    ("short_cut_bn.", "downsample.1."),
+    ("short_cut.", "downsample.0."),
+    ("conv_branch.a_bn.", "bn1."),
+    ("conv_branch.a.", "conv1."),
+    ("conv_branch.b_bn.", "bn2."),
+    ("conv_branch.b.", "conv2."),
+    ("conv_branch.c_bn.", "bn3."),
+    ("conv_branch.c.", "conv3."),
+)
+
+
+def _original_key(key: str) -> str:
+    k = key.replace("backbone.", "", 1).replace("head.out.", "fc.")
+    m = re.match(r"(slow|fast)_conv1\.a(_bn)?\.(.*)", k)
+    if m:
+        return f"{m[1]}.{'bn1' if m[2] else 'conv1'}.{m[3]}"
+    m = re.match(r"slowfast_fusion(\d)\.(conv_fast_to_slow|bn)\.(.*)", k)
+    if m:
+        return f"fuse{m[1]}.{'conv' if m[2] == 'conv_fast_to_slow' else 'bn'}.{m[3]}"
+    m = re.match(r"(slow|fast)_conv(\d)\.res_(\d+)\.(.*)", k)
+    if m:
+        rest = m[4]
+        for old, new in _ORIGINAL_BLOCK_NAMES:
+            if rest.startswith(old):
+                rest = new + rest[len(old):]
+                break
+        return f"{m[1]}.layer{int(m[2]) - 1}.{int(m[3]) - 1}.{rest}"
+    return k
+
+
+def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict:
+    """Original TAdaConv-repo SlowFast / SlowOnly keys (``backbone.slow_conv2.res_1...``) -> ours.
+
+    Shapes are unchanged (both are Conv3d networks). SlowOnly (``ResNet3d``) takes the slow
+    pathway's keys without the ``slow.`` prefix. A baseline state dict given to a TAda
+    model is mapped by ``tada_from_baseline``.
+    """
+    state_dict = state_dict.get("model_state", state_dict)
+    if any(k.startswith("backbone.") for k in state_dict):
+        out = {}
+        for key, value in state_dict.items():
+            k = _original_key(key)
+            if isinstance(model, ResNet3d):
+                if k.startswith("fast.") or k.startswith("fuse"):
+                    continue
+                k = k[len("slow."):] if k.startswith("slow.") else k
+            out[k] = value
+        state_dict = out
+    if model.tada and not any("_rf." in k for k in state_dict):
+        state_dict = tada_from_baseline(state_dict, model)
+    return state_dict
+
+
+# ---- registry ------------------------------------------------------------------------
+
+def _cfg(frames: int, interval: int, **kwargs):
+    # no released weights: the cfgs give preprocessing defaults (K400, Table 3)
+    kwargs.setdefault("first_conv", "slow.conv1")
+    return video_cfg(hf_hub_id=None, num_frames=frames, sampling="interval", frame_interval=interval, **kwargs)
+
+
+default_cfgs = generate_default_cfgs({
+    "slowonly_r50_8x8": _cfg(8, 8, first_conv="conv1"),
+    "slowonly_r50_8x8_tada": _cfg(8, 8, first_conv="conv1"),
+    "slowfast_r50_4x16": _cfg(32, 2),
+    "slowfast_r50_4x16_tada": _cfg(32, 2),
+    "slowfast_r50_8x8": _cfg(32, 2),
+    "slowfast_r50_8x8_tada": _cfg(32, 2),
+})
+
+
+def _slowonly(variant: str, pretrained: bool, tada: bool, **kwargs) -> ResNet3d:
+    model_args = dict(stem_pool=True, temporal_kernels=(1, 1, 3, 3), num_frames=8, tada=("2d",) if tada else ())
+    return build_model_with_cfg(
+        ResNet3d, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3, 4)), **dict(model_args, **kwargs))
+
+
+def _slowfast(variant: str, pretrained: bool, tada: bool, alpha: int, fusion_kernel: int, **kwargs) -> SlowFast:
+    model_args = dict(alpha=alpha, fusion_kernel=fusion_kernel, tada=("2d",) if tada else ())
+    return build_model_with_cfg(
+        SlowFast, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(feature_cls="getter", out_indices=tuple(range(10))), **dict(model_args, **kwargs))
+
+
+@register_model
+def slowonly_r50_8x8(pretrained: bool = False, **kwargs) -> ResNet3d:
+    """SlowOnly ResNet-50 8x8 (Table 3): the slow pathway of SlowFast on 8 frames."""
+    return _slowonly("slowonly_r50_8x8", pretrained, False, **kwargs)
+
+
+@register_model
+def slowonly_r50_8x8_tada(pretrained: bool = False, **kwargs) -> ResNet3d:
+    """SlowOnly ResNet-50 8x8 with TAdaConv2d spatial convs (Table 3)."""
+    return _slowonly("slowonly_r50_8x8_tada", pretrained, True, **kwargs)
+
+
+@register_model
+def slowfast_r50_4x16(pretrained: bool = False, **kwargs) -> SlowFast:
+    """SlowFast ResNet-50 4x16: 32-frame input, slow pathway every 8th frame."""
+    return _slowfast("slowfast_r50_4x16", pretrained, False, 8, 5, **kwargs)
+
+
+@register_model
+def slowfast_r50_4x16_tada(pretrained: bool = False, **kwargs) -> SlowFast:
+    """SlowFast ResNet-50 4x16 with TAdaConv2d spatial convs in both pathways (Table 3)."""
+    return _slowfast("slowfast_r50_4x16_tada", pretrained, True, 8, 5, **kwargs)
+
+
+@register_model
+def slowfast_r50_8x8(pretrained: bool = False, **kwargs) -> SlowFast:
+    """SlowFast ResNet-50 8x8: 32-frame input, slow pathway every 4th frame."""
+    return _slowfast("slowfast_r50_8x8", pretrained, False, 4, 7, **kwargs)
+
+
+@register_model
+def slowfast_r50_8x8_tada(pretrained: bool = False, **kwargs) -> SlowFast:
+    """SlowFast ResNet-50 8x8 with TAdaConv2d spatial convs in both pathways (Table 3)."""
+    return _slowfast("slowfast_r50_8x8_tada", pretrained, True, 4, 7, **kwargs)
+
+
+@register_model
+def slowfast_tada(pretrained: bool = False, **kwargs) -> SlowFast:
+    """Alias of ``slowfast_r50_8x8_tada``."""
+    return _slowfast("slowfast_r50_8x8_tada", pretrained, True, 4, 7, **kwargs)
