@@ -5,5 +5,6 @@ works like any timm model.
 """
 from .layers import LearnableCalibration, RouteFuncMLP, TAdaConv2d, TAdaConv3d, TemporalAggregation
 from . import models
+from .tadafy import tadafy
 
 __version__ = "0.1.0"
