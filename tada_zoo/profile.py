@@ -22,10 +22,15 @@ def default_input_shape(model: torch.nn.Module, frames: Optional[int] = None, si
 
 @torch.no_grad()
 def count_gmacs(model: torch.nn.Module, input_shape: Tuple[int, ...]) -> float:
-    """GMACs of one forward pass (torch counts 2 FLOPs per multiply-accumulate)."""
+    """GMACs of one forward pass (torch counts 2 FLOPs per multiply-accumulate).
+
+    The input lives on the model's device: a model on ``"meta"`` is counted from shapes
+    alone, without computing anything.
+    """
     model.eval()
+    device = next(model.parameters()).device
     with FlopCounterMode(display=False) as counter:
-        model(torch.zeros(input_shape))
+        model(torch.zeros(input_shape, device=device))
     return counter.get_total_flops() / 2e9
 
 

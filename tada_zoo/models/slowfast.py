@@ -125,7 +125,7 @@ class SlowFast(nn.Module):
     def group_matcher(self, coarse: bool = False) -> dict:
         # fuse{i} feeds layer{i} of the slow pathway: same group
         return dict(
-            stem=r"^(slow|fast)\.(conv1|bn1)",
+            stem=r"^(?:slow|fast)\.(?:conv1|bn1)",
             blocks=r"^(?:(?:slow|fast)\.layer|fuse)(\d+)" if coarse else [
                 (r"^(?:slow|fast)\.layer(\d+)\.(\d+)", None), (r"^fuse(\d+)", (0,))])
 
