@@ -112,8 +112,11 @@ def test_grad_checkpointing_and_group_matcher():
     model.set_grad_checkpointing()
     model(torch.randn(2, 3, 8, 32, 32)).sum().backward()
     assert model.fast.layer1[0].conv2.weight.grad is not None
-    groups = timm.models.group_parameters(model, model.group_matcher())
-    assert len(groups) == 5  # stem, then res2..res5 with their fusions
+    for coarse in (False, True):
+        groups = timm.models.group_parameters(model, model.group_matcher(coarse))
+        names = [[n for n in group if n.startswith("fuse")] for group in groups.values()]
+        assert len(groups) == 6  # stem, res2..res5 (each with the fusion feeding it), head
+        assert [sorted({n.split(".")[0] for n in g}) for g in names] == [[], ["fuse1"], ["fuse2"], ["fuse3"], ["fuse4"], []]
 
 
 def test_slowonly_is_the_slow_pathway_without_fusion():
