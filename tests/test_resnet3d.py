@@ -53,8 +53,9 @@ def test_tada2d_conv_on_ncthw_is_the_paper_conv():
 
 
 @pytest.mark.parametrize("pool", ["avg", "max", "mix"])
-def test_aggregation_ncthw_equals_frame_major(pool):
-    agg = TemporalAggregation(6, 3, pool).eval()
+@pytest.mark.parametrize("train", [False, True])
+def test_aggregation_ncthw_equals_frame_major(pool, train):
+    agg = TemporalAggregation(6, 3, pool).train(train)
     _randomize_bn(agg)
     torch.nn.init.normal_(agg.norm_pool.weight)
     x = torch.randn(2, 6, 5, 4, 3)
@@ -127,3 +128,13 @@ def test_bad_configs():
         ResNet3d(mid="2d", tada=("3d",), **TINY)
     with pytest.raises(ValueError, match="5D"):
         ResNet3d(**TINY)(torch.randn(3, 4, 32, 32))
+
+
+@pytest.mark.parametrize("kernel,frames", [(3, 5), (5, 4), (3, 1)])
+def test_folded_eval_aggregation_equals_bn_path(kernel, frames):
+    agg = TemporalAggregation(6, kernel, "avg")
+    _randomize_bn(agg)
+    torch.nn.init.normal_(agg.norm_pool.weight)
+    agg.eval()
+    x = torch.randn(2, 6, frames, 4, 3)
+    torch.testing.assert_close(agg(x), agg.forward_frames(x.transpose(1, 2).contiguous()).transpose(1, 2))

@@ -67,6 +67,26 @@ class TemporalAggregation(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.channels}, kernel_size={self.kernel_size}, pool_type={self.pool_type!r}"
 
+    def _forward_folded(self, x: torch.Tensor) -> torch.Tensor:
+        """Eval-mode avg aggregation in about half the memory passes (3D-conv networks' speed).
+
+        With running statistics both BNs are per-channel affine maps, and the zero-padded
+        average pool is ``(1/k) * sum`` of the time-shifted ``x``, so the whole module is
+        ``act(a * x + c * sum_{d != 0} shift_d(x) + b)``.
+        """
+        def affine(bn):
+            scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+            return scale, bn.bias - bn.running_mean * scale
+
+        s1, b1 = affine(self.norm)
+        s2, b2 = affine(self.norm_pool)
+        s2 = (s2 / self.kernel_size).view(-1, 1, 1, 1)
+        y = torch.addcmul((b1 + b2).view(-1, 1, 1, 1), x, s1.view(-1, 1, 1, 1) + s2)
+        for d in range(1, min(self.kernel_size // 2, x.shape[2] - 1) + 1):
+            y[:, :, d:].addcmul_(x[:, :, :-d], s2)
+            y[:, :, :-d].addcmul_(x[:, :, d:], s2)
+        return self.act(y)
+
     def forward_frames(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, C, H, W)`` -> same shape."""
         check_video(x, self.channels, "TemporalAggregation input", channel_dim=2)
@@ -81,6 +101,8 @@ class TemporalAggregation(nn.Module):
         and a ``(k, 1)`` pool the same temporal neighbours, with no copy of ``x``.
         """
         check_video(x, self.channels, "TemporalAggregation input")
+        if not self.training and self.pool_type == "avg" and self.norm.running_var is not None:
+            return self._forward_folded(x)
         flat = x.flatten(3)
         args = ((self.kernel_size, 1), 1, (self.kernel_size // 2, 0))
         if self.kernel_size == 1:
