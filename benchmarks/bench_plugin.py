@@ -81,7 +81,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"batch {args.batch}, {args.size}x{args.size}, {args.threads} threads, {args.device}, "
-          f"median of {args.repeats}")
+          f"median of {args.repeats}", flush=True)
     print(f"{'baseline':20s} {'TAda':26s} {'infer base/TAda (s)':>20s} {'ratio':>6s} "
           f"{'train base/TAda (s)':>20s} {'ratio':>6s}")
     for base, tada in PAIRS.items():

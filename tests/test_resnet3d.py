@@ -48,8 +48,10 @@ def test_tada2d_conv_on_ncthw_is_the_paper_conv():
     torch.manual_seed(0)
     conv = TAdaConv2d(6, 8, 3, 2, 1)
     x, alpha = torch.randn(2, 6, 5, 9, 9), 1 + 0.5 * torch.randn(2, 6, 5, 1, 1)
-    torch.testing.assert_close(tada_conv2d_ncthw(conv, x, alpha), conv.forward_reference(x, alpha),
-                               atol=1e-5, rtol=1e-5)
+    expected = conv.forward_reference(x, alpha)
+    torch.testing.assert_close(tada_conv2d_ncthw(conv, x, alpha), expected, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # the in-place inference path
+        torch.testing.assert_close(tada_conv2d_ncthw(conv, x.clone(), alpha), expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("pool", ["avg", "max", "mix"])

@@ -49,9 +49,13 @@ def _tada_conv3d_cls():
 
 
 def tada_conv2d_ncthw(conv: TAdaConv2d, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """An input-calibrated TAdaConv2d on ``(B, C, T, H, W)`` as a (1, kh, kw) Conv3d."""
+    """An input-calibrated TAdaConv2d on ``(B, C, T, H, W)`` as a (1, kh, kw) Conv3d.
+
+    Without autograd ``x`` (a block's own activation) is scaled IN PLACE: no new tensor.
+    """
+    x = x.mul_(alpha) if not torch.is_grad_enabled() else x * alpha
     return F.conv3d(
-        x * alpha, conv.weight.unsqueeze(2), conv.bias, (1, *conv.stride), (0, *conv.padding),
+        x, conv.weight.unsqueeze(2), conv.bias, (1, *conv.stride), (0, *conv.padding),
         (1, *conv.dilation), conv.groups)
 
 
