@@ -5,5 +5,6 @@ works like any timm model.
 """
 from .layers import LearnableCalibration, RouteFuncMLP, TAdaConv2d, TemporalAggregation
 from . import models
+from .models import list_models
 
 __version__ = "0.1.0"
