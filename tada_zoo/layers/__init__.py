@@ -1,4 +1,4 @@
 """Building blocks with no model knowledge: TAdaConv, calibration generators, temporal aggregation."""
 from .calibration import LearnableCalibration, RouteFuncMLP
-from .tadaconv import TAdaConv2d, check_video
+from .tadaconv import TAdaConv2d, TAdaConv3d, check_video, temporal_taps
 from .temporal import TemporalAggregation, temporal_pool

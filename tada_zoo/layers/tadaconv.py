@@ -14,6 +14,10 @@ one ordinary convolution over the ``B * T`` frames, costing about what a plain
 convolution costs. ``forward_reference`` keeps the paper's literal per-frame grouped
 convolution, for tests.
 
+``TAdaConv3d`` (temporal kernels > 1) calibrates each OUTPUT frame's weight over its whole
+temporal receptive field, so ``cin`` calibration scales every input frame once per output
+frame reading it; it stacks those taps along channels for one 2D convolution instead.
+
 Layouts: the public ``forward`` takes videos ``(B, C, T, H, W)`` and calibrations
 ``(B, C_cal, T, 1, 1)`` like the original code. Models call ``forward_frames`` on the
 frame-major layout ``(B, T, C, H, W)``, where flattening to ``(B * T, C, H, W)`` is free.
@@ -25,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["TAdaConv2d", "check_video"]
+__all__ = ["TAdaConv2d", "TAdaConv3d", "check_video", "temporal_taps"]
 
 _IntOr = Union[int, Sequence[int]]
 
@@ -56,6 +60,21 @@ def _spatial(value: _IntOr, name: str, temporal: int) -> Tuple[int, int]:
     if len(value) != 2:
         raise ValueError(f"{name} must be an int, (h, w) or (1, h, w); got {value}")
     return value
+
+
+def _frame_weights(weight: torch.Tensor, alpha: torch.Tensor, cal_dim: str, groups: int) -> torch.Tensor:
+    """``alpha_t * W_b`` per frame: ``weight`` (O, I // g, *k), ``alpha`` (B, C_cal, T, 1, 1)
+    -> (B, T, O, I // g, *k)."""
+    B, C, T = alpha.shape[:3]
+    a = alpha.reshape(B, C, T).transpose(1, 2)  # (B, T, C_cal)
+    extra = (None,) * (weight.dim() - 2)
+    if cal_dim == "cout":
+        return a[(..., None) + extra] * weight
+    # input channel i_local of output channel o belongs to group o // (O // groups)
+    out_channels, cin_g = weight.shape[:2]
+    group = torch.arange(out_channels, device=alpha.device) // (out_channels // groups)
+    index = group[:, None] * cin_g + torch.arange(cin_g, device=alpha.device)  # (O, I // g)
+    return a[:, :, index][(...,) + extra] * weight
 
 
 class TAdaConv2d(nn.Module):
@@ -172,15 +191,7 @@ class TAdaConv2d(nn.Module):
 
     def frame_weights(self, alpha: torch.Tensor) -> torch.Tensor:
         """The literal per-frame weights ``alpha_t * W_b``: (B, T, C_out, C_in // groups, kh, kw)."""
-        B, C, T = alpha.shape[:3]
-        a = alpha.reshape(B, C, T).transpose(1, 2)  # (B, T, C_cal)
-        if self.cal_dim == "cout":
-            return a[..., None, None, None] * self.weight
-        # input channel i_local of output channel o belongs to group o // (C_out // groups)
-        cin_g = self.in_channels // self.groups
-        group = torch.arange(self.out_channels, device=alpha.device) // (self.out_channels // self.groups)
-        index = group[:, None] * cin_g + torch.arange(cin_g, device=alpha.device)  # (C_out, C_in // g)
-        return a[:, :, index][..., None, None] * self.weight
+        return _frame_weights(self.weight, alpha, self.cal_dim, self.groups)
 
     def forward_reference(self, x: torch.Tensor, alpha: torch.Tensor, bias_alpha: Optional[torch.Tensor] = None):
         """The paper's formulation, for tests: one grouped conv with a weight per frame."""
@@ -196,3 +207,159 @@ class TAdaConv2d(nn.Module):
         frames = x.transpose(1, 2).reshape(1, B * T * C, H, W)
         y = self._conv(frames, weight, bias, self.groups * B * T)
         return y.view(B, T, self.out_channels, *y.shape[-2:]).transpose(1, 2)
+
+
+def _triple(value: _IntOr, name: str) -> Tuple[int, int, int]:
+    if isinstance(value, int):
+        value = (value,) * 3
+    value = tuple(int(v) for v in value)
+    if len(value) != 3:
+        raise ValueError(f"{name} must be an int or (t, h, w); got {value}")
+    return value
+
+
+def temporal_taps(x: torch.Tensor, kernel: int, stride: int, padding: int, dilation: int) -> list:
+    """The ``kernel`` input frames each output frame reads, as views of frame-major ``x``.
+
+    ``x``: (B, T, C, H, W) -> ``kernel`` tensors (B, T_out, C, H, W); tap ``j`` of output
+    frame ``t`` is input frame ``t * stride - padding + j * dilation`` (zero outside).
+    """
+    T = x.shape[1]
+    t_out = (T + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+    if padding:
+        x = F.pad(x, (0, 0, 0, 0, 0, 0, padding, padding))
+    return [x[:, j * dilation: j * dilation + stride * (t_out - 1) + 1: stride] for j in range(kernel)]
+
+
+class TAdaConv3d(nn.Module):
+    """Spatio-temporal convolution whose weight is calibrated per OUTPUT frame.
+
+    Output frame ``t`` is computed with ``W_t = alpha_t * W_b`` over its whole temporal
+    receptive field (all ``kt`` input frames it reads), like the original ``TAdaConv3d``.
+    For ``cin`` calibration the input frames must therefore be scaled by the calibration
+    of the frame that READS them, which differs per tap, so one ``alpha * x`` does not do:
+    the fast path stacks the ``kt`` (scaled) taps along channels and runs one 2D
+    convolution with the ``kt * C_in`` channel weight, the same multiply-adds as the
+    Conv3d. ``cout`` calibration is exact after a plain Conv3d: ``alpha_t * (W * X)_t``.
+
+    Same constructor as ``nn.Conv3d`` (plus ``cal_dim``), weight stored like its
+    ``(O, I // groups, kt, kh, kw)``. Call ``conv(x, alpha)`` with ``x`` (B, C_in, T, H, W)
+    and ``alpha`` (B, C_cal, T_out, 1, 1), ``T_out`` the output length (= T for the usual
+    temporal stride 1, padding kt // 2). Any stride, padding and dilation work (the
+    original supports temporal stride/dilation 1 and padding kt // 2 only).
+    """
+
+    def __init__(
+            self,
+            in_channels: int,
+            out_channels: int,
+            kernel_size: _IntOr,
+            stride: _IntOr = 1,
+            padding: _IntOr = 0,
+            dilation: _IntOr = 1,
+            groups: int = 1,
+            bias: bool = False,
+            cal_dim: str = "cin",
+    ):
+        super().__init__()
+        if cal_dim not in ("cin", "cout"):
+            raise ValueError(f"cal_dim must be 'cin' or 'cout', got {cal_dim!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"in_channels ({in_channels}) and out_channels ({out_channels}) must be "
+                f"divisible by groups ({groups})")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _triple(kernel_size, "kernel_size")
+        self.stride = _triple(stride, "stride")
+        self.padding = _triple(padding, "padding")
+        self.dilation = _triple(dilation, "dilation")
+        if min(self.kernel_size + self.stride + self.dilation) < 1 or min(self.padding) < 0:
+            raise ValueError(
+                f"kernel_size, stride, dilation must be >= 1 and padding >= 0; got kernel_size="
+                f"{self.kernel_size}, stride={self.stride}, padding={self.padding}, dilation={self.dilation}")
+        self.groups = groups
+        self.cal_dim = cal_dim
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.reset_parameters()
+
+    cal_channels = TAdaConv2d.cal_channels
+    reset_parameters = TAdaConv2d.reset_parameters
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}, padding={self.padding}")
+        if self.dilation != (1, 1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        return s + f", bias={self.bias is not None}, cal_dim={self.cal_dim!r}"
+
+    def output_frames(self, t: int) -> int:
+        """Output length for ``t`` input frames."""
+        kt, st, pt, dt = self.kernel_size[0], self.stride[0], self.padding[0], self.dilation[0]
+        return (t + 2 * pt - dt * (kt - 1) - 1) // st + 1
+
+    def _check(self, x, alpha, channel_dim):
+        check_video(x, self.in_channels, "TAdaConv3d input", channel_dim)
+        B, T = (x.shape[0], x.shape[2]) if channel_dim == 1 else x.shape[:2]
+        t_out = self.output_frames(T)
+        if t_out < 1:
+            raise ValueError(
+                f"TAdaConv3d input: {T} frames are too few for temporal kernel {self.kernel_size[0]}, "
+                f"padding {self.padding[0]}, dilation {self.dilation[0]}")
+        if channel_dim == 1:
+            expected, layout = (B, self.cal_channels, t_out, 1, 1), "(B, C_cal, T_out, 1, 1)"
+        else:
+            expected, layout = (B, t_out, self.cal_channels, 1, 1), "(B, T_out, C_cal, 1, 1)"
+        if not torch.is_tensor(alpha) or tuple(alpha.shape) != expected:
+            got = tuple(alpha.shape) if torch.is_tensor(alpha) else type(alpha).__name__
+            raise ValueError(
+                f"TAdaConv3d alpha: expected shape {expected} {layout} for cal_dim={self.cal_dim!r} "
+                f"on input {tuple(x.shape)} (T_out = {t_out} output frames), got {got}")
+
+    def forward(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """``x``: (B, C_in, T, H, W); ``alpha``: (B, C_cal, T_out, 1, 1) -> (B, C_out, T_out, H', W')."""
+        self._check(x, alpha, channel_dim=1)
+        if self.cal_dim == "cout":
+            y = F.conv3d(x, self.weight, None, self.stride, self.padding, self.dilation, self.groups) * alpha
+            return y if self.bias is None else y + self.bias.view(-1, 1, 1, 1)
+        return self.forward_frames(x.transpose(1, 2), alpha.transpose(1, 2), check=False).transpose(1, 2)
+
+    def forward_frames(self, x: torch.Tensor, alpha: torch.Tensor, check: bool = True) -> torch.Tensor:
+        """Frame-major layout: ``x`` (B, T, C_in, H, W), ``alpha`` (B, T_out, C_cal, 1, 1)."""
+        if check:
+            self._check(x, alpha, channel_dim=2)
+        if self.cal_dim == "cout":
+            return self.forward(x.transpose(1, 2), alpha.transpose(1, 2)).transpose(1, 2)
+        B = x.shape[0]
+        g, kt = self.groups, self.kernel_size[0]
+        taps = temporal_taps(x, kt, self.stride[0], self.padding[0], self.dilation[0])
+        t_out = taps[0].shape[1]
+        # (B, T_out, g, kt, C_in // g, H, W): each group's channels tap-major, like the weight below
+        taps = [(tap * alpha).unflatten(2, (g, -1)) for tap in taps]
+        frames = torch.stack(taps, 3).flatten(2, 4).flatten(0, 1) if kt > 1 else taps[0].flatten(2, 3).flatten(0, 1)
+        weight = self.weight.transpose(1, 2).flatten(1, 2)  # (O, kt * I // g, kh, kw)
+        y = F.conv2d(frames, weight, self.bias, self.stride[1:], self.padding[1:], self.dilation[1:], g)
+        return y.unflatten(0, (B, t_out))
+
+    def frame_weights(self, alpha: torch.Tensor) -> torch.Tensor:
+        """The literal per-frame weights ``alpha_t * W_b``: (B, T_out, O, I // groups, kt, kh, kw)."""
+        return _frame_weights(self.weight, alpha, self.cal_dim, self.groups)
+
+    def forward_reference(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """The original formulation, for tests: every output frame's temporal window is
+        convolved (grouped conv over ``B * T_out`` windows) with that frame's own weight."""
+        self._check(x, alpha, channel_dim=1)
+        B, C, T, H, W = x.shape
+        kt, st, pt, dt = self.kernel_size[0], self.stride[0], self.padding[0], self.dilation[0]
+        t_out = self.output_frames(T)
+        span = dt * (kt - 1) + 1
+        windows = F.pad(x, (0, 0, 0, 0, pt, pt)).unfold(2, span, st)[..., ::dt]  # (B, C, T_out, H, W, kt)
+        windows = windows.permute(0, 2, 1, 5, 3, 4).reshape(1, B * t_out * C, kt, H, W)
+        weight = self.frame_weights(alpha).reshape(B * t_out * self.out_channels, *self.weight.shape[1:])
+        bias = None if self.bias is None else self.bias.repeat(B * t_out)
+        y = F.conv3d(windows, weight, bias, (1,) + self.stride[1:], (0,) + self.padding[1:],
+                     (1,) + self.dilation[1:], self.groups * B * t_out)
+        return y.view(B, t_out, self.out_channels, *y.shape[-2:]).transpose(1, 2)

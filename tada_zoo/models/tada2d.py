@@ -65,6 +65,36 @@ class Bottleneck(nn.Module):
         """The spatial 3x3 stage on ``(B, T, C, H, W)``."""
         return self.act2(self.bn2(self.conv2(x.flatten(0, 1)))).unflatten(0, x.shape[:2])
 
+    tada_conv = "conv2"  # the conv tada_zoo.tadafy replaces (through to_tada)
+
+    def to_tada(
+            self,
+            rf_ratio: int = 4,
+            rf_kernels: Sequence[int] = (3, 3),
+            aggregation: bool = True,
+            agg_kernel: int = 3,
+            agg_pool: str = "avg",
+            cal_dim: str = "cin",
+    ) -> "TAdaBottleneck":
+        """This block as a ``TAdaBottleneck`` with the same weights, equal to it at init
+        (``bn2`` becomes ``agg2.norm``; for ``tada_zoo.tadafy``)."""
+        if isinstance(self, TAdaBottleneck):
+            return self
+        if not aggregation or cal_dim != "cin":
+            raise ValueError(
+                "TAdaBottleneck (TAda2D) always aggregates and calibrates input channels: "
+                f"got aggregation={aggregation}, cal_dim={cal_dim!r}")
+        drop_path = self.drop_path.drop_prob if isinstance(self.drop_path, DropPath) else 0.
+        block = TAdaBottleneck(
+            self.conv1.in_channels, self.conv1.out_channels, self.conv2.stride[0], self.downsample,
+            drop_path, self.bn1.eps, rf_ratio=rf_ratio, rf_kernels=rf_kernels, agg_kernel=agg_kernel,
+            agg_pool=agg_pool)
+        state = {("agg2.norm." + k[4:] if k.startswith("bn2.") else k): v for k, v in self.state_dict().items()}
+        missing, unexpected = block.load_state_dict(state, strict=False)
+        if unexpected or not all(k.startswith(("conv2_rf.", "agg2.norm_pool.")) for k in missing):
+            raise RuntimeError(f"Bottleneck.to_tada: unexpected {unexpected}, missing {missing}")
+        return block.to(self.conv1.weight.device, self.conv1.weight.dtype).train(self.training)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frames = x.flatten(0, 1)
         y = self.act1(self.bn1(self.conv1(frames))).unflatten(0, x.shape[:2])
