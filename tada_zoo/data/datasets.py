@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from .decode import VideoDecodeError, open_video
 from .sampling import interval_indices, segment_indices
 
-__all__ = ["read_annotations", "write_annotations", "VideoDataset"]
+__all__ = ["read_annotations", "write_annotations", "VideoDataset", "sampling_from_cfg"]
 
 _logger = logging.getLogger(__name__)
 
@@ -64,6 +64,14 @@ def write_annotations(samples: Sequence[Tuple[str, Label]], list_file) -> None:
             labels = label if isinstance(label, (tuple, list)) else (label,)
             f.write(" ".join([path, *map(str, labels)]) + "\n")
     os.replace(tmp, list_file)
+
+
+def sampling_from_cfg(pretrained_cfg) -> dict:
+    """``num_frames`` / ``sampling`` / ``frame_interval`` VideoDataset kwargs matching a model's
+    pretrained cfg (dict or dataclass); keys the cfg does not set are left out."""
+    get = pretrained_cfg.get if isinstance(pretrained_cfg, dict) else lambda k: getattr(pretrained_cfg, k, None)
+    out = {k: get(k) for k in ("num_frames", "sampling", "frame_interval")}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 class VideoDataset(Dataset):

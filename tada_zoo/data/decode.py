@@ -117,12 +117,25 @@ class PyAVReader(BaseVideoReader):
             # presentation index of each keyframe, sorted
             self._key_index = sorted(self._pts_to_index[p] for p in key_pts) or [0]
             self._num_frames = len(pts)
-        if self._num_frames == 0:
-            raise VideoDecodeError(self.path, "the video stream has no frames")
         if stream.frames and self._num_frames < stream.frames:
             raise VideoDecodeError(
                 self.path, f"the header promises {stream.frames} frames but only {self._num_frames} "
                 "can be read; the file is truncated")
+        if self._num_frames == 0:
+            raise VideoDecodeError(self.path, "the video stream has no frames")
+        self._check_duration()
+
+    def _check_duration(self) -> None:
+        """WebM/MKV headers carry no frame count; compare the readable span with the stream's duration."""
+        expected = _stream_duration(self._stream, self._container)
+        if expected is None or self._pts is None:
+            return
+        fps = self.fps
+        covered = float((self._pts[-1] - self._pts[0]) * self._stream.time_base) + 1 / fps
+        if covered < expected - 2.5 / fps:
+            raise VideoDecodeError(
+                self.path, f"the header promises {expected:.3f}s of video but only {covered:.3f}s "
+                f"({self._num_frames} frames) can be read; the file is truncated")
 
     def _count_by_decoding(self) -> int:
         n = 0
@@ -203,6 +216,22 @@ class PyAVReader(BaseVideoReader):
 
     def close(self) -> None:
         self._container.close()
+
+
+def _stream_duration(stream, container) -> Optional[float]:
+    """Seconds of video the header announces, from the stream itself (not the audio)."""
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    tag = stream.metadata.get("DURATION")  # Matroska / WebM per-track tag, "HH:MM:SS.nnnnnnnnn"
+    if tag:
+        try:
+            h, m, sec = tag.split(":")
+            return int(h) * 3600 + int(m) * 60 + float(sec)
+        except ValueError:
+            return None
+    if len(container.streams) == 1 and container.duration:
+        return container.duration / 1e6  # AV_TIME_BASE
+    return None
 
 
 VideoReader = PyAVReader  # the default backend

@@ -1,0 +1,102 @@
+"""Frame-exact decoding on H.264 with B-frames and VP9 WebM; clear errors on bad files."""
+import av
+import numpy as np
+import pytest
+
+from data_videos import read_index, write_video
+from tada_zoo.data import VideoDecodeError, VideoReader, open_video
+
+NUM_FRAMES = 40
+CODECS = {"h264": ("libx264", "mp4"), "vp9": ("libvpx-vp9", "webm")}
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    d = tmp_path_factory.mktemp("decode")
+    return {name: write_video(d / f"v.{ext}", NUM_FRAMES, codec) for name, (codec, ext) in CODECS.items()}
+
+
+def test_h264_test_video_really_has_b_frames(videos):
+    """Otherwise the exactness test below would not test reordering."""
+    with av.open(videos["h264"]) as c:
+        pts = [p.pts for p in c.demux(c.streams.video[0]) if p.size]
+    assert any(b < a for a, b in zip(pts, pts[1:])), "decode order == presentation order: no B-frames"
+
+
+@pytest.mark.parametrize("name", sorted(CODECS))
+def test_len_fps_and_all_frames(videos, name):
+    with open_video(videos[name]) as r:
+        assert len(r) == NUM_FRAMES
+        assert r.fps == pytest.approx(30.0)
+        frames = r.frames_at(range(NUM_FRAMES))
+    assert frames.dtype == np.uint8 and frames.shape == (NUM_FRAMES, 48, 64, 3)
+    assert [read_index(f) for f in frames] == list(range(NUM_FRAMES))
+
+
+@pytest.mark.parametrize("name", sorted(CODECS))
+def test_random_order_and_repeats(videos, name):
+    rng = np.random.default_rng(0)
+    with VideoReader(videos[name]) as r:
+        for _ in range(4):
+            idx = rng.integers(0, NUM_FRAMES, size=int(rng.integers(1, 12))).tolist()
+            assert [read_index(f) for f in r.frames_at(idx)] == idx
+        # sparse requests far apart (re-seeks between GOPs), reversed
+        idx = [39, 26, 13, 0, 39]
+        assert [read_index(f) for f in r.frames_at(idx)] == idx
+
+
+def test_decoding_order_fallback_is_exact(videos):
+    """Without usable timestamps the reader counts decoded frames instead."""
+    with VideoReader(videos["h264"]) as r:
+        r._pts = None
+        idx = [5, 1, 30, 5]
+        assert [read_index(f) for f in r.frames_at(idx)] == idx
+
+
+def test_out_of_range_raises_index_error(videos):
+    with VideoReader(videos["h264"]) as r:
+        with pytest.raises(IndexError, match="out of range.*40 frames"):
+            r.frames_at([0, NUM_FRAMES])
+        with pytest.raises(IndexError):
+            r.frames_at([-1])
+
+
+@pytest.mark.parametrize("name", sorted(CODECS))
+@pytest.mark.parametrize("fraction", [0.0, 0.3, 0.7])
+def test_empty_and_truncated_files_raise_decode_error(videos, tmp_path, name, fraction):
+    data = open(videos[name], "rb").read()
+    bad = tmp_path / f"bad.{CODECS[name][1]}"
+    bad.write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(VideoDecodeError, match="bad"):
+        with open_video(bad) as r:
+            r.frames_at(range(len(r)))
+
+
+def test_truncated_mp4_with_header_first(tmp_path):
+    """faststart puts the index before the data: truncation leaves a readable header."""
+    path = tmp_path / "fast.mp4"
+    with av.open(str(path), "w", container_options={"movflags": "faststart"}) as out:
+        s = out.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        from data_videos import index_frame
+        for i in range(NUM_FRAMES):
+            for p in s.encode(av.VideoFrame.from_ndarray(index_frame(i), format="rgb24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.6)])
+    with pytest.raises(VideoDecodeError, match="truncated"):
+        with open_video(path) as r:
+            r.frames_at(range(len(r)))
+
+
+def test_garbage_and_missing(tmp_path):
+    bad = tmp_path / "garbage.mp4"
+    bad.write_bytes(b"not a video" * 100)
+    with pytest.raises(VideoDecodeError, match="garbage.mp4"):
+        open_video(bad)
+    with pytest.raises(FileNotFoundError):
+        open_video(tmp_path / "missing.mp4")
+    with pytest.raises(ValueError, match="unknown video backend"):
+        open_video(bad, backend="nope")
