@@ -84,7 +84,7 @@ def test_ucf101_and_cli(tmp_path, capsys):
                "--class-names-out", str(tmp_path / "classes.txt")])
     out = capsys.readouterr()
     assert rc == 0
-    assert "2 samples, 3 classes" in out.stdout
+    assert "2 samples, 3 classes" in out.out
     assert read_annotations(tmp_path / "test.txt") == [
         ("ApplyLipstick/v_ApplyLipstick_g01_c01.avi", 1), ("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi", 0)]
     assert read_class_names(tmp_path / "classes.txt") == names
