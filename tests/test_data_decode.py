@@ -100,3 +100,26 @@ def test_garbage_and_missing(tmp_path):
         open_video(tmp_path / "missing.mp4")
     with pytest.raises(ValueError, match="unknown video backend"):
         open_video(bad, backend="nope")
+
+
+def test_inexact_seek_falls_back_to_an_earlier_keyframe(videos):
+    """Some containers seek past the requested keyframe; the reader must still be exact."""
+    with VideoReader(videos["h264"]) as r:
+        container = r._container
+        keys = [r._pts[k] for k in r._key_index]
+        calls = []
+
+        class SloppySeek:  # lands one GOP too late, except at the start
+            def seek(self, offset, **kw):
+                calls.append(offset)
+                later = [p for p in keys if p > offset]
+                container.seek(later[0] if later and offset > 0 else offset, **kw)
+
+            def __getattr__(self, name):
+                return getattr(container, name)
+
+        r._container = SloppySeek()
+        idx = [30, 14, 2]
+        assert [read_index(f) for f in r.frames_at(idx)] == idx
+        assert len(calls) > 2  # it did have to retry
+        r._container = container

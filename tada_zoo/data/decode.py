@@ -28,6 +28,10 @@ class VideoDecodeError(Exception):
         super().__init__(f"cannot decode video {self.path}: {reason}")
 
 
+class _Overshoot(Exception):
+    """A seek landed after the frame we need."""
+
+
 class BaseVideoReader:
     """Interface of a video reader; ``open_video`` picks the backend."""
 
@@ -182,15 +186,24 @@ class PyAVReader(BaseVideoReader):
         else:
             pos = 0  # next wanted frame still to get
             while pos < len(wanted):
-                target = wanted[pos]
-                key = self._key_index[max(bisect.bisect_right(self._key_index, target) - 1, 0)]
-                pos = self._collect(self._decode_from(self._pts[key]), wanted, got, by_pts=True, start=pos)
+                k = max(bisect.bisect_right(self._key_index, wanted[pos]) - 1, 0)
+                while True:
+                    seek = self._pts[self._key_index[k]] if k >= 0 else None
+                    try:
+                        pos = self._collect(self._decode_from(seek), wanted, got, by_pts=True, start=pos)
+                        break
+                    except _Overshoot:
+                        # the container seeked past the keyframe (inexact seeking): start earlier
+                        if k < 0:
+                            raise VideoDecodeError(self.path, f"frame {wanted[pos]} could not be decoded")
+                        k -= 1
         return np.stack([got[i] for i in idx])
 
     def _collect(self, frames, wanted: List[int], got: Dict[int, np.ndarray], by_pts: bool, start: int = 0) -> int:
         """Decode forward, keep wanted frames; return the position in ``wanted`` where a re-seek pays off."""
         pos = start
         counter = -1
+        first = True
         for frame in frames:
             if by_pts:
                 i = self._pts_to_index.get(frame.pts)
@@ -200,7 +213,10 @@ class PyAVReader(BaseVideoReader):
                 counter += 1
                 i = counter
             if i > wanted[pos]:
+                if first and by_pts:
+                    raise _Overshoot
                 raise VideoDecodeError(self.path, f"frame {wanted[pos]} could not be decoded")
+            first = False
             if i == wanted[pos]:
                 got[i] = frame.to_ndarray(format="rgb24")
                 pos += 1
