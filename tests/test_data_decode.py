@@ -123,3 +123,21 @@ def test_inexact_seek_falls_back_to_an_earlier_keyframe(videos):
         assert [read_index(f) for f in r.frames_at(idx)] == idx
         assert len(calls) > 2  # it did have to retry
         r._container = container
+
+
+def test_read_windows_decodes_each_frame_once(videos):
+    from tada_zoo.data import read_windows, sliding_windows
+
+    windows = sliding_windows(NUM_FRAMES, 4, 3, 4)
+    with VideoReader(videos["vp9"]) as r:
+        calls = []
+        frames_at = r.frames_at
+        r.frames_at = lambda idx: calls.append(list(idx)) or frames_at(idx)
+        got = list(read_windows(r, windows, max_frames=16))
+    assert [s for s, _ in got] == [s for s, _ in windows]
+    for (_, frames), (_, idx) in zip(got, windows):
+        assert [read_index(f) for f in frames] == idx.tolist()
+    fetched = [i for c in calls for i in c]
+    assert len(fetched) == len(set(fetched))  # no frame fetched twice
+    assert set(fetched) == set(np.concatenate([i for _, i in windows]).tolist())
+    assert len(calls) < len(windows)

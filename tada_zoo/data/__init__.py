@@ -1,5 +1,6 @@
 """Video data: frame-exact decoding, clip sampling, clip transforms, datasets and list adapters."""
-from .decode import BaseVideoReader, PyAVReader, VideoDecodeError, VideoReader, open_video, register_backend
+from .decode import (BaseVideoReader, PyAVReader, VideoDecodeError, VideoReader, open_video, read_windows,
+                     register_backend)
 from .sampling import interval_indices, segment_indices, sliding_windows
 from .transforms import (DEFAULT_MEAN, DEFAULT_STD, EvalTransform, TrainTransform, VideoMixup,
                          transforms_from_cfg)

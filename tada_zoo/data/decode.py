@@ -12,11 +12,12 @@ keyframe; per-frame seeking re-decodes a whole GOP for every frame (see
 benchmarks/bench_data.py for the ratio).
 """
 import bisect
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["VideoDecodeError", "BaseVideoReader", "VideoReader", "PyAVReader", "open_video", "register_backend"]
+__all__ = ["VideoDecodeError", "BaseVideoReader", "VideoReader", "PyAVReader", "open_video", "register_backend",
+           "read_windows"]
 
 
 class VideoDecodeError(Exception):
@@ -265,3 +266,30 @@ def open_video(path, backend: str = "pyav", **kwargs) -> BaseVideoReader:
     if backend not in _BACKENDS:
         raise ValueError(f"unknown video backend {backend!r}; available: {sorted(_BACKENDS)}")
     return _BACKENDS[backend](path, **kwargs)
+
+
+def read_windows(reader: BaseVideoReader, windows: Sequence[Tuple[int, np.ndarray]],
+                 max_frames: int = 128) -> Iterator[Tuple[int, np.ndarray]]:
+    """Yield ``(start, frames)`` for sliding windows (``sampling.sliding_windows``) in order.
+
+    Overlapping windows share frames: each frame is decoded and converted once, by fetching
+    the frames of as many upcoming windows as fit in ``max_frames`` with one ``frames_at``
+    call and keeping them until no later window needs them.
+    """
+    cache: Dict[int, np.ndarray] = {}
+    windows = [(s, np.asarray(idx)) for s, idx in windows]
+    for w, (start, idx) in enumerate(windows):
+        want = set(idx.tolist()) - cache.keys()
+        if want:
+            for _, nxt in windows[w + 1:]:
+                extra = set(nxt.tolist()) - cache.keys() - want
+                if len(want) + len(extra) > max_frames:
+                    break
+                want |= extra
+            order = sorted(want)
+            cache.update(zip(order, reader.frames_at(order)))
+        yield start, np.stack([cache[i] for i in idx.tolist()])
+        if w + 1 < len(windows):
+            low = int(min(i.min() for _, i in windows[w + 1:w + 2]))
+            for k in [k for k in cache if k < low]:
+                del cache[k]
