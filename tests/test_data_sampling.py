@@ -85,3 +85,23 @@ def test_sliding_windows_localization_setting():
 def test_sliding_windows_short_video_gives_one_window():
     windows = sliding_windows(5, 4, 2, 16)
     assert len(windows) == 1 and windows[0][1].tolist() == [0, 2, 4, 4]
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 500), t=st.integers(1, 32), s=st.integers(1, 16), clips=st.integers(1, 10),
+       seed=st.integers(0, 2**31), segment=st.booleans())
+def test_samplers_always_return_valid_indices(n, t, s, clips, seed, segment):
+    rng = np.random.default_rng(seed)
+    if segment:
+        results = [segment_indices(n, t, rng=rng)] + [
+            segment_indices(n, t, random=False, clip_index=k, num_clips=clips) for k in range(clips)]
+    else:
+        results = [interval_indices(n, t, s, rng=rng)] + [
+            interval_indices(n, t, s, clip_index=k, num_clips=clips) for k in range(clips)]
+    for idx in results:
+        assert idx.shape == (t,) and idx.dtype == np.int64
+        assert idx.min() >= 0 and idx.max() <= n - 1
+        assert (np.diff(idx) >= 0).all()
