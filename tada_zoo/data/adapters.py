@@ -10,7 +10,7 @@ import csv
 import json
 import os
 import re
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 from .datasets import write_annotations
 

@@ -4,7 +4,6 @@ An annotation list is plain text, one sample per line: ``relative/path label`` o
 multi-head datasets (EPIC-KITCHENS verb + noun), ``relative/path label1 label2 ...``.
 Paths may contain spaces: the labels are the trailing integer fields.
 """
-import logging
 import os
 import random
 import re
@@ -20,7 +19,6 @@ from .sampling import interval_indices, segment_indices
 
 __all__ = ["read_annotations", "write_annotations", "VideoDataset", "sampling_from_cfg"]
 
-_logger = logging.getLogger(__name__)
 
 Label = Union[int, Tuple[int, ...]]
 # a path (may contain spaces), then one or more integer labels
