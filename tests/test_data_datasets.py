@@ -108,3 +108,28 @@ def test_sampling_from_cfg():
     assert sampling_from_cfg(get_pretrained_cfg("tada2d_r50_8f.ssv2")) == dict(num_frames=8, sampling="segment")
     assert sampling_from_cfg(dict(num_frames=16, sampling="interval", frame_interval=5)) == \
         dict(num_frames=16, sampling="interval", frame_interval=5)
+
+
+def test_custom_backend_through_open_video(tmp_path):
+    """The reader interface is small enough to plug another decoder in."""
+    from tada_zoo.data import BaseVideoReader, register_backend
+
+    class ArrayReader(BaseVideoReader):
+        def __init__(self, path):
+            self.path = str(path)
+
+        def __len__(self):
+            return 20
+
+        @property
+        def fps(self):
+            return 25.0
+
+        def frames_at(self, indices):
+            idx = self._check_indices(indices)
+            return np.stack([np.full((8, 8, 3), i, np.uint8) for i in idx])
+
+    register_backend("array", ArrayReader)
+    ds = VideoDataset(tmp_path, _list(tmp_path, "anything.bin 2\n"), 4, frame_interval=2, train=False,
+                      check_files=False, backend="array")
+    assert ds[0]["video"][:, 0, 0, 0].tolist() == interval_indices(20, 4, 2, clip_index=0).tolist()
