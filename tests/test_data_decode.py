@@ -141,3 +141,24 @@ def test_read_windows_decodes_each_frame_once(videos):
     assert len(fetched) == len(set(fetched))  # no frame fetched twice
     assert set(fetched) == set(np.concatenate([i for _, i in windows]).tolist())
     assert len(calls) < len(windows)
+
+
+def test_edit_list_discarded_frames_are_not_counted(tmp_path):
+    """Stream-copy trimming leaves frames before the cut in the file, hidden by an edit list."""
+    src = write_video(tmp_path / "src.mp4", NUM_FRAMES, "libx264", **{"x264-params": "bframes=0:keyint=40"})
+    cut = str(tmp_path / "cut.mp4")
+    with av.open(src) as inp, av.open(cut, "w") as out:
+        s = inp.streams.video[0]
+        o = out.add_stream_from_template(s)
+        shift = 5 * int(round(1 / (30 * s.time_base)))  # 5 frames before the start of the edit
+        for p in inp.demux(s):
+            if p.size:
+                p.pts -= shift
+                p.dts -= shift
+                p.stream = o
+                out.mux(p)
+    with av.open(cut) as c:
+        assert sum(p.is_discard for p in c.demux(c.streams.video[0]) if p.size) == 5
+    with VideoReader(cut) as r:
+        assert len(r) == NUM_FRAMES - 5
+        assert [read_index(f) for f in r.frames_at([0, 20, 34])] == [5, 25, 39]

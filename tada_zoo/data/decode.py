@@ -98,10 +98,14 @@ class PyAVReader(BaseVideoReader):
         """One demux pass: presentation-ordered pts of every frame and where keyframes are."""
         stream = self._stream
         pts, key_pts = [], []
+        num_packets = 0
         try:
             for packet in self._container.demux(stream):
                 if packet.size == 0:
                     continue  # flush packet
+                num_packets += 1
+                if packet.is_discard:
+                    continue  # cut by an edit list (e.g. stream-copy trimming): never shown
                 if packet.pts is None:
                     pts = None  # no timestamps (some AVI): index frames by decoding order
                     break
@@ -122,9 +126,10 @@ class PyAVReader(BaseVideoReader):
             # presentation index of each keyframe, sorted
             self._key_index = sorted(self._pts_to_index[p] for p in key_pts) or [0]
             self._num_frames = len(pts)
-        if stream.frames and self._num_frames < stream.frames:
+        readable = num_packets if pts is not None else self._num_frames
+        if stream.frames and readable < stream.frames:
             raise VideoDecodeError(
-                self.path, f"the header promises {stream.frames} frames but only {self._num_frames} "
+                self.path, f"the header promises {stream.frames} frames but only {readable} "
                 "can be read; the file is truncated")
         if self._num_frames == 0:
             raise VideoDecodeError(self.path, "the video stream has no frames")
