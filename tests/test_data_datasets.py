@@ -62,6 +62,7 @@ def test_train_items_with_transform_and_loader(root, tmp_path):
     ds = VideoDataset(root, lst, 4, sampling="segment", transform=TrainTransform(32, (40, 48), hflip=False))
     batch = next(iter(DataLoader(ds, batch_size=2)))
     assert batch["video"].shape == (2, 3, 4, 32, 32)
+    assert batch["skipped"].tolist() == [0, 0]
     assert batch["label"].tolist() == [3, 1]
     ev = VideoDataset(root, lst, 4, train=False, transform=EvalTransform(32, 40, num_crops=3))
     assert ev[0]["video"].shape == (3, 3, 4, 32, 32)
@@ -74,6 +75,7 @@ def test_corrupt_video_in_training_is_skipped_and_counted(root, tmp_path):
         for _ in range(3):
             item = ds[0]
             assert item["label"] == 1 and item["index"] == 1  # another sample took its place
+            assert item["skipped"] >= 1
     assert ds.num_corrupt >= 3 and "corrupt.mp4" in ds.corrupt_files
 
 

@@ -75,7 +75,7 @@ def sampling_from_cfg(pretrained_cfg) -> dict:
 class VideoDataset(Dataset):
     """Clips from the videos of an annotation list.
 
-    Items are ``dict(video, label, index, clip_index)``: ``video`` is what ``transform``
+    Items are ``dict(video, label, index, clip_index, skipped)``: ``video`` is what ``transform``
     returns (float ``(C, T, H, W)``, or ``(crops, C, T, H, W)`` from EvalTransform; the raw
     uint8 ``(T, H, W, C)`` frames as a tensor without a transform); ``label`` an int or a
     LongTensor for multi-label lines; ``index`` the sample's line in the list.
@@ -87,7 +87,9 @@ class VideoDataset(Dataset):
 
     Missing files are reported at construction (``check_files``). A video that fails to
     decode in training is skipped with a warning, counted in ``num_corrupt`` (per process)
-    and replaced by another random sample (up to ``max_retries`` times); in evaluation it
+    and replaced by another random sample (up to ``max_retries`` times; the item's
+    ``skipped`` says how many were skipped for it, so a training loop can sum it over
+    DataLoader workers); in evaluation it
     raises VideoDecodeError, since silently dropping test samples would change the score.
     """
 
@@ -163,4 +165,4 @@ class VideoDataset(Dataset):
         label = self.samples[sample_index][1]
         if isinstance(label, tuple):
             label = torch.tensor(label, dtype=torch.long)
-        return dict(video=video, label=label, index=sample_index, clip_index=clip_index)
+        return dict(video=video, label=label, index=sample_index, clip_index=clip_index, skipped=attempt)
