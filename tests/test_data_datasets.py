@@ -135,3 +135,15 @@ def test_custom_backend_through_open_video(tmp_path):
     ds = VideoDataset(tmp_path, _list(tmp_path, "anything.bin 2\n"), 4, frame_interval=2, train=False,
                       check_files=False, backend="array")
     assert ds[0]["video"][:, 0, 0, 0].tolist() == interval_indices(20, 4, 2, clip_index=0).tolist()
+
+
+def test_worker_processes_count_skipped_videos(root, tmp_path):
+    """num_corrupt lives in each worker; the items' ``skipped`` field reaches the main process."""
+    lst = _list(tmp_path, "corrupt.mp4 5\nv1.mp4 1\ncorrupt.mp4 5\nv1.mp4 1\n")
+    ds = VideoDataset(root, lst, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batches = list(DataLoader(ds, batch_size=2, num_workers=2))
+    assert sum(int(b["skipped"].sum()) for b in batches) >= 2
+    assert all(b["label"].tolist() == [1, 1] for b in batches)
+    assert ds.num_corrupt == 0  # the main process decoded nothing
