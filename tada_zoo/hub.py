@@ -30,7 +30,7 @@ from .models._cfg import HUB_ORG, VideoPretrainedCfg
 __all__ = [
     "VIDEO_TASK", "WEIGHTS_NAME", "WeightsNotAvailableError", "build_video_model", "released_models",
     "model_stats", "hub_config", "render_model_card", "write_hub_files", "save_converted", "push_folder",
-    "sha256_file",
+    "sha256_file", "registered_cfg", "repo_id", "how_to_convert",
 ]
 
 VIDEO_TASK = "video-classification"  # the Hub pipeline tag (timm's default would say image-classification)
@@ -73,7 +73,7 @@ _LICENSE_NAMES = {
 
 # ---- names and cfgs ------------------------------------------------------------------
 
-def _cfg(name: str) -> VideoPretrainedCfg:
+def registered_cfg(name: str) -> VideoPretrainedCfg:
     """The registered pretrained cfg of ``arch[.tag]``; ValueError naming the choices if unknown."""
     try:
         cfg = get_pretrained_cfg(name, allow_unregistered=False) if timm.is_model(name.split(".")[0]) else None
@@ -97,7 +97,7 @@ def released_models() -> List[str]:
 
 def repo_id(name: str) -> str:
     """Hub repo of ``arch.tag`` (its cfg's ``hf_hub_id``; ``tada-zoo/<arch>.<tag>`` by default)."""
-    hub_id = _cfg(name).hf_hub_id
+    hub_id = registered_cfg(name).hf_hub_id
     return hub_id if hub_id and not hub_id.endswith("/") else f"{HUB_ORG}/{name}"
 
 
@@ -112,7 +112,7 @@ _HUB_MISSING = (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundErr
 
 def how_to_convert(name: str, cfg=None) -> str:
     """The local-conversion recipe for ``arch.tag``, for error messages and docs."""
-    cfg = cfg if cfg is not None else _cfg(name)
+    cfg = cfg if cfg is not None else registered_cfg(name)
     original = getattr(cfg, "original_file", None) or "ORIGINAL.pyth"
     url = getattr(cfg, "original_url", None) or getattr(cfg, "origin_url", None)
     where = f" (download: {url})" if url else ""
@@ -181,7 +181,7 @@ def model_stats(name: str, num_classes: Optional[int] = None) -> dict:
     needs real data is counted on CPU)."""
     from .profile import count_gmacs, count_params, default_input_shape
 
-    cfg = _cfg(name)
+    cfg = registered_cfg(name)
     num_classes = num_classes or cfg.num_classes
     model = empty_model(name, num_classes=num_classes)
     shape = default_input_shape(model, getattr(cfg, "num_frames", None), PROFILE_SIZE)
@@ -216,21 +216,22 @@ def hub_config(model: nn.Module, stats: Optional[dict] = None) -> dict:
     return config
 
 
-def _fmt_views(cfg) -> str:
+def _fmt_clip(cfg) -> Tuple[str, str]:
+    """(frames x sampling, clips x crops) as the original model zoo states them."""
     if cfg.sampling == "interval" and cfg.frame_interval:
         clip = f"{cfg.num_frames} frames x sampling rate {cfg.frame_interval}"
     elif cfg.sampling == "segment":
-        clip = f"{cfg.num_frames} frames, one per segment (TSN sampling)"
+        clip = f"{cfg.num_frames} frames, one per segment of the video (TSN sampling)"
     else:
         clip = f"{cfg.num_frames} frames"
     views = f"{cfg.eval_clips} clips x {cfg.eval_crops} crops" if cfg.eval_clips and cfg.eval_crops else "see the paper"
-    return f"{clip}; evaluated with {views}"
+    return clip, views
 
 
 def render_model_card(name: str, stats: dict, provenance: Optional[dict] = None) -> str:
     """The Hub README of ``arch.tag``. ``provenance`` (file names and sha256s) is known only
     after a conversion; without it the card says where those figures come from."""
-    cfg = _cfg(name)
+    cfg = registered_cfg(name)
     arch = name.split(".")[0]
     dataset, dataset_tag = _DATASETS.get(cfg.dataset, (cfg.dataset or "unknown", None))
     lic = cfg.license or "apache-2.0"
@@ -242,6 +243,7 @@ def render_model_card(name: str, stats: dict, provenance: Optional[dict] = None)
     citation = _CITATIONS.get(cfg.paper_ids)
     init_lic = _LICENSE_NAMES.get(cfg.init_license, cfg.init_license or "unknown")
     t, h, w = stats["input"][2:]
+    clip, views = _fmt_clip(cfg)
     mean = ", ".join(f"{v:g}" for v in cfg.mean)
     std = ", ".join(f"{v:g}" for v in cfg.std)
     test_size = (cfg.test_input_size or cfg.input_size)[1:]
@@ -252,7 +254,7 @@ def render_model_card(name: str, stats: dict, provenance: Optional[dict] = None)
         "",
         f"`{arch}` video classifier trained on {dataset} ({cfg.num_classes} classes) by the authors of "
         f"*{cfg.paper_name}* ({cfg.paper_ids}), converted from their original checkpoint to a timm model "
-        f"with safetensors weights by [tada-zoo](https://github.com/{HUB_ORG}/tada-zoo). "
+        f"with safetensors weights by tada-zoo. "
         "The converted model reproduces the original code's outputs (tested to a relative error of 1e-4).",
         "",
         "## Model details",
@@ -262,8 +264,8 @@ def render_model_card(name: str, stats: dict, provenance: Optional[dict] = None)
         f"- **Params (M):** {stats['params'] / 1e6:.2f}",
         f"- **GFLOPs:** {stats['gflops']:.2f} per view of {t}x{h}x{w} (multiply-accumulates, "
         f"`tada-zoo profile --model {arch}`)",
-        f"- **Clip:** {_fmt_views(cfg)}",
-        f"- **Accuracy (original model zoo, not re-evaluated here):** {acc} ({_fmt_views(cfg).split('; ')[1]})",
+        f"- **Clip:** {clip}",
+        f"- **Accuracy (original model zoo, not re-evaluated here):** {acc}, {views} per video",
         f"- **Initialised from:** {cfg.init} (licence: {init_lic})",
         f"- **Original code and weights:** https://github.com/alibaba-mmai-research/TAdaConv",
         "",
@@ -277,8 +279,9 @@ def render_model_card(name: str, stats: dict, provenance: Optional[dict] = None)
         "",
         f"Input `(B, 3, T, H, W)` float clips of T = {cfg.num_frames} RGB frames in [0, 1], normalised with "
         f"mean ({mean}) and std ({std}). Training crops {cfg.input_size[1]}x{cfg.input_size[2]}; the original "
-        f"evaluation resizes the short side and takes {cfg.eval_crops or 3} crops of "
-        f"{test_size[0]}x{test_size[1]} per clip, averaging the softmax scores of all views.",
+        f"evaluation resizes the short side to {test_size[0]} and takes {cfg.eval_crops or 3} crops of "
+        f"{test_size[0]}x{test_size[1]} from each of {cfg.eval_clips or 1} clips, averaging the softmax "
+        "scores of all views.",
         "",
         "## Usage",
         "",
@@ -324,7 +327,7 @@ def render_model_card(name: str, stats: dict, provenance: Optional[dict] = None)
 def write_hub_files(name: str, out_dir: Union[str, Path]) -> Dict[str, str]:
     """``config.json`` + ``README.md`` of ``arch.tag`` from the registry (no weights needed);
     returns their text (what ``hub_configs/<name>/`` must contain)."""
-    cfg = _cfg(name)
+    cfg = registered_cfg(name)
     stats = model_stats(name)
     model = empty_model(name, num_classes=cfg.num_classes)
     files = {
