@@ -176,20 +176,24 @@ def empty_model(name: str, **kwargs) -> nn.Module:
 
 def model_stats(name: str, num_classes: Optional[int] = None) -> dict:
     """Params and GFLOPs (multiply-accumulates) of one view, as ``tada-zoo profile`` reports them:
-    ``(1, 3, T, 224, 224)`` with T the frames the weights were trained on. Counted on meta
-    tensors, so even the largest model costs a fraction of a second (a model whose forward
-    needs real data is counted on CPU)."""
+    ``(1, 3, T, 224, 224)`` with T the frames the weights were trained on (else the model's).
+    Counted on meta tensors, so even the largest model costs a fraction of a second (a model
+    whose forward needs real data is counted on CPU)."""
     from .profile import count_gmacs, count_params, default_input_shape
 
-    cfg = registered_cfg(name)
-    num_classes = num_classes or cfg.num_classes
-    model = empty_model(name, num_classes=num_classes)
+    try:
+        cfg = registered_cfg(name)
+    except ValueError:  # an alias or an architecture without cfgs: the model's own defaults
+        cfg = None
+    num_classes = num_classes or getattr(cfg, "num_classes", None)
+    kwargs = dict(num_classes=num_classes) if num_classes else {}
+    model = empty_model(name, **kwargs)
     shape = default_input_shape(model, getattr(cfg, "num_frames", None), PROFILE_SIZE)
     try:
         with torch.device("meta"):
             gmacs = count_gmacs(model, shape)
     except (RuntimeError, NotImplementedError):
-        model = timm.create_model(name, pretrained=False, num_classes=num_classes)
+        model = timm.create_model(name, pretrained=False, **kwargs)
         gmacs = count_gmacs(model, shape)
     return dict(params=count_params(model), gflops=round(gmacs, 2), input=list(shape))
 
@@ -260,7 +264,8 @@ def render_model_card(name: str, stats: dict, provenance: Optional[dict] = None)
         "## Model details",
         "",
         f"- **Architecture:** `{arch}` (timm name; `import tada_zoo` registers it)",
-        f"- **Dataset:** {dataset}, {cfg.num_classes} classes",
+        f"- **Dataset:** {dataset}, {cfg.num_classes} classes (class names are not included: the original "
+        "release does not document the class-index order of its annotation lists)",
         f"- **Params (M):** {stats['params'] / 1e6:.2f}",
         f"- **GFLOPs:** {stats['gflops']:.2f} per view of {t}x{h}x{w} (multiply-accumulates, "
         f"`tada-zoo profile --model {arch}`)",

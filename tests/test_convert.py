@@ -52,6 +52,11 @@ def test_cli_conversion_reproduces_original_logits(arch, name, originals, refere
     assert _rel_err(logits, ref.expected["logits"]) <= 1e-4
     assert _rel_err(features, ref.expected["features"]) <= 1e-4
 
+    # the folder itself is a timm "local-dir:" model (config.json + weights)
+    local = timm.create_model(f"local-dir:{out}", pretrained=True)
+    assert local.num_classes == model.num_classes
+    assert all(torch.equal(a, b) for a, b in zip(local.state_dict().values(), model.state_dict().values()))
+
     config = json.loads((out / "config.json").read_text())
     assert config["architecture"] == name.split(".")[0] and config["num_classes"] == ref.meta["num_classes"]
     assert config["provenance"]["source_sha256"] == tada_zoo.hub.sha256_file(originals[arch])

@@ -96,6 +96,7 @@ def test_release_manifest_agrees_with_registry():
     families = {e["family"] for e in releases.values()}
     assert families == {"TAda2D", "TAdaConvNeXtV2", "TAdaFormer"}
     for name in hub.released_models():
+        assert name in releases, f"{name} has an original_file but no entry in conversion/releases.json"
         cfg, entry = hub.registered_cfg(name), releases[name]
         assert entry["original_file"] == cfg.original_file and entry["original_url"] == cfg.original_url
         assert entry["repo_id"] == hub.repo_id(name) == f"tada-zoo/{name}"
@@ -115,6 +116,16 @@ def test_unpublished_weights_explain_local_conversion(tmp_path, monkeypatch):
     msg = str(e.value)
     assert "not published" in msg and "tada-zoo convert --model tada2d_r50_16f.ssv2" in msg
     assert "tada2d_16f_ssv2.pyth" in msg and "pretrained_cfg_overlay" in msg
+
+
+def test_published_but_unreachable_weights_say_so(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    name = "tada2d_r50_8f.ssv2"
+    monkeypatch.setitem(_model_pretrained_cfgs, name, dataclasses.replace(_model_pretrained_cfgs[name], published=True))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(hub.WeightsNotAvailableError, match=r"(?s)could not fetch tada-zoo/tada2d_r50_8f.ssv2.*convert"):
+        timm.create_model(name, pretrained=True, cache_dir=tmp_path)
 
 
 # ---- publishing (dry run) + offline loading from an HF cache -----------------------------
