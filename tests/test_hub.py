@@ -107,6 +107,19 @@ def test_release_manifest_agrees_with_registry():
 
 # ---- not published yet ----------------------------------------------------------------
 
+def test_every_release_points_at_its_safetensors_repo_and_explains_missing_weights(tmp_path, monkeypatch):
+    """Every family builds through hub.build_video_model with generate_video_cfgs ids (models
+    are built with meta parameters: the download fails before any weight is needed)."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    for name in hub.released_models():
+        cfg = hub.registered_cfg(name)
+        assert (cfg.hf_hub_id, cfg.hf_hub_filename) == (f"tada-zoo/{name}", "model.safetensors"), name
+        with hub._params_on_meta(), pytest.raises(hub.WeightsNotAvailableError, match=f"--model {name} "):
+            timm.create_model(name, pretrained=True, cache_dir=tmp_path)
+
+
 def test_unpublished_weights_explain_local_conversion(tmp_path, monkeypatch):
     import huggingface_hub.constants as hf_constants
 
