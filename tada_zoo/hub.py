@@ -412,8 +412,7 @@ def _untagged_card(name: str, stats: dict, provenance: dict) -> str:
         f"- **Original checkpoint:** `{provenance['source_file']}`, sha256 `{provenance['source_sha256']}`",
         f"- **sha256 (`{WEIGHTS_NAME}`):** `{provenance['converted_sha256']}`", "",
         "```python", "import timm, tada_zoo", "",
-        f'model = timm.create_model("{name}", pretrained=True, '
-        f'pretrained_cfg_overlay=dict(file="{WEIGHTS_NAME}"))', "```", ""])
+        "model = timm.create_model(\"local-dir:PATH/TO/THIS/FOLDER\", pretrained=True)", "```", ""])
 
 
 def push_folder(folder: Union[str, Path], repo: str, token: Optional[str] = None, private: bool = False,
