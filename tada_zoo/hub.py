@@ -123,6 +123,20 @@ def how_to_convert(name: str, cfg=None) -> str:
             f"pretrained_cfg_overlay=dict(file={name + '/' + WEIGHTS_NAME!r}))")
 
 
+def _cfg_for_message(variant: str, kwargs: dict) -> PretrainedCfg:
+    """The pretrained cfg ``build_model_with_cfg`` was resolving: a cfg, a Hub config's dict or a tag."""
+    cfg = kwargs.get("pretrained_cfg")
+    if isinstance(cfg, dict):
+        cfg = PretrainedCfg(**{k: v for k, v in cfg.items() if k in _TIMM_FIELDS})
+    elif not isinstance(cfg, PretrainedCfg):
+        try:
+            cfg = get_pretrained_cfg(f"{variant}.{cfg}" if isinstance(cfg, str) and cfg else variant)
+        except RuntimeError:
+            cfg = None
+    overlay = {k: v for k, v in (kwargs.get("pretrained_cfg_overlay") or {}).items() if hasattr(cfg, k)}
+    return dataclasses.replace(cfg or PretrainedCfg(architecture=variant), **overlay)
+
+
 def build_video_model(model_cls, variant: str, pretrained: bool, **kwargs):
     """``timm.models.build_model_with_cfg`` whose failure to find the weights on the Hub (or in
     the offline cache) says how to convert them locally instead of a bare 404."""
@@ -131,18 +145,17 @@ def build_video_model(model_cls, variant: str, pretrained: bool, **kwargs):
     except _HUB_MISSING as e:
         if not pretrained:
             raise
-        cfg = kwargs.get("pretrained_cfg")
-        if not isinstance(cfg, PretrainedCfg):
-            tag = cfg if isinstance(cfg, str) else None
-            cfg = get_pretrained_cfg(f"{variant}.{tag}" if tag else variant) or PretrainedCfg()
-        overlay = kwargs.get("pretrained_cfg_overlay") or {}
+        cfg = _cfg_for_message(variant, kwargs)
         name = f"{variant}.{cfg.tag}" if cfg.tag else variant
-        hub_id = overlay.get("hf_hub_id") or cfg.hf_hub_id
         if getattr(cfg, "published", True) is False:
-            why = f"the weights of {name} are not published on the Hugging Face Hub yet ({hub_id})"
+            why = f"the weights of {name} are not published on the Hugging Face Hub yet ({cfg.hf_hub_id})"
         else:
-            why = f"could not fetch {hub_id} from the Hugging Face Hub or the local cache ({type(e).__name__})"
-        raise WeightsNotAvailableError(f"{why}; {how_to_convert(name, cfg)}") from e
+            why = f"could not fetch {cfg.hf_hub_id} from the Hugging Face Hub or the local cache ({type(e).__name__})"
+        try:  # the registry knows the original file even when the cfg came from a Hub config
+            recipe_cfg = get_pretrained_cfg(name) if cfg.tag else cfg
+        except RuntimeError:
+            recipe_cfg = cfg
+        raise WeightsNotAvailableError(f"{why}; {how_to_convert(name, recipe_cfg or cfg)}") from e
 
 
 # ---- params / GFLOPs ----------------------------------------------------------------
@@ -356,10 +369,17 @@ def sha256_file(path: Union[str, Path]) -> str:
     return h.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _write_text_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files
     os.replace(tmp, path)
 
 
@@ -391,6 +411,10 @@ def save_converted(model: nn.Module, name: str, output: Union[str, Path], proven
         tagged = "." in name
         card = render_model_card(name, stats, provenance) if tagged else _untagged_card(name, stats, provenance)
         (tmp / "README.md").write_text(card)
+        mask = _umask()  # mkdtemp / safetensors make private files: give the usual permissions
+        os.chmod(tmp, 0o777 & ~mask)
+        for f in tmp.iterdir():
+            os.chmod(f, 0o666 & ~mask)
         check_output_dir(output)  # still free?
         if output.exists():
             output.rmdir()  # empty directory: replaced by the finished one

@@ -173,11 +173,12 @@ _OFFLINE_CHECKS = textwrap.dedent("""
     for src in ("tada2d_r50_8f.k400", "hf-hub:tada-zoo/tada2d_r50_8f.k400"):
         m = timm.create_model(src, pretrained=True, num_classes=10)
         out["finetune " + src] = [same(m, skip=("fc.",)), m.num_classes, tuple(m.fc.weight.shape)]
-    try:
-        timm.create_model("tada2d_r50_16f.k400", pretrained=True)
-        out["unpublished"] = "loaded?!"
-    except tada_zoo.hub.WeightsNotAvailableError as e:
-        out["unpublished"] = str(e)
+    for key, src in (("unpublished", "tada2d_r50_16f.k400"), ("config_only", "hf-hub:tada-zoo/tada2d_r50_16f.k400")):
+        try:
+            timm.create_model(src, pretrained=True)
+            out[key] = "loaded?!"
+        except tada_zoo.hub.WeightsNotAvailableError as e:
+            out[key] = str(e)
     print(json.dumps(out))
 """)
 
@@ -210,6 +211,13 @@ def test_publish_dry_run_then_load_offline_from_hf_cache(tmp_path, reference):
     (snapshot.parents[1] / "refs").mkdir()
     (snapshot.parents[1] / "refs" / "main").write_text(rev)
 
+    # a repo whose config.json is cached but not its weights
+    other = cache / "models--tada-zoo--tada2d_r50_16f.k400"
+    (other / "snapshots" / rev).mkdir(parents=True)
+    shutil.copy(HUB_CONFIGS / "tada2d_r50_16f.k400" / "config.json", other / "snapshots" / rev)
+    (other / "refs").mkdir()
+    (other / "refs" / "main").write_text(rev)
+
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(cache), HF_HOME=str(tmp_path / "hf_home"),
                PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-c", _OFFLINE_CHECKS, str(ROOT / "tests"), str(snapshot)],
@@ -223,3 +231,5 @@ def test_publish_dry_run_then_load_offline_from_hf_cache(tmp_path, reference):
     for key in ("finetune tada2d_r50_8f.k400", "finetune hf-hub:tada-zoo/tada2d_r50_8f.k400"):
         assert out[key] == [True, 10, [10, 2048]], key
     assert "not published" in out["unpublished"] and "tada-zoo convert" in out["unpublished"]
+    assert "could not fetch tada-zoo/tada2d_r50_16f.k400" in out["config_only"]
+    assert "tada-zoo convert --model tada2d_r50_16f.k400 --checkpoint tada2d_16x5_k400.pyth" in out["config_only"]
