@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from . import __version__
-from .hub import check_output_dir, registered_cfg, save_converted, sha256_file
+from .hub import check_output_dir, registered_cfg, released_models, save_converted, sha256_file
 
 __all__ = ["load_original_checkpoint", "map_state_dict", "convert_checkpoint"]
 
@@ -87,6 +87,26 @@ def describe_original_cfg(cfg: Optional[dict]) -> str:
     return "checkpoint config: " + ", ".join(f"{k}={v}" for k, v in parts.items() if v is not None)
 
 
+def check_against_cfg(model_name: str, cfg: Optional[dict]) -> None:
+    """Refuse a release tag that contradicts the checkpoint's own config (dataset, clip length):
+    8- and 16-frame checkpoints share one state dict, so only the config tells them apart."""
+    if not cfg:
+        return
+    want = registered_cfg(model_name)
+    have = dict(dataset=cfg.get("TRAIN", {}).get("DATASET"), num_frames=cfg.get("DATA", {}).get("NUM_INPUT_FRAMES"))
+    wrong = {k: (v, getattr(want, k, None)) for k, v in have.items()
+             if v is not None and getattr(want, k, None) is not None and v != getattr(want, k)}
+    if wrong:
+        family = model_name.split("_")[0]
+        fits = [n for n in released_models() if n.split("_")[0] == family
+                and all(getattr(registered_cfg(n), k) == v for k, v in have.items() if v is not None)]
+        raise ValueError(
+            f"{model_name} is for " + ", ".join(f"{k}={w}" for k, (_, w) in wrong.items())
+            + " but the checkpoint's config says " + ", ".join(f"{k}={v}" for k, (v, _) in wrong.items())
+            + (f"; releases that fit: {', '.join(fits)}" if fits else "")
+            + " (--no-cfg-check converts anyway)")
+
+
 def _filter_fn(model: nn.Module):
     module = importlib.import_module(type(model).__module__)
     fn = getattr(module, "checkpoint_filter_fn", None)
@@ -140,7 +160,7 @@ def _classes_in(mapped: dict, model: nn.Module) -> Optional[int]:
 
 
 def convert_checkpoint(model_name: str, checkpoint: Union[str, Path], output: Union[str, Path],
-                       ema: bool = False) -> Path:
+                       ema: bool = False, cfg_check: bool = True) -> Path:
     """Convert ``checkpoint`` for ``model_name`` (``arch.tag`` of a release, or an architecture,
     whose classes then come from the checkpoint's classifier) into the directory ``output``:
     ``model.safetensors``, ``config.json`` (timm hub format), ``README.md`` (model card)."""
@@ -164,6 +184,8 @@ def convert_checkpoint(model_name: str, checkpoint: Union[str, Path], output: Un
         context += (f"; {model_name} expects {expected} classes: if the checkpoint is for another "
                     f"dataset use its tag, or the architecture {arch!r} alone")
     mapped = map_state_dict(state_dict, model, context)
+    if tag and cfg_check:  # the weights fit: do they belong to this release?
+        check_against_cfg(model_name, info["cfg"])
     model.load_state_dict(mapped, strict=True)
     provenance = dict(
         source_file=Path(checkpoint).name, source_sha256=sha256_file(checkpoint),
@@ -179,10 +201,12 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint", required=True, help="original .pyth file")
     p.add_argument("--output", required=True, help="new (or empty) directory to write")
     p.add_argument("--ema", action="store_true", help="convert 'model_ema_state' instead of 'model_state'")
+    p.add_argument("--no-cfg-check", dest="cfg_check", action="store_false",
+                   help="do not compare the tag's dataset / frames with the checkpoint's stored config")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> None:
-    out = convert_checkpoint(args.model, args.checkpoint, args.output, ema=args.ema)
+    out = convert_checkpoint(args.model, args.checkpoint, args.output, ema=args.ema, cfg_check=args.cfg_check)
     print(f"wrote {out}/model.safetensors, config.json, README.md")

@@ -84,9 +84,12 @@ def test_checkpoint_of_another_architecture(tmp_path, originals, reference):
     _convert_fails(tmp_path, other, r"(?s)unmapped.*MODEL=TAdaConvNeXtV2-Tiny")
 
 
-def test_checkpoint_of_another_dataset(tmp_path, originals):
+def test_checkpoint_of_another_dataset_or_clip_length(tmp_path, originals):
     _convert_fails(tmp_path, originals["tada2d_r50_k400"],
                    r"(?s)fc.weight \(400, 2048\) vs \(174, 2048\).*tada2d_r50_8f.ssv2 expects 174", "tada2d_r50_8f.ssv2")
+    # 8x8 and 16x5 share the state dict: the config stored in the checkpoint tells them apart
+    _convert_fails(tmp_path, originals["tada2d_r50_k400"],
+                   r"num_frames=16 .* num_frames=8; releases that fit: tada2d_r50_8f.k400 \(", "tada2d_r50_16f.k400")
 
 
 def test_truncated_checkpoint(tmp_path, originals):
