@@ -7,8 +7,8 @@
 looked up in ``--originals``; missing files and models not registered yet are reported
 and skipped. Each repo is converted (``tada_zoo.convert``), checked to load through timm,
 then uploaded as written (``tada_zoo.hub.push_folder``), or left in
-``OUT/<org>/<repo>/`` with ``--dry-run``. After a real push, set ``published=True`` in
-the model's pretrained cfg.
+``OUT/<org>/<repo>/`` with ``--dry-run`` (a rerun skips the repos already there). After a
+real push, set ``published=True`` in the model's pretrained cfg.
 """
 import argparse
 import json
@@ -59,6 +59,10 @@ def publish(originals: Path, dry_run: Optional[Path] = None, only: Optional[List
             continue
         if dry_run is not None:
             folder = Path(dry_run) / entry["repo_id"]
+            if (folder / WEIGHTS_NAME).exists():  # written by an earlier run: resume after it
+                skipped[name] = f"{folder} already written"
+                print(f"skip {name}: {skipped[name]}")
+                continue
             convert_checkpoint(name, source, folder)
             _check_loads(name, folder)
         else:

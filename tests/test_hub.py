@@ -194,6 +194,8 @@ def test_publish_dry_run_then_load_offline_from_hf_cache(tmp_path, reference):
     assert "not found" in result["skipped"]["tada2d_r50_16f.k400"]
     repo = repos / "tada-zoo" / "tada2d_r50_8f.k400"
     assert sorted(p.name for p in repo.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    again = publish.publish(originals, dry_run=repos, only=["tada2d_r50_8f.k400"])  # resumes
+    assert again["done"] == [] and "already written" in again["skipped"]["tada2d_r50_8f.k400"]
     with pytest.raises(SystemExit, match="HF_TOKEN"):
         env = dict(os.environ)
         os.environ.pop("HF_TOKEN", None)
