@@ -235,3 +235,36 @@ def test_publish_dry_run_then_load_offline_from_hf_cache(tmp_path, reference):
     assert "not published" in out["unpublished"] and "tada-zoo convert" in out["unpublished"]
     assert "could not fetch tada-zoo/tada2d_r50_16f.k400" in out["config_only"]
     assert "tada-zoo convert --model tada2d_r50_16f.k400 --checkpoint tada2d_16x5_k400.pyth" in out["config_only"]
+
+
+def test_push_folder_uploads_the_written_folder(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls.append(("token", token))
+
+        def create_repo(self, repo_id, private=False, exist_ok=False):
+            calls.append(("create", repo_id, exist_ok))
+            return type("Url", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, **kwargs):
+            calls.append(("upload", kwargs["repo_id"], kwargs["folder_path"], tuple(kwargs["allow_patterns"])))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setenv("HF_TOKEN", "hf_from_env")
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="model.safetensors"):
+        hub.push_folder(folder, "tada-zoo/x")
+    (folder / "model.safetensors").write_bytes(b"")
+    (folder / "pytorch_model.bin").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"no pickled \.bin"):
+        hub.push_folder(folder, "tada-zoo/x")
+    (folder / "pytorch_model.bin").unlink()
+    assert hub.push_folder(folder, "tada-zoo/x") == "tada-zoo/x"
+    assert calls == [("token", "hf_from_env"), ("create", "tada-zoo/x", True),
+                     ("upload", "tada-zoo/x", str(folder), ("model.safetensors", "config.json", "README.md"))]
