@@ -401,7 +401,8 @@ def save_converted(model: nn.Module, name: str, output: Union[str, Path], proven
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
     try:
-        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        # own copies: safetensors refuses tensors that share memory (views, tied weights)
+        state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
         save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt", "model": name})
         provenance = dict(provenance, converted_sha256=sha256_file(tmp / WEIGHTS_NAME))
         stats = model_stats(name, num_classes=model.num_classes)

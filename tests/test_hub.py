@@ -59,6 +59,8 @@ def test_hub_configs_content():
         cfg = hub.registered_cfg(name)
         config = json.loads((HUB_CONFIGS / name / "config.json").read_text())
         PretrainedCfg(**config["pretrained_cfg"])  # what timm builds from an hf-hub: config
+        model = hub.empty_model(config["architecture"], **config["model_args"])  # ... and its model_args
+        assert model.num_classes == cfg.num_classes and model.num_frames == cfg.num_frames
         assert config["architecture"] == name.split(".")[0] and config["num_classes"] == cfg.num_classes
         assert config["model_args"]["num_frames"] == cfg.num_frames
         assert config["video"]["top1"] == cfg.top1 and config["video"]["original_file"] == cfg.original_file
