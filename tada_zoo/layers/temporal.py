@@ -22,15 +22,25 @@ def temporal_pool(x: torch.Tensor, kernel_size: int = 3, pool_type: str = "avg")
         raise ValueError(f"pool_type must be one of {POOL_TYPES}, got {pool_type!r}")
     if kernel_size == 1:
         return x if pool_type != "mix" else 2 * x
-    flat = x.reshape(x.shape[0], 1, x.shape[1], -1)
-    args = ((kernel_size, 1), 1, (kernel_size // 2, 0))
     if pool_type == "avg":
-        y = F.avg_pool2d(flat, *args)
-    elif pool_type == "max":
-        y = F.max_pool2d(flat, *args)
-    else:
-        y = F.avg_pool2d(flat, *args) + F.max_pool2d(flat, *args)
-    return y.view(x.shape)
+        return _avg_pool_time(x, kernel_size)
+    flat = x.reshape(x.shape[0], 1, x.shape[1], -1)
+    y = F.max_pool2d(flat, (kernel_size, 1), 1, (kernel_size // 2, 0)).view(x.shape)
+    return y if pool_type == "max" else y + _avg_pool_time(x, kernel_size)
+
+
+def _avg_pool_time(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """Zero-padded average over ``kernel_size`` frames of ``(B, T, ...)`` as shifted adds.
+
+    Same numbers as ``avg_pool2d`` on the ``(B, 1, T, -1)`` view, about twice as fast on
+    CPU (that view is a degenerate pooling shape for the library kernels), and any
+    memory layout of the trailing dims works.
+    """
+    y = x.clone()
+    for s in range(1, kernel_size // 2 + 1):
+        y[:, s:] += x[:, :-s]
+        y[:, :-s] += x[:, s:]
+    return y.mul_(1 / kernel_size)
 
 
 class TemporalAggregation(nn.Module):
