@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from .tadaconv import check_video
 
-__all__ = ["TemporalAggregation", "temporal_pool"]
+__all__ = ["TemporalAggregation", "temporal_pool", "temporal_sum"]
 
 POOL_TYPES = ("avg", "max", "mix")
 
@@ -23,24 +23,33 @@ def temporal_pool(x: torch.Tensor, kernel_size: int = 3, pool_type: str = "avg")
     if kernel_size == 1:
         return x if pool_type != "mix" else 2 * x
     if pool_type == "avg":
-        return _avg_pool_time(x, kernel_size)
+        return temporal_sum(x, kernel_size).div_(kernel_size)
     flat = x.reshape(x.shape[0], 1, x.shape[1], -1)
     y = F.max_pool2d(flat, (kernel_size, 1), 1, (kernel_size // 2, 0)).view(x.shape)
-    return y if pool_type == "max" else y + _avg_pool_time(x, kernel_size)
+    return y if pool_type == "max" else y + temporal_sum(x, kernel_size).div_(kernel_size)
 
 
-def _avg_pool_time(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """Zero-padded average over ``kernel_size`` frames of ``(B, T, ...)`` as shifted adds.
+def temporal_sum(x: torch.Tensor, kernel_size: int = 3) -> torch.Tensor:
+    """Zero-padded sum over ``kernel_size`` frames of ``(B, T, ...)``: ``k * avg_pool`` (count_include_pad).
 
-    Same numbers as ``avg_pool2d`` on the ``(B, 1, T, -1)`` view, about twice as fast on
-    CPU (that view is a degenerate pooling shape for the library kernels), and any
-    memory layout of the trailing dims works.
+    Done as shifted adds, which is about twice as fast on CPU as ``avg_pool2d`` on the
+    ``(B, 1, T, -1)`` view (a degenerate pooling shape for the library kernels) and works
+    for any memory layout of the trailing dims. Callers that normalise the result anyway
+    can skip the division (``LN(s / k, eps) == LN(s, k * k * eps)``).
     """
-    y = x.clone()
-    for s in range(1, kernel_size // 2 + 1):
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd (same-length pooling), got {kernel_size}")
+    T, r = x.shape[1], kernel_size // 2
+    if r == 0 or T == 1:
+        return x.clone()
+    y = torch.empty_like(x)
+    torch.add(x[:, 1:], x[:, :-1], out=y[:, 1:])
+    y[:, 0] = x[:, 0]
+    y[:, :-1] += x[:, 1:]
+    for s in range(2, min(r, T - 1) + 1):
         y[:, s:] += x[:, :-s]
         y[:, :-s] += x[:, s:]
-    return y.mul_(1 / kernel_size)
+    return y
 
 
 class TemporalAggregation(nn.Module):

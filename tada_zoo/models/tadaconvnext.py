@@ -31,6 +31,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, Mlp, get_act_layer, trunc_normal_
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
@@ -38,7 +39,7 @@ from timm.models._features import feature_take_indices
 
 from ..layers import (
     RouteFuncMLP, RouteFuncTransformer, TAdaConv2d, check_video, route_func_transformer_from_original,
-    temporal_pool)
+    temporal_sum)
 from ._cfg import video_cfg
 
 __all__ = ["TAdaConvNeXt", "TAdaConvNeXtBlock", "inflate_convnext", "checkpoint_filter_fn"]
@@ -102,8 +103,12 @@ class TAdaConvNeXtBlock(nn.Module):
         z = z.permute(0, 1, 3, 4, 2)  # back to (B, T, H, W, C), free for a channels-last conv output
         y = self.norm(z)
         if self.norm_pool is not None:
-            y = y + self.norm_pool(temporal_pool(z))
+            # LN(sum / 3, eps) == LN(sum, 9 * eps): the average's division folds into the norm
+            p = self.norm_pool
+            y += F.layer_norm(temporal_sum(z, 3), p.normalized_shape, p.weight, p.bias, p.eps * 9)
         y = self.mlp(y)
+        if self.gamma is not None and isinstance(self.drop_path, nn.Identity):
+            return torch.addcmul(x, y, self.gamma)  # residual and layer scale in one pass
         if self.gamma is not None:
             y = y * self.gamma
         # drop path on (B, ...): a whole clip is dropped, never single frames
