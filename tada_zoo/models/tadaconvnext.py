@@ -230,7 +230,7 @@ class TAdaConvNeXt(nn.Module):
         block_args = dict(
             ls_init_value=ls_init_value, route=route, rf_ratio=rf_ratio, rf_kernels=rf_kernels,
             head_dim=head_dim, temporal_agg=temporal_agg, act_layer=act_layer, norm_eps=norm_eps)
-        dpr = [r.tolist() for r in torch.linspace(0, drop_path_rate, sum(depths)).split(list(depths))]
+        dpr = [r.tolist() for r in torch.linspace(0, drop_path_rate, sum(depths), device="cpu").split(list(depths))]
         stages, self.feature_info, prev, reduction = [], [], dims[0], 4
         for i, (depth, dim) in enumerate(zip(depths, dims)):
             if i > 0:
@@ -362,7 +362,8 @@ def checkpoint_filter_fn(state_dict: dict, model: TAdaConvNeXt) -> dict:
     """
     if "model_state" in state_dict:
         state_dict = state_dict["model_state"]
-    state_dict = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
+    if any(k.startswith("module.") for k in state_dict):
+        state_dict = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
     if "backbone.downsample_layers.0.0.weight" not in state_dict:
         return state_dict
     out = {}
