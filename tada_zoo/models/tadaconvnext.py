@@ -466,7 +466,15 @@ def _inflated(frames: int):
         num_classes=1000, num_frames=frames, mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
         dataset="imagenet-1k", init="timm convnext_tiny.fb_in1k, inflated (conversion/inflate_convnext.py)",
         init_license="mit", license="mit", first_conv="stem.0", classifier="head.fc",
-        original_url="https://huggingface.co/timm/convnext_tiny.fb_in1k")
+        original_url="https://huggingface.co/timm/convnext_tiny.fb_in1k",
+        origin_url="https://huggingface.co/timm/convnext_tiny.fb_in1k",
+        notes=(
+            "The paper's TAdaConvNeXt-T weights were never released. These are timm's ImageNet-1k "
+            "ConvNeXt-T (convnext_tiny.fb_in1k) inflated into TAdaConvNeXt-T, exactly the paper's starting "
+            "point: tubelet stem centre-initialised, calibration at identity, temporal aggregation at zero, "
+            "so the model equals ConvNeXt-T applied to every other frame. Not trained on video: fine-tune it.",
+            "Built by conversion/inflate_convnext.py (tada_zoo.models.tadaconvnext.inflate_convnext).",
+        ))
 
 
 default_cfgs = generate_default_cfgs({
