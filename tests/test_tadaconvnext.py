@@ -255,3 +255,31 @@ def test_bad_input():
         TAdaConvNeXt(route="conv", **TINY)
     with pytest.raises(ValueError, match="same length"):
         TAdaConvNeXt(depths=(1, 1), dims=(8, 16, 32))
+
+
+def test_calibrated_dwconv_is_one_plain_depthwise_conv(monkeypatch):
+    """The fast path never builds per-frame weights: every conv2d has at most C groups."""
+    model = timm.create_model("tadaconvnextv2_t_16f", num_classes=4, **TINY_V2).eval()
+    seen = []
+    conv2d = torch.nn.functional.conv2d
+
+    def spy(x, w, *args, **kwargs):
+        seen.append((x.shape[0], w.shape[0], args[-1] if len(args) >= 5 else kwargs.get("groups", 1)))
+        return conv2d(x, w, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "conv2d", spy)
+    with torch.no_grad():
+        model(torch.randn(2, 3, 8, 32, 32))
+    depthwise = [s for s in seen if s[2] > 1]
+    assert len(depthwise) == sum(TINY["depths"])
+    assert all(n == 2 * 4 and groups == c for n, c, groups in depthwise)  # B*T' frames, groups == channels
+
+
+def test_quick_gelu_mlp_equals_timm_mlp():
+    from timm.layers import Mlp
+    from timm.layers.activations import QuickGELU
+    from tada_zoo.models.tadaconvnext import QuickGELUMlp
+    fast, ref = QuickGELUMlp(8, 32), Mlp(8, 32, act_layer=QuickGELU)
+    ref.load_state_dict(fast.state_dict())
+    x = torch.randn(5, 8) * 3
+    torch.testing.assert_close(fast(x), ref(x), atol=1e-6, rtol=1e-5)
