@@ -65,7 +65,7 @@ class QuickGELUMlp(Mlp):
 
 
 class TAdaConvNeXtBlock(nn.Module):
-    """ConvNeXt block whose depth-wise conv is a TAdaConv2d, on ``(B, T, C, H, W)`` clips.
+    """ConvNeXt block whose depth-wise conv is a TAdaConv2d, on channels-last ``(B, T, H, W, C)`` clips.
 
     ``y = x + gamma * MLP(LN(z) + LN_pool(avgpool_t(z)))`` with ``z = TAdaConv_dw(x)``.
 
