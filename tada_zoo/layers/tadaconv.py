@@ -182,9 +182,11 @@ class TAdaConv2d(nn.Module):
                            self.groups)
             y = y.unflatten(0, (B, T))
         else:
-            y = self._conv(x.flatten(0, 1), self.weight, None, self.groups).unflatten(0, (B, T)) * alpha
-            if self.bias is not None and bias_alpha is None:
-                y = y + self.bias.view(-1, 1, 1)
+            y = self._conv(x.flatten(0, 1), self.weight, None, self.groups).unflatten(0, (B, T))
+            if self.bias is None:
+                return y * alpha
+            bias = self.bias.view(-1, 1, 1) if bias_alpha is None else bias_alpha * self.bias.view(-1, 1, 1)
+            return torch.addcmul(bias, y, alpha)  # one pass; keeps the conv output's memory format
         if bias_alpha is not None:
             y = y + bias_alpha * self.bias.view(-1, 1, 1)
         return y

@@ -2,6 +2,7 @@
 import timm
 
 from .tada2d import *
+from .tadaconvnext import *
 
 
 def list_models(pattern: str = "*") -> list:
