@@ -259,7 +259,7 @@ class TAdaFormer(nn.Module):
         self.norm_pre = norm_layer(embed_dim)
         tada_args = dict(reduction=reduction, rf_ratio=rf_ratio, rf_kernels=rf_kernels,
                          rf_head_dim=rf_head_dim, temporal_kernel=temporal_kernel)
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear, as torch.linspace
         self.blocks = nn.Sequential(*[
             TAdaFormerBlock(embed_dim, num_heads, mlp_ratio, dpr[i], QuickGELU, norm_layer, double_tada, tada_args)
             for i in range(depth)])
