@@ -52,10 +52,11 @@ def test_tadaconv2dv2_op_matches_original(reference):
 
 def _check_reference(reference, arch, name):
     ref = reference(arch)
-    model = timm.create_model(name, num_classes=ref.meta["num_classes"]).eval()
+    with torch.device("meta"):  # skip the random init: every tensor comes from the checkpoint
+        model = timm.create_model(name, num_classes=ref.meta["num_classes"]).eval()
     assert sum(p.numel() for p in model.parameters()) == ref.meta["num_params"]
     # the original .pyth layout: {"model_state": ..., "cfg": ...}
-    model.load_state_dict(checkpoint_filter_fn(ref.checkpoint()["model_state"], model), strict=True)
+    model.load_state_dict(checkpoint_filter_fn(ref.checkpoint()["model_state"], model), strict=True, assign=True)
     with torch.no_grad():
         feats = model.forward_head(model.forward_features(ref.input()), pre_logits=True)
         logits = model.head(feats)
@@ -155,7 +156,8 @@ def test_inflated_equals_clip_vit_per_frame():
 
 
 def test_inflate_rejects_mismatch():
-    vit = timm.create_model("vit_base_patch16_clip_224", pretrained=False, num_classes=0)
+    from timm.models.vision_transformer import VisionTransformer
+    vit = VisionTransformer(img_size=32, patch_size=4, embed_dim=64, depth=2, num_heads=2, pre_norm=True)
     with pytest.raises(ValueError, match="stem weight"):
         inflate_clip_vit(_tiny(), vit.state_dict())
 
