@@ -99,7 +99,7 @@ def test_l14_converts(reference, arch, name):
 
 @pytest.mark.parametrize("name,frames,gflops", [
     ("tadaformer_b16_16f", 16, 153), ("tadaformer_b16_16f.ssv2", 16, 187),
-    ("tadaformer_l14_16f", 16, 703), ("tadaformer_l14_32f.ssv2", 32, 1716)])
+    ("tadaformer_l14_16f", 16, 703)])
 def test_gflops_match_paper(name, frames, gflops):
     with torch.device("meta"):
         model = timm.create_model(name).eval()
