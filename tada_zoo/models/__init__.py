@@ -3,6 +3,7 @@ import timm
 
 from .tada2d import *
 from .tadaconvnext import *
+from .tadaformer import *
 
 
 def list_models(pattern: str = "*") -> list:
