@@ -4,7 +4,7 @@
 
 Default shape: an R3D res4 3x3x3 conv (256 -> 256 channels, 8 frames, 14x14). Also times
 "taps", the other exact cin formulation (one 2D conv per temporal tap, summed), to show
-why the fast path stacks the taps instead. Prints median times and ratios to nn.Conv3d.
+why the fast path stacks the taps instead. Prints the best of --repeats interleaved runs and ratios to nn.Conv3d.
 """
 import argparse
 import time
@@ -30,19 +30,25 @@ def taps_forward(conv: TAdaConv3d, x: torch.Tensor, alpha: torch.Tensor) -> torc
     return y.unflatten(0, (B, -1)).transpose(1, 2)
 
 
-def timeit(fn, repeats: int, device: str) -> float:
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(repeats):
+def best_times(fns: dict, rounds: int, device: str) -> dict:
+    """Fastest of ``rounds`` runs per function, the functions interleaved round by round so
+    that load from other processes hits them alike (min, not median: noise only adds)."""
+    def run(fn):
         if device == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         fn()
         if device == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+        return time.perf_counter() - t0
+
+    for fn in fns.values():  # warm-up
+        run(fn)
+    best = {name: float("inf") for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            best[name] = min(best[name], run(fn))
+    return best
 
 
 def main() -> None:
@@ -75,16 +81,14 @@ def main() -> None:
             err = (conv(x, alpha) - conv.forward_reference(x, alpha)).abs().max().item()
         print(f"\ncal_dim={cal_dim}  (fast vs reference max abs diff {err:.1e})")
         print(f"{'path':<12}{'infer ms':>10}{'ratio':>8}{'fwd+bwd ms':>12}{'ratio':>8}")
-        base = {}
-        for name, fn in paths.items():
-            with torch.no_grad():
-                t_inf = timeit(lambda: fn(x, alpha), args.repeats, dev)
-            xg = x.clone().requires_grad_()
-            ag = alpha.clone().requires_grad_()
-            t_train = timeit(lambda: fn(xg, ag).sum().backward(), args.repeats, dev)
-            base = base or {"inf": t_inf, "train": t_train}
-            print(f"{name:<12}{1e3 * t_inf:>10.2f}{t_inf / base['inf']:>8.2f}"
-                  f"{1e3 * t_train:>12.2f}{t_train / base['train']:>8.2f}")
+        xg, ag = x.clone().requires_grad_(), alpha.clone().requires_grad_()
+        with torch.no_grad():
+            inf = best_times({n: (lambda fn=fn: fn(x, alpha)) for n, fn in paths.items()}, args.repeats, dev)
+        train = best_times(
+            {n: (lambda fn=fn: fn(xg, ag).sum().backward()) for n, fn in paths.items()}, args.repeats, dev)
+        for name in paths:
+            print(f"{name:<12}{1e3 * inf[name]:>10.2f}{inf[name] / inf['nn.Conv3d']:>8.2f}"
+                  f"{1e3 * train[name]:>12.2f}{train[name] / train['nn.Conv3d']:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ works like any timm model.
 """
 from .layers import LearnableCalibration, RouteFuncMLP, TAdaConv2d, TAdaConv3d, TemporalAggregation
 from . import models
+from .models import list_models
 from .tadafy import tadafy
 
 __version__ = "0.1.0"

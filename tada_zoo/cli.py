@@ -7,6 +7,8 @@ from typing import List, Optional
 # modules with a ``register(subparsers)`` function, one per sub-command family
 COMMAND_MODULES = [
     "tada_zoo.profile",
+    "tada_zoo.data.adapters",
+    "tada_zoo.convert",
 ]
 
 
@@ -24,7 +26,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
         if getattr(args, "debug", False):
             raise
         print(f"tada-zoo {args.command}: error: {e}", file=sys.stderr)

@@ -6,7 +6,18 @@ import timm
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["profile_model", "count_params", "count_gmacs"]
+__all__ = ["profile_model", "count_params", "count_gmacs", "create_model"]
+
+
+def create_model(name: str, **kwargs) -> torch.nn.Module:
+    """``timm.create_model`` with an error that lists our models when the name is unknown."""
+    arch = name.split(":")[-1].split(".")[0]
+    if not name.startswith("hf-hub:") and not timm.is_model(arch):
+        import tada_zoo  # noqa: F401  (registers our models)
+
+        if not timm.is_model(arch):
+            raise ValueError(f"unknown model {name!r}; tada-zoo models: {', '.join(tada_zoo.list_models())}")
+    return timm.create_model(name, **kwargs)
 
 
 def count_params(model: torch.nn.Module) -> int:
@@ -37,7 +48,7 @@ def count_gmacs(model: torch.nn.Module, input_shape: Tuple[int, ...]) -> float:
 def profile_model(name: str, frames: Optional[int] = None, size: int = 224,
                   num_classes: Optional[int] = None) -> dict:
     kwargs = {} if num_classes is None else dict(num_classes=num_classes)
-    model = timm.create_model(name, **kwargs)
+    model = create_model(name, **kwargs)
     shape = default_input_shape(model, frames, size)
     return dict(model=name, input=shape, params=count_params(model), gflops=count_gmacs(model, shape))
 

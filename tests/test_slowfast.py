@@ -133,3 +133,36 @@ def test_slowonly_is_the_slow_pathway_without_fusion():
 def test_bad_inputs(shape, match):
     with pytest.raises(ValueError, match=match):
         _tiny()(torch.randn(shape))
+
+
+
+_OURS_TO_ORIGINAL = {"downsample.0": "short_cut", "downsample.1": "short_cut_bn", "conv1": "conv_branch.a",
+                     "bn1": "conv_branch.a_bn", "conv2": "conv_branch.b", "bn2": "conv_branch.b_bn",
+                     "conv3": "conv_branch.c", "bn3": "conv_branch.c_bn"}
+
+
+def _original_slowonly_key(k):
+    if k.startswith("fc."):
+        return "head.out." + k[3:]
+    if k.startswith(("conv1.", "bn1.")):
+        return "backbone.slow_conv1." + ("a." if k.startswith("conv1.") else "a_bn.") + k.split(".", 1)[1]
+    layer, block, rest = k.split(".", 2)
+    for ours, orig in _OURS_TO_ORIGINAL.items():
+        if rest.startswith(ours + "."):
+            rest = orig + rest[len(ours):]
+            break
+    return f"backbone.slow_conv{int(layer[5:]) + 1}.res_{int(block) + 1}.{rest}"
+
+
+def test_slowonly_maps_original_slow_pathway_keys():
+    """Original SlowOnly checkpoints carry SlowFast's ``slow_*`` keys; ``tada-zoo convert`` uses the
+    filter of the model's module (resnet3d.py), which must map them."""
+    from tada_zoo.models import resnet3d
+
+    model = timm.create_model("slowonly_r50_8x8", layers=(1, 1, 1, 1), widths=(4, 4, 4, 4), stem_width=8)
+    ours = {k: torch.randn(v.shape) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    original = {"model_state": {_original_slowonly_key(k): v for k, v in ours.items()}}
+    mapped = resnet3d.checkpoint_filter_fn(original, model)
+    assert mapped.keys() == ours.keys() and all(torch.equal(mapped[k], ours[k]) for k in ours)
+    with pytest.raises(ValueError, match="different networks"):
+        resnet3d.checkpoint_filter_fn({"backbone.conv1.a1.weight": torch.zeros(1)}, model)

@@ -1,4 +1,4 @@
 """Building blocks with no model knowledge: TAdaConv, calibration generators, temporal aggregation."""
-from .calibration import LearnableCalibration, RouteFuncMLP
+from .calibration import LearnableCalibration, RouteFuncMLP, RouteFuncTransformer, route_func_transformer_from_original
 from .tadaconv import TAdaConv2d, TAdaConv3d, check_video, temporal_taps
-from .temporal import TemporalAggregation, temporal_pool
+from .temporal import TemporalAggregation, temporal_pool, temporal_sum

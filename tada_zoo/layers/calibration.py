@@ -7,14 +7,17 @@ TAdaConv starts out as the plain convolution it replaces (paper Sec. 3.2, "Initi
 Public ``forward`` takes ``(B, C, T, H, W)`` and returns ``(B, C, T, 1, 1)`` like the
 original; ``forward_frames`` is the frame-major ``(B, T, C, H, W) -> (B, T, C, 1, 1)``.
 """
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import trunc_normal_
+from timm.layers.activations import QuickGELU
 
 from .tadaconv import check_video
 
-__all__ = ["RouteFuncMLP", "LearnableCalibration"]
+__all__ = ["RouteFuncMLP", "LearnableCalibration", "RouteFuncTransformer", "route_func_transformer_from_original"]
 
 
 class RouteFuncMLP(nn.Module):
@@ -114,3 +117,131 @@ class LearnableCalibration(nn.Module):
         check_video(x, self.channels, "LearnableCalibration input")
         B, _, T = x.shape[:3]
         return self.calibration(x.new_empty(B, self.channels, T))[..., None, None]
+
+
+class RouteFuncTransformer(nn.Module):
+    """TAdaConvV2's calibration generator: a temporal conv, then self-attention over frames.
+
+    ``y = QuickGELU(LN(a(GAP_s(X))))``, ``y = y + attn(LN(y))`` with the ``T`` frame
+    descriptors as tokens, ``alpha = b(y) (+ 1)`` and, with ``with_bias_cal``, a second
+    calibration ``b_bias(y) (+ 1)`` for the per-frame bias (TAdaConvNeXtV2, TAdaFormer).
+
+    Numerics follow the original ``RouteFuncwTransformer`` exactly, because the released
+    checkpoints depend on them: ``qkv_proj``'s output channels are laid out as
+    ``(3, head_dim, num_heads)`` (channel ``s * c + d * num_heads + h``), the heads are
+    written back as ``h * head_dim + d`` and the softmax scale is ``c ** -0.5`` with ``c``
+    the full reduced width. The original's Conv3d weights map onto ``a``/``b``/``b_bias``
+    (Conv1d over time) and ``qkv_proj``/``attn_out`` (Linear) by dropping size-1 dims.
+
+    Args:
+        c_in: channels of the calibrated features (and of ``alpha``).
+        ratio: reduction ratio of the hidden width ``c = c_in // ratio``.
+        kernels: temporal kernel sizes of ``a`` and ``b``.
+        with_bias_cal: also return the bias calibration.
+        zero_init_cal: ``b``/``b_bias`` start at zero and 1 is added to their outputs, so
+            the calibration starts at identity (TAdaConvNeXtV2). ``False`` returns the raw
+            outputs (TAdaFormer, which adds its own identity path).
+        head_dim: channels per attention head; ``c`` must be divisible by it.
+    """
+
+    def __init__(
+            self,
+            c_in: int,
+            ratio: int = 4,
+            kernels: Sequence[int] = (3, 3),
+            with_bias_cal: bool = False,
+            zero_init_cal: bool = True,
+            head_dim: int = 64,
+            eps: float = 1e-6,
+    ):
+        super().__init__()
+        kernels = tuple(int(k) for k in kernels)
+        if len(kernels) != 2 or any(k < 1 or k % 2 == 0 for k in kernels):
+            raise ValueError(f"kernels must be two odd temporal kernel sizes, got {kernels}")
+        hidden = int(c_in // ratio)
+        if hidden % head_dim:
+            raise ValueError(
+                f"RouteFuncTransformer: reduced width c_in // ratio = {hidden} must be divisible "
+                f"by head_dim={head_dim}")
+        self.c_in = c_in
+        self.hidden = hidden
+        self.head_dim = head_dim
+        self.num_heads = hidden // head_dim
+        self.scale = hidden ** -0.5  # the original scales by the full width, not head_dim
+        self.with_bias_cal = with_bias_cal
+        self.zero_init_cal = zero_init_cal
+        self.a = nn.Conv1d(c_in, hidden, kernels[0], padding=kernels[0] // 2)
+        self.norm = nn.LayerNorm(hidden, eps=eps)
+        self.act = QuickGELU()
+        self.norm_transformer = nn.LayerNorm(hidden, eps=eps)
+        self.qkv_proj = nn.Linear(hidden, 3 * hidden)
+        self.attn_out = nn.Linear(hidden, hidden)
+        self.b = nn.Conv1d(hidden, c_in, kernels[1], padding=kernels[1] // 2, bias=False)
+        self.b_bias = (nn.Conv1d(hidden, c_in, kernels[1], padding=kernels[1] // 2, bias=False)
+                       if with_bias_cal else None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # the original: trunc_normal(std=.02) + zero bias, ``b``/``b_bias`` zero when zero_init_cal
+        for m in (self.a, self.qkv_proj, self.attn_out, self.b, self.b_bias):
+            if m is None:
+                continue
+            if self.zero_init_cal and m in (self.b, self.b_bias):
+                nn.init.zeros_(m.weight)
+            else:
+                trunc_normal_(m.weight, std=.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def attention(self, y: torch.Tensor) -> torch.Tensor:
+        """Self-attention over frames: ``(B, T, c)`` -> ``(B, T, c)``."""
+        B, T, c = y.shape
+        # (B, T, 3, head_dim, heads) -> (3, B, heads, T, head_dim)
+        qkv = self.qkv_proj(y).view(B, T, 3, self.head_dim, self.num_heads).permute(2, 0, 4, 1, 3)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], scale=self.scale)
+        return self.attn_out(out.transpose(1, 2).reshape(B, T, c))  # channel h * head_dim + d
+
+    def calibration(self, v: torch.Tensor):
+        """Frame descriptors ``(B, C, T)`` -> ``alpha`` (and ``bias_alpha``) ``(B, C, T)``."""
+        y = self.act(self.norm(self.a(v).transpose(1, 2)))  # (B, T, c)
+        y = (y + self.attention(self.norm_transformer(y))).transpose(1, 2)  # (B, c, T)
+        outs = [self.b(y)] + ([self.b_bias(y)] if self.b_bias is not None else [])
+        if self.zero_init_cal:
+            outs = [o + 1 for o in outs]
+        return outs
+
+    def forward_frames(self, x: torch.Tensor):
+        """Frame-major ``(B, T, C, H, W)`` -> ``alpha`` or ``[alpha, bias_alpha]``, each (B, T, C, 1, 1)."""
+        check_video(x, self.c_in, "RouteFuncTransformer input", channel_dim=2)
+        outs = [o.transpose(1, 2)[..., None, None] for o in self.calibration(x.mean((3, 4)).transpose(1, 2))]
+        return outs if self.with_bias_cal else outs[0]
+
+    def forward(self, x: torch.Tensor):
+        """``(B, C, T, H, W)`` -> ``alpha`` or ``[alpha, bias_alpha]``, each (B, C, T, 1, 1), like the original."""
+        check_video(x, self.c_in, "RouteFuncTransformer input")
+        outs = [o[..., None, None] for o in self.calibration(x.mean((3, 4)))]
+        return outs if self.with_bias_cal else outs[0]
+
+
+_RFT_CONV1D = ("a.weight", "b.weight", "b_bias.weight")
+_RFT_LINEAR = ("qkv_proj.weight", "attn_out.weight")
+
+
+def route_func_transformer_from_original(state_dict: dict, prefix: str = "") -> dict:
+    """Reshape the original ``RouteFuncwTransformer``'s Conv3d weights under ``prefix`` to ours.
+
+    ``(O, I, k, 1, 1)`` -> ``(O, I, k)`` for ``a``/``b``/``b_bias``; ``(O, I, 1, 1, 1)`` ->
+    ``(O, I)`` for ``qkv_proj``/``attn_out``. Everything else is returned unchanged, so a
+    model's ``checkpoint_filter_fn`` can pass a whole state dict with the route functions'
+    prefixes; the channel layout is kept (see ``RouteFuncTransformer``).
+    """
+    out = {}
+    for k, v in state_dict.items():
+        if k.startswith(prefix) and v.dim() == 5:
+            name = k[len(prefix):]
+            if name in _RFT_CONV1D:
+                v = v.reshape(v.shape[:3])
+            elif name in _RFT_LINEAR:
+                v = v.reshape(v.shape[:2])
+        out[k] = v
+    return out

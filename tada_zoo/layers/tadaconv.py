@@ -145,11 +145,11 @@ class TAdaConv2d(nn.Module):
     def _check(self, x, alpha, bias_alpha, channel_dim):
         check_video(x, self.in_channels, "TAdaConv2d input", channel_dim)
         B, T = (x.shape[0], x.shape[2]) if channel_dim == 1 else x.shape[:2]
-        if channel_dim == 1:
-            expected, layout = (B, self.cal_channels, T, 1, 1), "(B, C_cal, T, 1, 1)"
-        else:
-            expected, layout = (B, T, self.cal_channels, 1, 1), "(B, T, C_cal, 1, 1)"
-        for name, a in (("alpha", alpha), ("bias_alpha", bias_alpha)):
+        for name, a, channels in (("alpha", alpha, self.cal_channels), ("bias_alpha", bias_alpha, self.out_channels)):
+            if channel_dim == 1:
+                expected, layout = (B, channels, T, 1, 1), "(B, C, T, 1, 1)"
+            else:
+                expected, layout = (B, T, channels, 1, 1), "(B, T, C, 1, 1)"
             if a is not None and (not torch.is_tensor(a) or tuple(a.shape) != expected):
                 got = tuple(a.shape) if torch.is_tensor(a) else type(a).__name__
                 raise ValueError(
@@ -182,9 +182,11 @@ class TAdaConv2d(nn.Module):
                            self.groups)
             y = y.unflatten(0, (B, T))
         else:
-            y = self._conv(x.flatten(0, 1), self.weight, None, self.groups).unflatten(0, (B, T)) * alpha
-            if self.bias is not None and bias_alpha is None:
-                y = y + self.bias.view(-1, 1, 1)
+            y = self._conv(x.flatten(0, 1), self.weight, None, self.groups).unflatten(0, (B, T))
+            if self.bias is None:
+                return y * alpha
+            bias = self.bias.view(-1, 1, 1) if bias_alpha is None else bias_alpha * self.bias.view(-1, 1, 1)
+            return torch.addcmul(bias, y, alpha)  # one pass; keeps the conv output's memory format
         if bias_alpha is not None:
             y = y + bias_alpha * self.bias.view(-1, 1, 1)
         return y

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from .tadaconv import check_video
 
-__all__ = ["TemporalAggregation", "temporal_pool"]
+__all__ = ["TemporalAggregation", "temporal_pool", "temporal_sum"]
 
 POOL_TYPES = ("avg", "max", "mix")
 
@@ -22,15 +22,38 @@ def temporal_pool(x: torch.Tensor, kernel_size: int = 3, pool_type: str = "avg")
         raise ValueError(f"pool_type must be one of {POOL_TYPES}, got {pool_type!r}")
     if kernel_size == 1:
         return x if pool_type != "mix" else 2 * x
-    flat = x.reshape(x.shape[0], 1, x.shape[1], -1)
-    args = ((kernel_size, 1), 1, (kernel_size // 2, 0))
     if pool_type == "avg":
-        y = F.avg_pool2d(flat, *args)
-    elif pool_type == "max":
-        y = F.max_pool2d(flat, *args)
-    else:
-        y = F.avg_pool2d(flat, *args) + F.max_pool2d(flat, *args)
-    return y.view(x.shape)
+        return temporal_sum(x, kernel_size).div_(kernel_size)
+    flat = x.reshape(x.shape[0], 1, x.shape[1], -1)
+    y = F.max_pool2d(flat, (kernel_size, 1), 1, (kernel_size // 2, 0)).view(x.shape)
+    return y if pool_type == "max" else y + temporal_sum(x, kernel_size).div_(kernel_size)
+
+
+def temporal_sum(x: torch.Tensor, kernel_size: int = 3) -> torch.Tensor:
+    """Zero-padded sum over ``kernel_size`` frames of ``(B, T, ...)``: ``k * avg_pool`` (count_include_pad).
+
+    Done as shifted adds, which is about twice as fast on CPU as ``avg_pool2d`` on the
+    ``(B, 1, T, -1)`` view (a degenerate pooling shape for the library kernels) and works
+    for any memory layout of the trailing dims. Callers that normalise the result anyway
+    can skip the division (``LN(s / k, eps) == LN(s, k * k * eps)``).
+    """
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd (same-length pooling), got {kernel_size}")
+    T, r = x.shape[1], kernel_size // 2
+    if r == 0 or T == 1:
+        return x.clone()
+    if torch.is_grad_enabled() and x.requires_grad:  # out= is not differentiable
+        y = x.clone()
+        y[:, 1:] += x[:, :-1]
+    else:  # one pass less than clone + add
+        y = torch.empty_like(x)
+        torch.add(x[:, 1:], x[:, :-1], out=y[:, 1:])
+        y[:, 0] = x[:, 0]
+    y[:, :-1] += x[:, 1:]
+    for s in range(2, min(r, T - 1) + 1):
+        y[:, s:] += x[:, :-s]
+        y[:, :-s] += x[:, s:]
+    return y
 
 
 class TemporalAggregation(nn.Module):

@@ -2,9 +2,9 @@
 from dataclasses import dataclass
 from typing import Optional
 
-from timm.models import PretrainedCfg
+from timm.models import PretrainedCfg, generate_default_cfgs
 
-__all__ = ["HUB_ORG", "VideoPretrainedCfg", "video_cfg"]
+__all__ = ["HUB_ORG", "VideoPretrainedCfg", "video_cfg", "generate_video_cfgs"]
 
 HUB_ORG = "tada-zoo"  # Hugging Face organisation of the converted checkpoints
 
@@ -31,13 +31,15 @@ class VideoPretrainedCfg(PretrainedCfg):
     original_url: Optional[str] = None
     init: Optional[str] = None  # what the original training started from
     init_license: Optional[str] = None  # licence of those starting weights
-    published: bool = False  # converted weights are on the Hub
+    published: bool = False  # converted weights are on the Hub (else loading explains how to convert)
 
 
 def video_cfg(**kwargs) -> VideoPretrainedCfg:
-    """Defaults for a video model; ``hf_hub_id='tada-zoo/'`` gets ``<arch>.<tag>`` appended by timm."""
+    """Defaults for a video model; ``hf_hub_id='tada-zoo/'`` gets ``<arch>.<tag>`` appended by
+    ``generate_video_cfgs`` (timm only completes its own ``'timm/'`` prefix)."""
     cfg = dict(
         hf_hub_id=f"{HUB_ORG}/",
+        hf_hub_filename="model.safetensors",  # safetensors only, never a pickle
         num_classes=400,
         input_size=(3, 224, 224),
         test_input_size=(3, 256, 256),
@@ -54,3 +56,12 @@ def video_cfg(**kwargs) -> VideoPretrainedCfg:
     )
     cfg.update(kwargs)
     return VideoPretrainedCfg(**cfg)
+
+
+def generate_video_cfgs(cfgs: dict):
+    """``timm.models.generate_default_cfgs`` that completes ``hf_hub_id='tada-zoo/'`` to
+    ``tada-zoo/<arch>.<tag>`` (the Hub repo of those weights)."""
+    for name, cfg in cfgs.items():
+        if isinstance(cfg, PretrainedCfg) and cfg.hf_hub_id and cfg.hf_hub_id.endswith("/"):
+            cfg.hf_hub_id += name
+    return generate_default_cfgs(cfgs)

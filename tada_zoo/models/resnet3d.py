@@ -411,12 +411,21 @@ def inflate_2d_state_dict(state_dict: dict, model: nn.Module, prefix: str = "") 
 
 
 def checkpoint_filter_fn(state_dict: dict, model: ResNet3d) -> dict:
-    """Our own (or a baseline's, for a TAda model) state dict; no original checkpoints exist."""
-    if "model_state" in state_dict:
+    """Original SlowOnly keys (via ``slowfast.py``), our own, or a baseline's for a TAda model.
+
+    The original code base has no R3D / R(2+1)D ResNet-50s: its ``R2Plus1D`` (R(2+1)D-10)
+    and ``R2D3D`` (R-2D3D-18) are different networks (see docs/models.md).
+    """
+    state_dict = state_dict.get("model_state", state_dict)
+    if any(k.startswith("backbone.slow_conv") for k in state_dict):
+        from .slowfast import checkpoint_filter_fn as slowfast_filter_fn
+        return slowfast_filter_fn(state_dict, model)
+    if any(k.startswith("backbone.") for k in state_dict):
         raise ValueError(
-            "original TAdaConv-repo checkpoints exist for R(2+1)D-10 / R2D3D-18 only, which are "
-            "different networks from these ResNet-50s (see docs/models.md)")
-    if model.tada and not any(".conv2_rf." in k or ".conv2t_rf." in k for k in state_dict):
+            f"{type(model).__name__}: this original checkpoint is not a SlowOnly / SlowFast one; the "
+            "original R2Plus1D (R(2+1)D-10) and R2D3D (R-2D3D-18) are different networks from our "
+            "R(2+1)D / R3D ResNet-50s (see docs/models.md)")
+    if model.tada and not any("_rf." in k for k in state_dict):
         return tada_from_baseline(state_dict, model)
     return state_dict
 

@@ -20,11 +20,12 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 from timm.layers import DropPath
-from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
+from timm.models import checkpoint_seq, register_model
 from timm.models._features import feature_take_indices
 
+from ..hub import build_video_model
 from ..layers import RouteFuncMLP, TAdaConv2d, TemporalAggregation, check_video
-from ._cfg import video_cfg
+from ._cfg import generate_video_cfgs, video_cfg
 
 __all__ = ["VideoResNet", "Bottleneck", "TAdaBottleneck"]
 
@@ -311,7 +312,7 @@ class VideoResNet(nn.Module):
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> VideoResNet:
-    return build_model_with_cfg(
+    return build_video_model(
         VideoResNet, variant, pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3, 4)),
@@ -320,37 +321,38 @@ def _create(variant: str, pretrained: bool = False, **kwargs) -> VideoResNet:
 
 
 _ZOO = "https://github.com/alibaba-mmai-research/TAdaConv/blob/main/MODEL_ZOO.md"
+_DRIVE = "https://drive.google.com/file/d/{}/view?usp=sharing"
+_INIT = dict(init="ImageNet-1k ResNet-50 (torchvision resnet50-19c8e357.pth)", init_license="bsd-3-clause")
 
 
-def _k400(frames: int, interval: int, top1: float, top5: float, file: str, **kwargs):
+# accuracy, eval views and checkpoint links: the original MODEL_ZOO.md (TAdaConv section)
+def _k400(frames: int, interval: int, top1: float, top5: float, file: str, drive_id: str, **kwargs):
     return video_cfg(
         num_classes=400, dataset="kinetics400", num_frames=frames, sampling="interval",
         frame_interval=interval, eval_clips=10, eval_crops=3, top1=top1, top5=top5,
-        original_file=file, original_url=_ZOO, init="ImageNet-1k ResNet-50 (torchvision)",
-        init_license="bsd-3-clause", **kwargs)
+        original_file=file, original_url=_DRIVE.format(drive_id), origin_url=_ZOO, **_INIT, **kwargs)
 
 
-def _ssv2(frames: int, top1: float, top5: float, file: str, **kwargs):
+def _ssv2(frames: int, top1: float, top5: float, file: str, drive_id: str, **kwargs):
     return video_cfg(
         num_classes=174, dataset="ssv2", num_frames=frames, sampling="segment",
         eval_clips=2, eval_crops=3, top1=top1, top5=top5, original_file=file,
-        original_url=_ZOO, init="ImageNet-1k ResNet-50 (torchvision)", init_license="bsd-3-clause",
-        **kwargs)
+        original_url=_DRIVE.format(drive_id), origin_url=_ZOO, **_INIT, **kwargs)
 
 
-default_cfgs = generate_default_cfgs({
-    "tada2d_r50_8f.k400": _k400(8, 8, 76.3, 92.4, "tada2d_8x8_k400.pyth"),
-    "tada2d_r50_16f.k400": _k400(16, 5, 76.9, 92.7, "tada2d_16x5_k400.pyth"),
-    "tada2d_r50_8f.ssv2": _ssv2(8, 63.8, 87.7, "tada2d_8f_ssv2.pyth"),
-    "tada2d_r50_16f.ssv2": _ssv2(16, 65.2, 89.1, "tada2d_16f_ssv2.pyth"),
+default_cfgs = generate_video_cfgs({
+    "tada2d_r50_8f.k400": _k400(8, 8, 76.7, 92.6, "tada2d_8x8_k400.pyth", "1YsbTKLoDwxtStAsP5oxUMbIsw85NvY0O"),
+    "tada2d_r50_16f.k400": _k400(16, 5, 77.4, 93.1, "tada2d_16x5_k400.pyth", "1UQDurxakmnDxa5D2tBuTqTH60BVyW3XM"),
+    "tada2d_r50_8f.ssv2": _ssv2(8, 64.2, 88.0, "tada2d_8f_ssv2.pyth", "16y6dDf-hcMmJ2jDCV9tRla8aRJZKJXSk"),
+    "tada2d_r50_16f.ssv2": _ssv2(16, 65.6, 89.1, "tada2d_16f_ssv2.pyth", "1xwCxuFW6DZ0xpEsp_tFJYQRGuHPJe4uS"),
     # no released TSN weights: the untagged cfgs give preprocessing defaults only
     "tsn_r50_8f": video_cfg(hf_hub_id=None, num_frames=8),
     "tsn_r50_16f": video_cfg(hf_hub_id=None, num_frames=16),
 })
 
 
-def _tada2d(variant: str, num_frames: int, pretrained: bool, tada: bool, **kwargs) -> VideoResNet:
-    kwargs.setdefault("num_frames", num_frames)
+def _tada2d(variant: str, frames: int, pretrained: bool, tada: bool, **kwargs) -> VideoResNet:
+    kwargs.setdefault("num_frames", frames)  # a num_frames kwarg (e.g. from a Hub config.json) wins
     model_args = dict(block=TAdaBottleneck if tada else Bottleneck, layers=(3, 4, 6, 3))
     return _create(variant, pretrained, **dict(model_args, **kwargs))
 

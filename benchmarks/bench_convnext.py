@@ -1,0 +1,71 @@
+"""TAdaConvNeXt-T inference speed against timm's ConvNeXt-T run frame by frame (same process).
+
+The tubelet stem (temporal stride 2) leaves T/2 frame positions for the network, so the
+like-for-like baseline is ``convnext_tiny`` on B*T/2 frames (the same multiply-accumulates
+but for the calibration); ``convnext_tiny`` on all B*T input frames is printed too. Runs
+are interleaved and the median of ``--reps`` timed runs is reported, so background load
+hits both models alike; the process CPU time is printed next to the wall time, as it is
+the steadier figure on a shared machine.
+
+    python benchmarks/bench_convnext.py [--frames 8 --size 224 --reps 3 --threads 2 --v2]
+"""
+import argparse
+import statistics
+import time
+
+import timm
+import torch
+
+import tada_zoo  # noqa: F401  (registers the models)
+
+
+def _time(fn):
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--v2", action="store_true", help="also time TAdaConvNeXtV2-T")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    B, T, S = args.batch, args.frames, args.size
+    clip = torch.randn(B, 3, T, S, S)
+    models = {
+        "tadaconvnext_t": (timm.create_model("tadaconvnext_t", num_classes=400).eval(), clip),
+        "convnext_tiny x B*T/2": (timm.create_model("convnext_tiny", num_classes=400).eval(),
+                                  torch.randn(B * ((T + 1) // 2), 3, S, S)),
+        "convnext_tiny x B*T": (timm.create_model("convnext_tiny", num_classes=400).eval(),
+                                torch.randn(B * T, 3, S, S)),
+    }
+    if args.v2:
+        models["tadaconvnextv2_t"] = (timm.create_model("tadaconvnextv2_t_16f").eval(), clip)
+    times = {name: [] for name in models}
+    with torch.inference_mode():
+        for m, x in models.values():  # warm-up
+            m(x)
+        for _ in range(args.reps):
+            for name, (m, x) in models.items():
+                times[name].append(_time(lambda: m(x)))
+    def med(name, i):
+        return statistics.median(t[i] for t in times[name])
+
+    base = "convnext_tiny x B*T/2"
+    print(f"input {B}x3x{T}x{S}x{S}, {args.threads} threads, median of {args.reps} runs; "
+          f"ratios against {base}")
+    print(f"{'model':24s} {'wall ms':>9s} {'ratio':>6s} {'cpu ms':>9s} {'ratio':>6s}")
+    for name in times:
+        w, c = med(name, 0), med(name, 1)
+        print(f"{name:24s} {w * 1e3:9.1f} {w / med(base, 0):6.3f} {c * 1e3:9.1f} {c / med(base, 1):6.3f}")
+
+
+if __name__ == "__main__":
+    main()

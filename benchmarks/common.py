@@ -1,0 +1,61 @@
+"""Timing and peak-memory helpers shared by the benchmarks (ratios, never pass/fail)."""
+import multiprocessing as mp
+import statistics
+import time
+from typing import Callable, Dict, List
+
+
+def time_interleaved(fns: Dict[str, Callable[[], None]], repeats: int = 5, warmup: int = 1) -> Dict[str, float]:
+    """Median seconds per call; the candidates take turns so load drifts hit all alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: Dict[str, List[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _rss_child(build, queue, threads):
+    import ctypes
+    import gc
+
+    import torch
+
+    torch.set_num_threads(threads)
+    fn = build()
+    fn()  # warm-up: lazy initialisation is not the call's memory
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed memory back so it is not reused unseen
+    before = _status_kb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the high-water mark (VmHWM) to the current RSS
+    fn()
+    queue.put(_status_kb("VmHWM") - before)
+
+
+def peak_memory_mb(build: Callable[[], Callable[[], None]], threads: int = 2) -> float:
+    """Peak resident memory one call adds, in MB, measured in a fresh process (Linux).
+
+    ``build`` (a picklable top-level function) returns the call to measure; the model
+    and inputs it creates are the baseline, so the figure is activations + workspace
+    (+ gradients for a training step).
+    """
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    p = ctx.Process(target=_rss_child, args=(build, queue, threads))
+    p.start()
+    kb = queue.get()
+    p.join()
+    return kb / 1024

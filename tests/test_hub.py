@@ -1,0 +1,272 @@
+"""Hub side: hub_configs in sync with the registry, release manifest, publishing (dry run) and
+offline loading from a Hugging Face cache through every timm entry point."""
+import dataclasses
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from timm.models import PretrainedCfg
+from timm.models._registry import _model_pretrained_cfgs
+
+import tada_zoo  # noqa: F401
+from tada_zoo import hub
+
+ROOT = Path(__file__).resolve().parents[1]
+HUB_CONFIGS = ROOT / "hub_configs"
+
+
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "conversion" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---- hub_configs ----------------------------------------------------------------------
+
+def test_hub_configs_match_the_registry(tmp_path):
+    """Regenerate every folder (params and GFLOPs included) and compare; fix with
+    `python conversion/make_hub_configs.py`."""
+    names = hub.released_models()
+    assert {"tada2d_r50_8f.k400", "tada2d_r50_16f.k400", "tada2d_r50_8f.ssv2", "tada2d_r50_16f.ssv2"} <= set(names)
+    assert sorted(d.name for d in HUB_CONFIGS.iterdir() if d.is_dir()) == names
+    for name in names:
+        fresh = hub.write_hub_files(name, tmp_path / name)
+        for fname, text in fresh.items():
+            assert (HUB_CONFIGS / name / fname).read_text() == text, (
+                f"hub_configs/{name}/{fname} is stale: run python conversion/make_hub_configs.py")
+
+
+@pytest.mark.parametrize("change,fname", [(dict(top1=12.3), "README.md"), (dict(mean=(0.5, 0.5, 0.5)), "config.json"),
+                                          (dict(num_frames=4), "README.md")])
+def test_drift_is_detected(change, fname, tmp_path, monkeypatch):
+    name = "tada2d_r50_8f.k400"
+    monkeypatch.setitem(_model_pretrained_cfgs, name, dataclasses.replace(_model_pretrained_cfgs[name], **change))
+    fresh = hub.write_hub_files(name, tmp_path)
+    assert (HUB_CONFIGS / name / fname).read_text() != fresh[fname]
+
+
+def test_hub_configs_content():
+    for name in hub.released_models():
+        cfg = hub.registered_cfg(name)
+        config = json.loads((HUB_CONFIGS / name / "config.json").read_text())
+        PretrainedCfg(**config["pretrained_cfg"])  # what timm builds from an hf-hub: config
+        model = hub.empty_model(config["architecture"], **config["model_args"])  # ... and its model_args
+        assert model.num_classes == cfg.num_classes and model.num_frames == cfg.num_frames
+        assert config["architecture"] == name.split(".")[0] and config["num_classes"] == cfg.num_classes
+        assert config["model_args"]["num_frames"] == cfg.num_frames
+        assert config["video"]["top1"] == cfg.top1 and config["video"]["original_file"] == cfg.original_file
+        card = (HUB_CONFIGS / name / "README.md").read_text()
+        front = card.split("---")[1]
+        assert "pipeline_tag: video-classification" in front and "image-classification" not in card
+        assert "license: apache-2.0" in front
+        for needle in ("import tada_zoo", f"{cfg.eval_clips} clips x {cfg.eval_crops} crops", f"{cfg.top1:.1f}",
+                       cfg.original_file, "sha256", "@inproceedings", "BSD-3-Clause", "tada-zoo profile"):
+            assert needle in card, (name, needle)
+    assert not list(HUB_CONFIGS.rglob("*.bin"))
+
+
+def test_meta_device_stats_match_a_real_forward():
+    """The cards' GFLOPs are counted on meta tensors: same count as a real forward."""
+    from tada_zoo.profile import count_gmacs
+
+    shape = (1, 3, 2, 64, 64)
+    real = count_gmacs(timm.create_model("tada2d_r50_8f"), shape)
+    empty = hub.empty_model("tada2d_r50_8f")
+    assert next(empty.parameters()).is_meta
+    with torch.device("meta"):
+        meta = count_gmacs(empty, shape)
+    assert meta == pytest.approx(real, rel=1e-9) and real > 0
+    stats = json.loads((HUB_CONFIGS / "tada2d_r50_8f.k400" / "config.json").read_text())["profile"]
+    assert stats["params"] == 27_485_472  # reference tada2d_r50_k400/meta.json num_params
+    assert stats["input"] == [1, 3, 8, 224, 224]
+
+
+# ---- release manifest -----------------------------------------------------------------
+
+def test_release_manifest_agrees_with_registry():
+    releases = {e["model"]: e for e in _load_script("publish").load_releases()}
+    assert len(releases) == len(_load_script("publish").load_releases()), "duplicate models"
+    families = {e["family"] for e in releases.values()}
+    assert families == {"TAda2D", "TAdaConvNeXtV2", "TAdaFormer"}
+    for name in hub.released_models():
+        assert name in releases, f"{name} has an original_file but no entry in conversion/releases.json"
+        cfg, entry = hub.registered_cfg(name), releases[name]
+        assert entry["original_file"] == cfg.original_file and entry["original_url"] == cfg.original_url
+        assert entry["repo_id"] == hub.repo_id(name) == f"tada-zoo/{name}"
+        assert entry["frames"] == cfg.num_frames and entry["dataset"] == cfg.dataset
+    for entry in releases.values():
+        assert set(entry) >= {"model", "dataset", "frames", "original_file", "original_url", "repo_id"}
+
+
+# ---- not published yet ----------------------------------------------------------------
+
+def test_every_release_points_at_its_safetensors_repo_and_explains_missing_weights(tmp_path, monkeypatch):
+    """Every family builds through hub.build_video_model with generate_video_cfgs ids (models
+    are built with meta parameters: the download fails before any weight is needed)."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    for name in hub.released_models():
+        cfg = hub.registered_cfg(name)
+        assert (cfg.hf_hub_id, cfg.hf_hub_filename) == (f"tada-zoo/{name}", "model.safetensors"), name
+        with hub._params_on_meta(), pytest.raises(hub.WeightsNotAvailableError, match=f"--model {name} "):
+            timm.create_model(name, pretrained=True, cache_dir=tmp_path)
+
+
+def test_unpublished_weights_explain_local_conversion(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(hub.WeightsNotAvailableError) as e:
+        timm.create_model("tada2d_r50_16f.ssv2", pretrained=True, cache_dir=tmp_path)
+    msg = str(e.value)
+    assert "not published" in msg and "tada-zoo convert --model tada2d_r50_16f.ssv2" in msg
+    assert "tada2d_16f_ssv2.pyth" in msg and "pretrained_cfg_overlay" in msg
+
+
+def test_published_but_unreachable_weights_say_so(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    name = "tada2d_r50_8f.ssv2"
+    monkeypatch.setitem(_model_pretrained_cfgs, name, dataclasses.replace(_model_pretrained_cfgs[name], published=True))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(hub.WeightsNotAvailableError, match=r"(?s)could not fetch tada-zoo/tada2d_r50_8f.ssv2.*convert"):
+        timm.create_model(name, pretrained=True, cache_dir=tmp_path)
+
+
+# ---- publishing (dry run) + offline loading from an HF cache -----------------------------
+
+_OFFLINE_CHECKS = textwrap.dedent("""
+    import json, sys
+    import timm, torch
+    from safetensors.torch import load_file
+    import tada_zoo
+    sys.path.insert(0, sys.argv[1])
+    from conftest import Reference
+
+    snapshot = sys.argv[2]
+    saved = load_file(snapshot + "/model.safetensors")
+    ref = Reference("tada2d_r50_k400")
+    x = ref.input()
+    out = {}
+
+    def same(model, skip=()):
+        sd = model.state_dict()
+        return all(torch.equal(sd[k], v) for k, v in saved.items() if not k.startswith(skip))
+
+    def rel_err(model):
+        with torch.no_grad():
+            y = model.eval()(x)
+        return ((y - ref.expected["logits"]).abs().max() / ref.expected["logits"].abs().max()).item()
+
+    m = timm.create_model("tada2d_r50_8f.k400", pretrained=True)
+    out["name"] = [same(m), rel_err(m)]
+    m = timm.create_model("hf-hub:tada-zoo/tada2d_r50_8f.k400", pretrained=True)
+    out["hf_hub"] = [same(m), m.num_frames, list(m.pretrained_cfg["mean"])]
+    for src in ("tada2d_r50_8f.k400", "hf-hub:tada-zoo/tada2d_r50_8f.k400"):
+        m = timm.create_model(src, pretrained=True, num_classes=10)
+        out["finetune " + src] = [same(m, skip=("fc.",)), m.num_classes, tuple(m.fc.weight.shape)]
+    for key, src in (("unpublished", "tada2d_r50_16f.k400"), ("config_only", "hf-hub:tada-zoo/tada2d_r50_16f.k400")):
+        try:
+            timm.create_model(src, pretrained=True)
+            out[key] = "loaded?!"
+        except tada_zoo.hub.WeightsNotAvailableError as e:
+            out[key] = str(e)
+    print(json.dumps(out))
+""")
+
+
+def test_publish_dry_run_then_load_offline_from_hf_cache(tmp_path, reference):
+    publish = _load_script("publish")
+    originals = tmp_path / "downloads"
+    originals.mkdir()
+    torch.save(reference("tada2d_r50_k400").checkpoint(), originals / "tada2d_8x8_k400.pyth")
+    repos = tmp_path / "repos"
+    result = publish.publish(originals, dry_run=repos, only=["tada2d_r50_8f.k400", "tada2d_r50_16f.k400"])
+    assert result["done"] == ["tada-zoo/tada2d_r50_8f.k400"]
+    assert "not found" in result["skipped"]["tada2d_r50_16f.k400"]
+    repo = repos / "tada-zoo" / "tada2d_r50_8f.k400"
+    assert sorted(p.name for p in repo.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    again = publish.publish(originals, dry_run=repos, only=["tada2d_r50_8f.k400"])  # resumes
+    assert again["done"] == [] and "already written" in again["skipped"]["tada2d_r50_8f.k400"]
+    with pytest.raises(SystemExit, match="HF_TOKEN"):
+        env = dict(os.environ)
+        os.environ.pop("HF_TOKEN", None)
+        try:
+            publish.publish(originals)
+        finally:
+            os.environ.clear()
+            os.environ.update(env)
+
+    # the real cache layout: models--<org>--<repo>/{refs/main, snapshots/<rev>/...}
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    cache = tmp_path / "hf_cache"
+    snapshot = cache / "models--tada-zoo--tada2d_r50_8f.k400" / "snapshots" / rev
+    shutil.copytree(repo, snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text(rev)
+
+    # a repo whose config.json is cached but not its weights
+    other = cache / "models--tada-zoo--tada2d_r50_16f.k400"
+    (other / "snapshots" / rev).mkdir(parents=True)
+    shutil.copy(HUB_CONFIGS / "tada2d_r50_16f.k400" / "config.json", other / "snapshots" / rev)
+    (other / "refs").mkdir()
+    (other / "refs" / "main").write_text(rev)
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(cache), HF_HOME=str(tmp_path / "hf_home"),
+               PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-c", _OFFLINE_CHECKS, str(ROOT / "tests"), str(snapshot)],
+                       capture_output=True, text=True, env=env, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    for key in ("name", "hf_hub"):  # pretrained_cfg_overlay=dict(file=...): test_convert.py
+        assert out[key][0] is True, key  # exactly the published tensors
+    assert out["name"][1] <= 1e-4  # and they reproduce the original code's logits
+    assert out["hf_hub"][1:] == [8, [0.45, 0.45, 0.45]]
+    for key in ("finetune tada2d_r50_8f.k400", "finetune hf-hub:tada-zoo/tada2d_r50_8f.k400"):
+        assert out[key] == [True, 10, [10, 2048]], key
+    assert "not published" in out["unpublished"] and "tada-zoo convert" in out["unpublished"]
+    assert "could not fetch tada-zoo/tada2d_r50_16f.k400" in out["config_only"]
+    assert "tada-zoo convert --model tada2d_r50_16f.k400 --checkpoint tada2d_16x5_k400.pyth" in out["config_only"]
+
+
+def test_push_folder_uploads_the_written_folder(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls.append(("token", token))
+
+        def create_repo(self, repo_id, private=False, exist_ok=False):
+            calls.append(("create", repo_id, exist_ok))
+            return type("Url", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, **kwargs):
+            calls.append(("upload", kwargs["repo_id"], kwargs["folder_path"], tuple(kwargs["allow_patterns"])))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setenv("HF_TOKEN", "hf_from_env")
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="model.safetensors"):
+        hub.push_folder(folder, "tada-zoo/x")
+    (folder / "model.safetensors").write_bytes(b"")
+    (folder / "pytorch_model.bin").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"no pickled \.bin"):
+        hub.push_folder(folder, "tada-zoo/x")
+    (folder / "pytorch_model.bin").unlink()
+    assert hub.push_folder(folder, "tada-zoo/x") == "tada-zoo/x"
+    assert calls == [("token", "hf_from_env"), ("create", "tada-zoo/x", True),
+                     ("upload", "tada-zoo/x", str(folder), ("model.safetensors", "config.json", "README.md"))]
