@@ -42,6 +42,8 @@ REFERENCE_CASES = [
     ("tadaconvnextv2_base_k400", "tadaconvnextv2_b_16f.k400"),  # head_dim 64 (T/S: 48)
     ("tadaformer_b16_k400", "tadaformer_b16_16f.k400"),
     ("tadaformer_b16_ssv2", "tadaformer_b16_16f.ssv2"),  # a different network from K400's
+    ("slowfast_4x16_k400", "slowfast_r50_4x16"),  # no release: architectures without a tag
+    ("slowfast_8x8_k400", "slowfast_r50_8x8"),
 ]
 LARGE_REFERENCE_CASES = [
     ("tadaconvnextv2_small_k400", "tadaconvnextv2_s_16f.k400"),
