@@ -7,6 +7,7 @@ from typing import List, Optional
 # modules with a ``register(subparsers)`` function, one per sub-command family
 COMMAND_MODULES = [
     "tada_zoo.profile",
+    "tada_zoo.data.adapters",
 ]
 
 
