@@ -8,6 +8,9 @@ from typing import List, Optional
 COMMAND_MODULES = [
     "tada_zoo.profile",
     "tada_zoo.data.adapters",
+    "tada_zoo.engine.train",
+    "tada_zoo.engine.evaluate",
+    "tada_zoo.features",
 ]
 
 
