@@ -2,6 +2,7 @@
 import argparse
 import dataclasses
 import json
+import os
 from typing import Optional
 
 from .checkpoint import create_video_model
@@ -42,7 +43,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                    help="frame sampling (default: the pretrained cfg's, else interval)")
     p.add_argument("--frame-interval", type=int, default=None, help="interval sampling stride (default 8/5/2 for 8/16/32 frames)")
     p.add_argument("--test-size", type=int, default=None, help="evaluation crop and short side (default: the cfg's)")
-    p.add_argument("--workers", type=int, default=4, help="data loader processes per GPU/process")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader processes per process")
     p.add_argument("--model-kwargs", type=json.loads, default={},
                    help='extra model arguments as JSON, e.g. \'{"layers": [1, 1, 1, 1]}\'')
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")

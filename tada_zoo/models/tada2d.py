@@ -319,8 +319,8 @@ default_cfgs = generate_default_cfgs({
 })
 
 
-def _tada2d(variant: str, num_frames: int, pretrained: bool, tada: bool, **kwargs) -> VideoResNet:
-    kwargs.setdefault("num_frames", num_frames)
+def _tada2d(variant: str, frames: int, pretrained: bool, tada: bool, **kwargs) -> VideoResNet:
+    kwargs.setdefault("num_frames", frames)
     model_args = dict(block=TAdaBottleneck if tada else Bottleneck, layers=(3, 4, 6, 3))
     return _create(variant, pretrained, **dict(model_args, **kwargs))
 
