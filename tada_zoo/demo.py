@@ -27,9 +27,9 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", default=None, help="where the videos and runs go (default: a temp folder)")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--train-videos", type=int, default=96)
-    p.add_argument("--val-videos", type=int, default=48)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--train-videos", type=int, default=64)
+    p.add_argument("--val-videos", type=int, default=32)
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
             print(f"[2/4] fine-tuning {name} (tiny widths) for {args.epochs} epochs -> {out}")
             t0 = time.time()
             rc = cli(["train", "--model", name, "--train-list", str(train_list), "--val-list", str(val_list),
-                      "--output", str(out), "--input-size", "32", "--no-hflip", "--epochs", str(args.epochs),
+                      "--output", str(out), "--input-size", "32", "--test-size", "32", "--no-hflip", "--epochs", str(args.epochs),
                       "--batch-size", "8", "--lr", "0.05", "--warmup-epochs", "1", "--drop-rate", "0",
                       "--quiet", *common])
             if rc:
