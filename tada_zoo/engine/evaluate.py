@@ -106,7 +106,8 @@ def _main(args: argparse.Namespace) -> None:
         if len(ckpts) != len(args.model):
             raise ValueError(f"{len(args.model)} models but {len(ckpts)} checkpoints; give one per model")
         members, results, labels, names = [], {}, None, None
-        for name, ckpt in zip(args.model, ckpts):
+        for i, (name, ckpt) in enumerate(zip(args.model, ckpts)):
+            key = name if args.model.count(name) == 1 else f"{name}[{i}]"
             extra = dict(args.model_kwargs)
             if args.num_frames and len(args.model) == 1:
                 extra["num_frames"] = args.num_frames
@@ -126,10 +127,10 @@ def _main(args: argparse.Namespace) -> None:
                                  _autocast_dtype(args.amp, device), progress=not args.quiet)
             members.append(res["scores"])
             labels, names = res["labels"], [p for p, _ in ds.samples]
-            results[name] = compute_metrics(res["scores"], labels)
+            results[key] = compute_metrics(res["scores"], labels)
         if len(members) > 1:
             results["ensemble"] = compute_metrics(ensemble_scores(members), labels)
-        final = results["ensemble"] if len(members) > 1 else results[args.model[0]]
+        final = results["ensemble"] if len(members) > 1 else results[key]
         if is_main_process():
             for key, m in results.items():
                 extra = f", top-5 {m['top5']:.2f}%" if "top5" in m else ""
