@@ -22,3 +22,4 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_tadaconv.py
 	$(PY) benchmarks/bench_models.py
+	$(PY) benchmarks/bench_data.py

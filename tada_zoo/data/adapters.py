@@ -10,7 +10,7 @@ import csv
 import json
 import os
 import re
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 from .datasets import write_annotations
 
@@ -173,16 +173,20 @@ def hmdb51_to_list(splits_dir: PathLike, output: PathLike, class_names_out: Opti
     code = {"train": "1", "test": "2"}.get(subset)
     if code is None:
         raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
-    files = {}
+    files, classes = {}, set()
     for name in os.listdir(splits_dir):
         m = _HMDB_SPLIT.match(name)
-        if m and int(m.group(2)) == split:
-            files[m.group(1)] = os.path.join(splits_dir, name)
+        if m:
+            classes.add(m.group(1))  # class ids come from every split, so they agree across splits
+            if int(m.group(2)) == split:
+                files[m.group(1)] = os.path.join(splits_dir, name)
     if not files:
         raise FileNotFoundError(f"no '<class>_test_split{split}.txt' files in {splits_dir}")
-    class_names = sorted(files)
+    class_names = sorted(classes)
     samples = []
     for label, name in enumerate(class_names):
+        if name not in files:
+            continue
         with open(files[name], encoding="utf-8") as f:
             for line in f:
                 fields = line.split()

@@ -4,7 +4,6 @@ An annotation list is plain text, one sample per line: ``relative/path label`` o
 multi-head datasets (EPIC-KITCHENS verb + noun), ``relative/path label1 label2 ...``.
 Paths may contain spaces: the labels are the trailing integer fields.
 """
-import logging
 import os
 import random
 import re
@@ -18,9 +17,8 @@ from torch.utils.data import Dataset
 from .decode import VideoDecodeError, open_video
 from .sampling import interval_indices, segment_indices
 
-__all__ = ["read_annotations", "write_annotations", "VideoDataset"]
+__all__ = ["read_annotations", "write_annotations", "VideoDataset", "sampling_from_cfg"]
 
-_logger = logging.getLogger(__name__)
 
 Label = Union[int, Tuple[int, ...]]
 # a path (may contain spaces), then one or more integer labels
@@ -66,10 +64,18 @@ def write_annotations(samples: Sequence[Tuple[str, Label]], list_file) -> None:
     os.replace(tmp, list_file)
 
 
+def sampling_from_cfg(pretrained_cfg) -> dict:
+    """``num_frames`` / ``sampling`` / ``frame_interval`` VideoDataset kwargs matching a model's
+    pretrained cfg (dict or dataclass); keys the cfg does not set are left out."""
+    get = pretrained_cfg.get if isinstance(pretrained_cfg, dict) else lambda k: getattr(pretrained_cfg, k, None)
+    out = {k: get(k) for k in ("num_frames", "sampling", "frame_interval")}
+    return {k: v for k, v in out.items() if v is not None}
+
+
 class VideoDataset(Dataset):
     """Clips from the videos of an annotation list.
 
-    Items are ``dict(video, label, index, clip_index)``: ``video`` is what ``transform``
+    Items are ``dict(video, label, index, clip_index, skipped)``: ``video`` is what ``transform``
     returns (float ``(C, T, H, W)``, or ``(crops, C, T, H, W)`` from EvalTransform; the raw
     uint8 ``(T, H, W, C)`` frames as a tensor without a transform); ``label`` an int or a
     LongTensor for multi-label lines; ``index`` the sample's line in the list.
@@ -81,7 +87,9 @@ class VideoDataset(Dataset):
 
     Missing files are reported at construction (``check_files``). A video that fails to
     decode in training is skipped with a warning, counted in ``num_corrupt`` (per process)
-    and replaced by another random sample (up to ``max_retries`` times); in evaluation it
+    and replaced by another random sample (up to ``max_retries`` times; the item's
+    ``skipped`` says how many were skipped for it, so a training loop can sum it over
+    DataLoader workers); in evaluation it
     raises VideoDecodeError, since silently dropping test samples would change the score.
     """
 
@@ -157,4 +165,4 @@ class VideoDataset(Dataset):
         label = self.samples[sample_index][1]
         if isinstance(label, tuple):
             label = torch.tensor(label, dtype=torch.long)
-        return dict(video=video, label=label, index=sample_index, clip_index=clip_index)
+        return dict(video=video, label=label, index=sample_index, clip_index=clip_index, skipped=attempt)

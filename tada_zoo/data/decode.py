@@ -12,11 +12,12 @@ keyframe; per-frame seeking re-decodes a whole GOP for every frame (see
 benchmarks/bench_data.py for the ratio).
 """
 import bisect
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["VideoDecodeError", "BaseVideoReader", "VideoReader", "PyAVReader", "open_video", "register_backend"]
+__all__ = ["VideoDecodeError", "BaseVideoReader", "VideoReader", "PyAVReader", "open_video", "register_backend",
+           "read_windows"]
 
 
 class VideoDecodeError(Exception):
@@ -26,6 +27,10 @@ class VideoDecodeError(Exception):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"cannot decode video {self.path}: {reason}")
+
+
+class _Overshoot(Exception):
+    """A seek landed after the frame we need."""
 
 
 class BaseVideoReader:
@@ -93,10 +98,14 @@ class PyAVReader(BaseVideoReader):
         """One demux pass: presentation-ordered pts of every frame and where keyframes are."""
         stream = self._stream
         pts, key_pts = [], []
+        num_packets = 0
         try:
             for packet in self._container.demux(stream):
                 if packet.size == 0:
                     continue  # flush packet
+                num_packets += 1
+                if packet.is_discard:
+                    continue  # cut by an edit list (e.g. stream-copy trimming): never shown
                 if packet.pts is None:
                     pts = None  # no timestamps (some AVI): index frames by decoding order
                     break
@@ -117,12 +126,26 @@ class PyAVReader(BaseVideoReader):
             # presentation index of each keyframe, sorted
             self._key_index = sorted(self._pts_to_index[p] for p in key_pts) or [0]
             self._num_frames = len(pts)
+        readable = num_packets if pts is not None else self._num_frames
+        if stream.frames and readable < stream.frames:
+            raise VideoDecodeError(
+                self.path, f"the header promises {stream.frames} frames but only {readable} "
+                "can be read; the file is truncated")
         if self._num_frames == 0:
             raise VideoDecodeError(self.path, "the video stream has no frames")
-        if stream.frames and self._num_frames < stream.frames:
+        self._check_duration()
+
+    def _check_duration(self) -> None:
+        """WebM/MKV headers carry no frame count; compare the readable span with the stream's duration."""
+        expected = _stream_duration(self._stream, self._container)
+        if expected is None or self._pts is None:
+            return
+        fps = self.fps
+        covered = float((self._pts[-1] - self._pts[0]) * self._stream.time_base) + 1 / fps
+        if covered < expected - 2.5 / fps:
             raise VideoDecodeError(
-                self.path, f"the header promises {stream.frames} frames but only {self._num_frames} "
-                "can be read; the file is truncated")
+                self.path, f"the header promises {expected:.3f}s of video but only {covered:.3f}s "
+                f"({self._num_frames} frames) can be read; the file is truncated")
 
     def _count_by_decoding(self) -> int:
         n = 0
@@ -169,15 +192,24 @@ class PyAVReader(BaseVideoReader):
         else:
             pos = 0  # next wanted frame still to get
             while pos < len(wanted):
-                target = wanted[pos]
-                key = self._key_index[max(bisect.bisect_right(self._key_index, target) - 1, 0)]
-                pos = self._collect(self._decode_from(self._pts[key]), wanted, got, by_pts=True, start=pos)
+                k = max(bisect.bisect_right(self._key_index, wanted[pos]) - 1, 0)
+                while True:
+                    seek = self._pts[self._key_index[k]] if k >= 0 else None
+                    try:
+                        pos = self._collect(self._decode_from(seek), wanted, got, by_pts=True, start=pos)
+                        break
+                    except _Overshoot:
+                        # the container seeked past the keyframe (inexact seeking): start earlier
+                        if k < 0:
+                            raise VideoDecodeError(self.path, f"frame {wanted[pos]} could not be decoded")
+                        k -= 1
         return np.stack([got[i] for i in idx])
 
     def _collect(self, frames, wanted: List[int], got: Dict[int, np.ndarray], by_pts: bool, start: int = 0) -> int:
         """Decode forward, keep wanted frames; return the position in ``wanted`` where a re-seek pays off."""
         pos = start
         counter = -1
+        first = True
         for frame in frames:
             if by_pts:
                 i = self._pts_to_index.get(frame.pts)
@@ -187,7 +219,10 @@ class PyAVReader(BaseVideoReader):
                 counter += 1
                 i = counter
             if i > wanted[pos]:
+                if first and by_pts:
+                    raise _Overshoot
                 raise VideoDecodeError(self.path, f"frame {wanted[pos]} could not be decoded")
+            first = False
             if i == wanted[pos]:
                 got[i] = frame.to_ndarray(format="rgb24")
                 pos += 1
@@ -205,6 +240,22 @@ class PyAVReader(BaseVideoReader):
         self._container.close()
 
 
+def _stream_duration(stream, container) -> Optional[float]:
+    """Seconds of video the header announces, from the stream itself (not the audio)."""
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    tag = stream.metadata.get("DURATION")  # Matroska / WebM per-track tag, "HH:MM:SS.nnnnnnnnn"
+    if tag:
+        try:
+            h, m, sec = tag.split(":")
+            return int(h) * 3600 + int(m) * 60 + float(sec)
+        except ValueError:
+            return None
+    if len(container.streams) == 1 and container.duration:
+        return container.duration / 1e6  # AV_TIME_BASE
+    return None
+
+
 VideoReader = PyAVReader  # the default backend
 
 _BACKENDS: Dict[str, Callable[..., BaseVideoReader]] = {"pyav": PyAVReader}
@@ -220,3 +271,30 @@ def open_video(path, backend: str = "pyav", **kwargs) -> BaseVideoReader:
     if backend not in _BACKENDS:
         raise ValueError(f"unknown video backend {backend!r}; available: {sorted(_BACKENDS)}")
     return _BACKENDS[backend](path, **kwargs)
+
+
+def read_windows(reader: BaseVideoReader, windows: Sequence[Tuple[int, np.ndarray]],
+                 max_frames: int = 128) -> Iterator[Tuple[int, np.ndarray]]:
+    """Yield ``(start, frames)`` for sliding windows (``sampling.sliding_windows``) in order.
+
+    Overlapping windows share frames: each frame is decoded and converted once, by fetching
+    the frames of as many upcoming windows as fit in ``max_frames`` with one ``frames_at``
+    call and keeping them until no later window needs them.
+    """
+    cache: Dict[int, np.ndarray] = {}
+    windows = [(s, np.asarray(idx)) for s, idx in windows]
+    for w, (start, idx) in enumerate(windows):
+        want = set(idx.tolist()) - cache.keys()
+        if want:
+            for _, nxt in windows[w + 1:]:
+                extra = set(nxt.tolist()) - cache.keys() - want
+                if len(want) + len(extra) > max_frames:
+                    break
+                want |= extra
+            order = sorted(want)
+            cache.update(zip(order, reader.frames_at(order)))
+        yield start, np.stack([cache[i] for i in idx.tolist()])
+        if w + 1 < len(windows):
+            low = int(min(i.min() for _, i in windows[w + 1:w + 2]))
+            for k in [k for k in cache if k < low]:
+                del cache[k]

@@ -23,6 +23,15 @@ def _uniform(rng: Rng, low: float, high: float) -> float:
     return rng.uniform(low, high)
 
 
+def _randint(rng: Rng, low: int, high: int) -> int:
+    """Integer in [low, high], both ends included."""
+    if rng is None:
+        return _random.randint(low, high)
+    if isinstance(rng, np.random.Generator):
+        return int(rng.integers(low, high + 1))
+    return rng.randint(low, high)
+
+
 def _check(num_video_frames: int, num_frames: int) -> None:
     if num_video_frames <= 0:
         raise ValueError(f"cannot sample from a video with {num_video_frames} frames")
@@ -45,7 +54,7 @@ def interval_indices(num_video_frames: int, num_frames: int, interval: float, *,
     """
     _check(num_video_frames, num_frames)
     if num_frames == 1 and clip_index is None:
-        return np.array([int(_uniform(rng, 0, num_video_frames - 1) + 0.5)], dtype=np.int64)
+        return np.array([_randint(rng, 0, num_video_frames - 1)], dtype=np.int64)
     clip_length = num_frames * interval
     if video_fps and target_fps:
         clip_length = clip_length * video_fps / target_fps

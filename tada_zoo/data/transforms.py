@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from timm.data import Mixup
+from timm.data.mixup import mixup_target
 
 __all__ = ["TrainTransform", "EvalTransform", "transforms_from_cfg", "VideoMixup", "to_float_frames",
            "resize_short_side", "DEFAULT_MEAN", "DEFAULT_STD"]
@@ -162,6 +163,11 @@ def _cfg_get(cfg, key, default=None):
     return getattr(cfg, key, default)
 
 
+def _labels_have_sides(cfg) -> bool:
+    """Something-Something labels say left / right, so flipping would change them."""
+    return str(_cfg_get(cfg, "dataset", "") or "").lower().startswith(("ssv2", "something"))
+
+
 def transforms_from_cfg(pretrained_cfg, train: bool, **overrides):
     """TrainTransform / EvalTransform matching a model's timm ``pretrained_cfg`` (dict or dataclass).
 
@@ -176,7 +182,7 @@ def transforms_from_cfg(pretrained_cfg, train: bool, **overrides):
     if train:
         crop = int(input_size[-1])
         kwargs = dict(crop_size=crop, scale_range=(round(256 * crop / 224), round(320 * crop / 224)),
-                      hflip=_cfg_get(pretrained_cfg, "dataset") != "ssv2", mean=mean, std=std)
+                      hflip=not _labels_have_sides(pretrained_cfg), mean=mean, std=std)
         kwargs.update(overrides)
         return TrainTransform(**kwargs)
     test_size = _cfg_get(pretrained_cfg, "test_input_size", None) or input_size
@@ -193,11 +199,15 @@ class VideoMixup(Mixup):
     timm cuts ``x[:, :, y0:y1, x0:x1]``, i.e. along T and H on a 5D tensor. Folding
     ``(C, T)`` into one channel axis makes its box cover H and W of every frame, so a
     CutMix patch is the same in all frames and nothing is mixed along time.
+
+    ``num_classes`` may be a tuple for multi-head labels (EPIC-KITCHENS verb + noun):
+    targets ``(B, heads)`` then give a tuple of soft targets, one ``(B, N_k)`` per head,
+    all mixed with the same lambda as the clips.
     """
 
     def __init__(self, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0, cutmix_minmax=None,
                  prob: float = 1.0, switch_prob: float = 0.5, mode: str = "batch", correct_lam: bool = True,
-                 label_smoothing: float = 0.1, num_classes: int = 400):
+                 label_smoothing: float = 0.1, num_classes: Union[int, Sequence[int]] = 400):
         super().__init__(mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, cutmix_minmax=cutmix_minmax,
                          prob=prob, switch_prob=switch_prob, mode=mode, correct_lam=correct_lam,
                          label_smoothing=label_smoothing, num_classes=num_classes)
@@ -209,5 +219,14 @@ class VideoMixup(Mixup):
             raise ValueError(f"mixup/cutmix needs an even batch size, got {len(x)} (use drop_last=True)")
         b, c, t, h, w = x.shape
         x4 = x.reshape(b, c * t, h, w)
-        x4, target = super().__call__(x4, target)
+        if isinstance(self.num_classes, (tuple, list)):
+            if target.ndim != 2 or target.shape[1] != len(self.num_classes):
+                raise ValueError(f"{len(self.num_classes)} heads need targets of shape (B, {len(self.num_classes)}), "
+                                 f"got {tuple(target.shape)}")
+            lam = self._mix_elem(x4) if self.mode == "elem" else \
+                self._mix_pair(x4) if self.mode == "pair" else self._mix_batch(x4)
+            target = tuple(mixup_target(target[:, k], n, lam, self.label_smoothing)
+                           for k, n in enumerate(self.num_classes))
+        else:
+            x4, target = super().__call__(x4, target)
         return x4.view(b, c, t, h, w), target

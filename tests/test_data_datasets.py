@@ -1,0 +1,149 @@
+"""Annotation lists and VideoDataset: exact clips end to end, missing and corrupt files, multi-label."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from data_videos import read_index, write_video
+from tada_zoo.data import (EvalTransform, TrainTransform, VideoDataset, VideoDecodeError, interval_indices,
+                           read_annotations, sampling_from_cfg, segment_indices)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ds")
+    (d / "a b").mkdir()
+    write_video(d / "a b" / "v0.mp4", 40)
+    write_video(d / "v1.mp4", 30)
+    (d / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 200)
+    return d
+
+
+def _list(tmp_path, text):
+    p = tmp_path / "list.txt"
+    p.write_text(text)
+    return p
+
+
+def test_read_annotations(tmp_path):
+    assert read_annotations(_list(tmp_path, "a b/v0.mp4 3\n\nv1.mp4 0\n")) == [("a b/v0.mp4", 3), ("v1.mp4", 0)]
+    assert read_annotations(_list(tmp_path, "x.mp4 3 7\ny.mp4\t1  2\n")) == [("x.mp4", (3, 7)), ("y.mp4", (1, 2))]
+    with pytest.raises(ValueError, match=r"list.txt:2: .*'y.mp4 dog'"):
+        read_annotations(_list(tmp_path, "x.mp4 3\ny.mp4 dog\n"))
+    with pytest.raises(ValueError, match=r":2: 1 labels, but earlier lines have 2"):
+        read_annotations(_list(tmp_path, "x.mp4 3 7\ny.mp4 1\n"))
+
+
+def test_missing_files_reported_up_front(root, tmp_path):
+    lst = _list(tmp_path, "v1.mp4 0\nnope1.mp4 1\nsub/nope2.mp4 2\n")
+    with pytest.raises(FileNotFoundError, match=r"(?s)2 of 3 videos.*nope1.mp4.*sub/nope2.mp4"):
+        VideoDataset(root, lst, 4)
+    assert len(VideoDataset(root, lst, 4, check_files=False)) == 3
+
+
+def test_eval_clips_are_the_sampled_frames(root, tmp_path):
+    lst = _list(tmp_path, "a b/v0.mp4 3\nv1.mp4 1\n")
+    ds = VideoDataset(root, lst, 4, frame_interval=3, train=False, num_clips=3)
+    assert len(ds) == 6
+    item = ds[4]  # sample 1 (30 frames), clip 1 of 3
+    assert (item["index"], item["clip_index"], item["label"]) == (1, 1, 1)
+    frames = item["video"].numpy()
+    assert frames.shape == (4, 48, 64, 3) and frames.dtype == np.uint8
+    expected = interval_indices(30, 4, 3, clip_index=1, num_clips=3).tolist()
+    assert [read_index(f) for f in frames] == expected
+    seg = VideoDataset(root, lst, 8, sampling="segment", train=False)
+    assert [read_index(f) for f in seg[0]["video"].numpy()] == segment_indices(40, 8, random=False).tolist()
+
+
+def test_train_items_with_transform_and_loader(root, tmp_path):
+    lst = _list(tmp_path, "a b/v0.mp4 3\nv1.mp4 1\n")
+    ds = VideoDataset(root, lst, 4, sampling="segment", transform=TrainTransform(32, (40, 48), hflip=False))
+    batch = next(iter(DataLoader(ds, batch_size=2)))
+    assert batch["video"].shape == (2, 3, 4, 32, 32)
+    assert batch["skipped"].tolist() == [0, 0]
+    assert batch["label"].tolist() == [3, 1]
+    ev = VideoDataset(root, lst, 4, train=False, transform=EvalTransform(32, 40, num_crops=3))
+    assert ev[0]["video"].shape == (3, 3, 4, 32, 32)
+
+
+def test_corrupt_video_in_training_is_skipped_and_counted(root, tmp_path):
+    lst = _list(tmp_path, "corrupt.mp4 5\nv1.mp4 1\n")
+    ds = VideoDataset(root, lst, 4)
+    with pytest.warns(RuntimeWarning, match="corrupt.mp4"):
+        for _ in range(3):
+            item = ds[0]
+            assert item["label"] == 1 and item["index"] == 1  # another sample took its place
+            assert item["skipped"] >= 1
+    assert ds.num_corrupt >= 3 and "corrupt.mp4" in ds.corrupt_files
+
+
+def test_corrupt_video_in_eval_raises(root, tmp_path):
+    ds = VideoDataset(root, _list(tmp_path, "v1.mp4 1\ncorrupt.mp4 5\n"), 4, train=False)
+    ds[0]
+    with pytest.raises(VideoDecodeError, match="corrupt.mp4"):
+        ds[1]
+
+
+def test_all_corrupt_gives_up(root, tmp_path):
+    ds = VideoDataset(root, _list(tmp_path, "corrupt.mp4 5\n"), 4, max_retries=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(VideoDecodeError, match="3 videos in a row"):
+            ds[0]
+    assert ds.num_corrupt == 3
+
+
+def test_multi_label_end_to_end(root, tmp_path):
+    ds = VideoDataset(root, _list(tmp_path, "a b/v0.mp4 3 7\nv1.mp4 1 2\n"), 4,
+                      transform=TrainTransform(32, (40, 48)))
+    assert ds.num_labels == 2
+    batch = next(iter(DataLoader(ds, batch_size=2)))
+    assert batch["label"].dtype == torch.long and batch["label"].tolist() == [[3, 7], [1, 2]]
+
+
+def test_sampling_from_cfg():
+    import tada_zoo  # noqa: F401
+    from timm.models import get_pretrained_cfg
+
+    assert sampling_from_cfg(get_pretrained_cfg("tada2d_r50_8f.ssv2")) == dict(num_frames=8, sampling="segment")
+    assert sampling_from_cfg(dict(num_frames=16, sampling="interval", frame_interval=5)) == \
+        dict(num_frames=16, sampling="interval", frame_interval=5)
+
+
+def test_custom_backend_through_open_video(tmp_path):
+    """The reader interface is small enough to plug another decoder in."""
+    from tada_zoo.data import BaseVideoReader, register_backend
+
+    class ArrayReader(BaseVideoReader):
+        def __init__(self, path):
+            self.path = str(path)
+
+        def __len__(self):
+            return 20
+
+        @property
+        def fps(self):
+            return 25.0
+
+        def frames_at(self, indices):
+            idx = self._check_indices(indices)
+            return np.stack([np.full((8, 8, 3), i, np.uint8) for i in idx])
+
+    register_backend("array", ArrayReader)
+    ds = VideoDataset(tmp_path, _list(tmp_path, "anything.bin 2\n"), 4, frame_interval=2, train=False,
+                      check_files=False, backend="array")
+    assert ds[0]["video"][:, 0, 0, 0].tolist() == interval_indices(20, 4, 2, clip_index=0).tolist()
+
+
+def test_worker_processes_count_skipped_videos(root, tmp_path):
+    """num_corrupt lives in each worker; the items' ``skipped`` field reaches the main process."""
+    lst = _list(tmp_path, "corrupt.mp4 5\nv1.mp4 1\ncorrupt.mp4 5\nv1.mp4 1\n")
+    ds = VideoDataset(root, lst, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batches = list(DataLoader(ds, batch_size=2, num_workers=2))
+    assert sum(int(b["skipped"].sum()) for b in batches) >= 2
+    assert all(b["label"].tolist() == [1, 1] for b in batches)
+    assert ds.num_corrupt == 0  # the main process decoded nothing
