@@ -212,6 +212,8 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
     autocast_dtype = _autocast_dtype(cfg.amp, device)
 
     model.to(device)
+    if cfg.sync_bn and device.type != "cuda":
+        raise ValueError("--sync-bn needs GPUs (SyncBatchNorm runs on CUDA tensors); drop it on CPU")
     if cfg.sync_bn and is_distributed():
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     train_loader = _loader(train_set, cfg, train=True, drop_last=True)
