@@ -34,6 +34,8 @@ def test_short_training_run_learns(tmp_path):
     assert (pred == torch.tensor(train.labels)).float().mean() >= 0.75
     assert summary["ranks_in_sync"] and summary["best"]["epoch"] >= 0
     assert {"last.pt", "last.safetensors", "best.safetensors", "summary.json"} <= {p.name for p in tmp_path.iterdir()}
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "curves.png").stat().st_size > 1000
     # last.pt is plain tensors and values: loadable without unpickling code
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["epoch"] == 5 and "optimizer" in state and "scheduler" in state
