@@ -31,8 +31,10 @@ def main(argv=None) -> int:
     p.add_argument("--train-videos", type=int, default=64)
     p.add_argument("--val-videos", type=int, default=32)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (these tiny models gain nothing from more; loader workers decode alongside)")
     args = p.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     t_start = time.time()
     with tempfile.TemporaryDirectory(prefix="tada-zoo-demo-") as tmp:
         work = Path(args.workdir or tmp)

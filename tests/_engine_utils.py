@@ -1,5 +1,6 @@
 """Helpers shared by the engine / features tests: tiny models and in-memory moving-shape clips."""
 import numpy as np
+import pytest
 import timm
 import torch
 
@@ -33,3 +34,13 @@ class ClipDataset(torch.utils.data.Dataset):
         if self.heads:  # two heads: direction, and axis (horizontal / vertical)
             label = torch.tensor([label, label // 2])
         return dict(video=self.clips[i], label=label, index=i, clip_index=0)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: these tiny models gain nothing from more, and on a shared CPU
+    spinning threads make them many times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

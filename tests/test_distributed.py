@@ -9,7 +9,7 @@ import torch
 
 from tada_zoo.engine.distributed import state_hash
 
-from _engine_utils import TINY, tiny_model
+from _engine_utils import TINY, tiny_model, one_thread  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 

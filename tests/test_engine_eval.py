@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from tada_zoo.engine.evaluate import evaluate_model
 from tada_zoo.engine.metrics import collect_scores, compute_metrics, ensemble_scores
 
-from _engine_utils import TINY, tiny_model
+from _engine_utils import TINY, tiny_model, one_thread  # noqa: F401
 
 
 class MeanModel(torch.nn.Module):

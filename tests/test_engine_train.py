@@ -9,7 +9,7 @@ from tada_zoo.engine import TrainConfig, create_video_model, fit
 from tada_zoo.engine.distributed import state_hash
 from tada_zoo.engine.trainer import resolve_config
 
-from _engine_utils import ClipDataset, tiny_model
+from _engine_utils import ClipDataset, tiny_model, one_thread  # noqa: F401
 
 
 def _cfg(out, **kw):

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from tada_zoo.features import FeatureExtractor, extract_videos, list_videos
 
-from _engine_utils import tiny_model
+from _engine_utils import tiny_model, one_thread  # noqa: F401
 
 
 def test_from_tensor_windows_and_layers():
