@@ -27,9 +27,9 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", default=None, help="where the videos and runs go (default: a temp folder)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--train-videos", type=int, default=64)
-    p.add_argument("--val-videos", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--train-videos", type=int, default=128)
+    p.add_argument("--val-videos", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (these tiny models gain nothing from more; loader workers decode alongside)")
