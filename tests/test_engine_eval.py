@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from tada_zoo.engine.evaluate import evaluate_model
-from tada_zoo.engine.metrics import collect_scores, compute_metrics, ensemble_scores
+from tada_zoo.engine.metrics import compute_metrics, ensemble_scores
 
 from _engine_utils import TINY, tiny_model, one_thread  # noqa: F401
 

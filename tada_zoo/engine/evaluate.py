@@ -12,7 +12,7 @@ import timm
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from .checkpoint import load_init_weights, load_state_dict_file
+from .checkpoint import load_state_dict_file
 from .distributed import cleanup_distributed, get_rank, get_world_size, init_distributed, is_main_process
 from .metrics import collect_scores, compute_metrics, ensemble_scores, parse_num_classes
 

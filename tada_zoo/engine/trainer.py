@@ -12,7 +12,6 @@ stopped after epoch e and resumed continues exactly as if it never stopped.
 """
 import dataclasses
 import json
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.optim import create_optimizer_v2
-from timm.optim._param_groups import param_groups_weight_decay
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3, dispatch_clip_grad
 from torch.utils.data import DataLoader, DistributedSampler
