@@ -91,3 +91,45 @@ def test_finetune_from_checkpoint_replaces_head(tmp_path):
     with pytest.raises(ValueError, match="does not match"):  # TSN weights into TAda2D: calibration missing
         save_file(tiny_model("tsn_r50_8f").state_dict(), tmp_path / "tsn.safetensors")
         create_video_model("tada2d_r50_8f", 2, checkpoint_init=tmp_path / "tsn.safetensors", **TINY)
+
+
+def test_cli_killed_mid_run_resumes_identically(tmp_path):
+    """A real SIGKILL of ``tada-zoo train`` during epoch 2, then the same command again:
+    the final weights equal those of an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from tada_zoo.data.synthetic import make_moving_shapes
+    from _engine_utils import TINY
+
+    data = tmp_path / "data"
+    make_moving_shapes(data, num_train=8, num_val=4, num_frames=8, size=32, num_classes=2)
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+    def cmd(out):
+        return [sys.executable, "-m", "tada_zoo.cli", "train", "--model", "tada2d_r50_8f", "--data-root", str(data),
+                "--train-list", str(data / "train.txt"), "--val-list", str(data / "val.txt"), "--num-classes", "2",
+                "--output", str(out), "--model-kwargs", json.dumps(TINY), "--num-frames", "4", "--frame-interval", "2",
+                "--input-size", "32", "--test-size", "32", "--epochs", "4", "--batch-size", "2", "--lr", "0.05",
+                "--warmup-epochs", "1", "--workers", "1", "--ema", "--device", "cpu", "--quiet"]
+
+    subprocess.run(cmd(tmp_path / "a"), cwd=root, env=env, check=True, capture_output=True, timeout=300)
+    proc = subprocess.Popen(cmd(tmp_path / "b"), cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = tmp_path / "b" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while not (metrics.exists() and metrics.read_text().strip()) and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(metrics.read_text().splitlines())
+    assert done < 4
+    subprocess.run(cmd(tmp_path / "b"), cwd=root, env=env, check=True, capture_output=True, timeout=300)
+    a, b = load_file(tmp_path / "a" / "last.safetensors"), load_file(tmp_path / "b" / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [json.loads(l)["epoch"] for l in metrics.read_text().splitlines()] == [0, 1, 2, 3]
