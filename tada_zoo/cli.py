@@ -9,6 +9,9 @@ COMMAND_MODULES = [
     "tada_zoo.profile",
     "tada_zoo.data.adapters",
     "tada_zoo.convert",
+    "tada_zoo.engine.train",
+    "tada_zoo.engine.evaluate",
+    "tada_zoo.features",
 ]
 
 

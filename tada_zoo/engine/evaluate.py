@@ -1,0 +1,150 @@
+"""``tada-zoo evaluate``: multi-view testing (clips x crops), per-class accuracy, predictions
+CSV, and ensembles of several models (the paper's TAda2DEn = 8f + 16f)."""
+import argparse
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import timm
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from .checkpoint import load_state_dict_file
+from .distributed import cleanup_distributed, get_rank, get_world_size, init_distributed, is_main_process
+from .metrics import collect_scores, compute_metrics, ensemble_scores, parse_num_classes
+
+__all__ = ["evaluate_model", "load_model_for_eval", "write_predictions", "register"]
+
+
+def load_model_for_eval(name: str, checkpoint: Optional[str], num_classes: int, **kwargs) -> torch.nn.Module:
+    """A model with exactly the checkpoint's weights (original-format files are converted)."""
+    model = timm.create_model(name, num_classes=num_classes, **kwargs)
+    if checkpoint:
+        sd = load_state_dict_file(checkpoint)
+        import importlib
+        module = importlib.import_module(type(model).__module__)
+        if hasattr(module, "checkpoint_filter_fn"):
+            sd = module.checkpoint_filter_fn(sd, model)
+        try:
+            model.load_state_dict(sd)
+        except RuntimeError as e:
+            raise ValueError(f"{checkpoint} does not fit {name} with {num_classes} classes: "
+                             f"{str(e).splitlines()[0]}; check --model and --num-classes") from None
+    return model.eval()
+
+
+def evaluate_model(model: torch.nn.Module, dataset, heads: Sequence[int], batch_size: int = 8, workers: int = 2,
+                   device: torch.device = torch.device("cpu"), autocast_dtype=None, progress: bool = True) -> dict:
+    """Per-video probabilities of ``dataset`` (a ``VideoDataset`` with ``train=False``:
+    ``num_clips`` items per video, each ``(crops, C, T, H, W)``), averaged over all views."""
+    sampler = DistributedSampler(dataset, num_replicas=get_world_size(), rank=get_rank(), shuffle=False)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                        pin_memory=device.type == "cuda")
+    num_videos = len(dataset.samples) if hasattr(dataset, "samples") else len(dataset)
+    return collect_scores(model.to(device), loader, num_videos, heads, device, autocast_dtype,
+                          progress=progress and is_main_process())
+
+
+def write_predictions(path, scores: List[torch.Tensor], labels: torch.Tensor, names: Optional[Sequence[str]] = None,
+                      topk: int = 5) -> None:
+    """One row per video: path, true label(s), top-k predictions and their probabilities (atomic)."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    multi = len(scores) > 1
+    header = ["index", "video"]
+    for h in range(len(scores)):
+        p = f"head{h}_" if multi else ""
+        header += [f"{p}label", f"{p}pred", f"{p}top{topk}", f"{p}score"]
+    w.writerow(header)
+    tops = [s.topk(min(topk, s.shape[1]), dim=1) for s in scores]
+    for i in range(len(labels)):
+        row = [i, names[i] if names is not None else ""]
+        for h, t in enumerate(tops):
+            row += [int(labels[i, h]), int(t.indices[i, 0]), " ".join(map(str, t.indices[i].tolist())),
+                    f"{t.values[i, 0].item():.6f}"]
+        w.writerow(row)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def register(subparsers) -> None:
+    from .train import add_data_args
+
+    p = subparsers.add_parser("evaluate", help="multi-view accuracy of one model or an ensemble",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, nargs="+", help="architecture(s); several = an ensemble")
+    p.add_argument("--checkpoint", nargs="+", default=None, help="weights per model (.safetensors or checkpoint)")
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--val-list", required=True)
+    p.add_argument("--num-classes", required=True, help="N, or N1,N2 for several heads")
+    p.add_argument("--clips", type=int, default=None, help="clips per video (default: the cfg's eval_clips, else 1)")
+    p.add_argument("--crops", type=int, choices=(1, 3), default=None, help="crops per clip (default: the cfg's, else 1)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
+    p.add_argument("--output", default=None, help="folder for metrics.json and predictions.csv")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--debug", action="store_true")
+    add_data_args(p)
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> None:
+    from tada_zoo.data import VideoDataset
+    from .train import build_transforms, default_frame_interval
+    from .trainer import _autocast_dtype
+
+    device = init_distributed(args.device)
+    try:
+        heads = parse_num_classes(args.num_classes)
+        ckpts = args.checkpoint or [None] * len(args.model)
+        if len(ckpts) != len(args.model):
+            raise ValueError(f"{len(args.model)} models but {len(ckpts)} checkpoints; give one per model")
+        members, results, labels, names = [], {}, None, None
+        for i, (name, ckpt) in enumerate(zip(args.model, ckpts)):
+            key = name if args.model.count(name) == 1 else f"{name}[{i}]"
+            extra = dict(args.model_kwargs)
+            if args.num_frames and len(args.model) == 1:
+                extra["num_frames"] = args.num_frames
+            model = load_model_for_eval(name, ckpt, sum(heads), **extra)
+            pcfg = model.pretrained_cfg or {}
+            num_frames = (args.num_frames if len(args.model) == 1 else None) or model.num_frames
+            sampling = args.sampling or pcfg.get("sampling") or "interval"
+            interval = args.frame_interval or pcfg.get("frame_interval") or default_frame_interval(num_frames)
+            clips = args.clips or pcfg.get("eval_clips") or 1
+            crops = args.crops or pcfg.get("eval_crops") or 1
+            _, tf = build_transforms(pcfg, None, args.test_size, num_crops=crops)
+            ds = VideoDataset(args.data_root, args.val_list, num_frames, sampling, interval, train=False,
+                              num_clips=clips, transform=tf)
+            if is_main_process():
+                print(f"{name}: {len(ds.samples)} videos x {clips} clips x {crops} crops, {num_frames} frames")
+            res = evaluate_model(model, ds, heads, args.batch_size, args.workers, device,
+                                 _autocast_dtype(args.amp, device), progress=not args.quiet)
+            members.append(res["scores"])
+            labels, names = res["labels"], [p for p, _ in ds.samples]
+            results[key] = compute_metrics(res["scores"], labels)
+        if len(members) > 1:
+            results["ensemble"] = compute_metrics(ensemble_scores(members), labels)
+        final = results["ensemble"] if len(members) > 1 else results[key]
+        if is_main_process():
+            for key, m in results.items():
+                extra = f", top-5 {m['top5']:.2f}%" if "top5" in m else ""
+                print(f"{key}: top-1 {m['top1']:.2f}%{extra}, mean class accuracy "
+                      f"{m.get('mean_class_acc', float('nan')):.2f}%")
+            if args.output:
+                out = Path(args.output)
+                out.mkdir(parents=True, exist_ok=True)
+                scores = ensemble_scores(members) if len(members) > 1 else members[0]
+                write_predictions(out / "predictions.csv", scores, labels, names)
+                tmp = out / ".metrics.json.tmp"
+                tmp.write_text(json.dumps(results, indent=2))
+                tmp.replace(out / "metrics.json")
+                print(f"wrote {out / 'metrics.json'} and {out / 'predictions.csv'}")
+        return final
+    finally:
+        cleanup_distributed()

@@ -1,0 +1,351 @@
+"""The training loop: timm optimizer / scheduler / EMA, AMP, DDP, exact resume, metrics log.
+
+``fit(model, train_set, val_set, cfg)`` runs on any dataset whose items are dicts with
+``video`` ``(C, T, H, W)`` and ``label`` (int, or a LongTensor with one label per head),
+plus ``index`` for validation; ``tada_zoo.data.VideoDataset`` is one.
+
+Exact resume: every epoch starts by seeding torch / numpy / random from
+``(seed, epoch, rank)`` and the sampler shuffles by ``(seed, epoch)``, so an epoch's
+batches, augmentations, dropout masks and loader-worker seeds do not depend on what ran
+before; together with the optimizer, scheduler, scaler and EMA states in ``last.pt`` a run
+stopped after epoch e and resumed continues exactly as if it never stopped.
+"""
+import dataclasses
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3, dispatch_clip_grad
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from .checkpoint import atomic_save, get_rng_state, save_safetensors, set_rng_state, unwrap_model
+from .distributed import (all_gather_object, all_reduce_sum, average_buffers, barrier, get_rank,
+                          get_world_size, is_distributed, is_main_process, state_hash)
+from .metrics import collect_scores, compute_metrics, split_heads
+from .recipes import RECIPES, default_recipe
+
+__all__ = ["TrainConfig", "fit", "resolve_config", "plot_metrics", "seed_everything"]
+
+
+@dataclass
+class TrainConfig:
+    """Every training knob; ``None`` means "take it from the recipe"."""
+    model: str = ""
+    num_classes: List[int] = field(default_factory=lambda: [400])
+    recipe: Optional[str] = None
+    epochs: Optional[int] = None
+    batch_size: int = 16  # per process
+    lr: Optional[float] = None  # absolute (global batch); default: recipe base_lr scaled by batch
+    head_lr: Optional[float] = None
+    min_lr: float = 0.0
+    warmup_epochs: Optional[float] = None
+    warmup_lr: Optional[float] = None
+    opt: Optional[str] = None
+    momentum: Optional[float] = None
+    weight_decay: Optional[float] = None
+    sched: Optional[str] = None
+    label_smoothing: Optional[float] = None
+    clip_grad: Optional[float] = None
+    drop_rate: Optional[float] = None
+    drop_path_rate: Optional[float] = None
+    mixup: Optional[float] = None
+    cutmix: Optional[float] = None
+    mixup_prob: float = 1.0
+    rand_augment: Optional[str] = None
+    random_erasing: Optional[float] = None
+    ema: bool = False
+    ema_decay: float = 0.9998
+    amp: str = "none"  # none | bf16 | fp16
+    compile: bool = False
+    sync_bn: bool = False
+    workers: int = 2
+    seed: int = 0
+    output: Optional[str] = None
+    resume: Optional[str] = None  # path to last.pt; "auto" = output/last.pt if present
+    eval_every: int = 1
+    max_steps_per_epoch: Optional[int] = None  # debugging: cut epochs short
+    progress: bool = True
+    stop_after_epoch: Optional[int] = None  # tests: simulate a kill after this epoch
+
+
+def resolve_config(cfg: TrainConfig, global_batch: Optional[int] = None) -> TrainConfig:
+    """Fill every ``None`` from the recipe; the learning rate scales with the global batch."""
+    name = cfg.recipe or default_recipe(cfg.model)
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose from {sorted(RECIPES)}")
+    recipe = RECIPES[name]
+    out = dataclasses.replace(cfg, recipe=name)
+    for f in dataclasses.fields(out):
+        if getattr(out, f.name) is None and f.name in recipe:
+            setattr(out, f.name, recipe[f.name])
+    global_batch = global_batch or cfg.batch_size * get_world_size()
+    if out.lr is None:
+        out.lr = recipe["base_lr"] * global_batch / recipe["base_batch"]
+    if out.head_lr is None:
+        out.head_lr = out.lr * recipe["head_lr_scale"]
+    if out.warmup_lr is None:
+        out.warmup_lr = out.lr * recipe["warmup_lr_scale"]
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def _autocast_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
+    if amp == "none":
+        return None
+    if amp not in ("bf16", "fp16"):
+        raise ValueError(f"--amp must be none, bf16 or fp16, got {amp!r}")
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("--amp fp16 needs a GPU; use --amp bf16 on CPU")
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Backbone and head in separate groups (head at ``head_lr``), no weight decay on
+    biases and norms; the scheduler scales each group by its ``lr_scale``."""
+    head = model.get_classifier()
+    head_ids = {id(p) for p in head.parameters()}
+    no_wd = set(getattr(model, "no_weight_decay", lambda: set())())
+    groups = []
+    for is_head in (False, True):
+        decay, no_decay = [], []
+        for n, p in model.named_parameters():
+            if not p.requires_grad or (id(p) in head_ids) != is_head:
+                continue
+            (no_decay if p.ndim <= 1 or n.endswith(".bias") or n in no_wd else decay).append(p)
+        scale = cfg.head_lr / cfg.lr if is_head else 1.0
+        groups += [dict(params=decay, weight_decay=cfg.weight_decay, lr_scale=scale),
+                   dict(params=no_decay, weight_decay=0.0, lr_scale=scale)]
+    groups = [g for g in groups if g["params"]]
+    kwargs = dict(momentum=cfg.momentum) if cfg.opt.lower() in ("sgd", "momentum") else {}
+    return create_optimizer_v2(groups, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay, **kwargs)
+
+
+def _loss_fn(logits: torch.Tensor, target: torch.Tensor, heads: Sequence[int], smoothing: float) -> torch.Tensor:
+    if target.is_floating_point():  # mixup / cutmix soft targets (single head)
+        return torch.sum(-target * F.log_softmax(logits, dim=-1), dim=-1).mean()
+    target = target.reshape(len(target), -1)
+    return sum(F.cross_entropy(lg, target[:, i], label_smoothing=smoothing)
+               for i, lg in enumerate(split_heads(logits, heads)))
+
+
+def plot_metrics(metrics_file: Path, out_file: Path) -> Optional[Path]:
+    """Loss and accuracy curves from ``metrics.jsonl``; skipped (with a note) without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: skipping the curves plot (pip install matplotlib)")
+        return None
+    rows = [json.loads(line) for line in Path(metrics_file).read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r.get("type") == "epoch"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ep = [r["epoch"] for r in rows]
+    ax1.plot(ep, [r["train_loss"] for r in rows], label="train loss")
+    ax1.set_xlabel("epoch"), ax1.legend()
+    for key in ("val_top1", "val_top5"):
+        pts = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
+        if pts:
+            ax2.plot(*zip(*pts), label=key)
+    ax2.set_xlabel("epoch"), ax2.set_ylabel("%"), ax2.legend()
+    fig.tight_layout()
+    tmp = out_file.with_name(f".{out_file.stem}.tmp{out_file.suffix}")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(out_file)
+    return out_file
+
+
+class _MetricsLog:
+    """JSON lines, appended by rank 0; a resumed run drops lines of epochs it will redo."""
+
+    def __init__(self, path: Path, start_epoch: int):
+        self.path = path
+        if is_main_process() and path.exists():
+            keep = [l for l in path.read_text().splitlines()
+                    if l.strip() and json.loads(l).get("epoch", 0) < start_epoch]
+            path.write_text("".join(l + "\n" for l in keep))
+
+    def write(self, **row) -> None:
+        if is_main_process():
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+def _loader(dataset, cfg: TrainConfig, train: bool, drop_last: bool) -> DataLoader:
+    sampler = DistributedSampler(dataset, num_replicas=get_world_size(), rank=get_rank(),
+                                 shuffle=train, seed=cfg.seed, drop_last=drop_last)
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+                      drop_last=drop_last, pin_memory=torch.cuda.is_available())
+
+
+def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfig(),
+        device: torch.device = torch.device("cpu")) -> dict:
+    """Train ``model`` (already created with its final head), validating every epoch.
+
+    Rank 0 writes ``cfg.output``: ``last.pt`` (full state), ``last.safetensors``,
+    ``best.safetensors``, ``metrics.jsonl``, ``curves.png`` and ``summary.json``.
+    Returns the summary (best / last metrics, per-rank state hashes under DDP).
+    """
+    cfg = resolve_config(cfg)
+    out = Path(cfg.output) if cfg.output else None
+    if out is not None and is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+    heads = list(cfg.num_classes)
+    autocast_dtype = _autocast_dtype(cfg.amp, device)
+
+    model.to(device)
+    if cfg.sync_bn and device.type != "cuda":
+        raise ValueError("--sync-bn needs GPUs (SyncBatchNorm runs on CUDA tensors); drop it on CPU")
+    if cfg.sync_bn and is_distributed():
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    train_loader = _loader(train_set, cfg, train=True, drop_last=True)
+    if len(train_loader) == 0:
+        raise ValueError(f"{len(train_set)} training samples give no full batch of {cfg.batch_size} "
+                         f"per process on {get_world_size()} processes; lower --batch-size")
+    steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else min(
+        len(train_loader), cfg.max_steps_per_epoch)
+    val_loader = _loader(val_set, cfg, train=False, drop_last=False) if val_set is not None else None
+
+    optimizer = build_optimizer(model, cfg)
+    scheduler, _ = create_scheduler_v2(
+        optimizer, sched=cfg.sched, num_epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
+        warmup_lr=cfg.warmup_lr, min_lr=cfg.min_lr, step_on_epochs=False, updates_per_epoch=steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
+    ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema else None
+    mixup = None
+    if (cfg.mixup or 0) > 0 or (cfg.cutmix or 0) > 0:
+        if len(heads) > 1:
+            raise ValueError("mixup / cutmix need a single head; set --mixup 0 --cutmix 0")
+        from tada_zoo.data import VideoMixup
+        mixup = VideoMixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob,
+                           switch_prob=0.5, label_smoothing=cfg.label_smoothing, num_classes=heads[0])
+
+    start_epoch, best = 0, dict(top1=-1.0, epoch=-1)
+    resume = cfg.resume
+    if resume == "auto":
+        resume = str(out / "last.pt") if out is not None and (out / "last.pt").exists() else None
+    if resume:
+        state = torch.load(resume, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        if ema is not None and "ema" in state:
+            ema.load_state_dict(state["ema"])
+        start_epoch, best = state["epoch"] + 1, state["best"]
+        set_rng_state(state["rng"][min(get_rank(), len(state["rng"]) - 1)])
+        if is_main_process():
+            print(f"resumed from {resume} at epoch {start_epoch}")
+
+    train_model = model
+    if is_distributed():
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+
+    log = _MetricsLog(out / "metrics.jsonl", start_epoch) if out is not None else None
+    last_val = None
+    for epoch in range(start_epoch, cfg.epochs):
+        seed_everything(cfg.seed + 1000 * epoch + 100003 * get_rank())
+        train_loader.sampler.set_epoch(epoch)
+        t0 = time.time()
+        train_model.train()
+        loss_sum = torch.zeros(3, dtype=torch.float64, device=device)  # loss x n, n, corrupt videos skipped
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not (cfg.progress and is_main_process()), leave=False)
+        for step, batch in enumerate(train_loader):
+            if step >= steps_per_epoch:
+                break
+            video = batch["video"].to(device, non_blocking=True)
+            target = torch.as_tensor(batch["label"]).to(device, non_blocking=True)
+            if mixup is not None:
+                video, target = mixup(video, target)
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                logits = train_model(video)
+            loss = _loss_fn(logits.float(), target, heads, cfg.label_smoothing)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"loss is {loss.item()} at epoch {epoch} step {step}; lower --lr or use --clip-grad")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.clip_grad:
+                scaler.unscale_(optimizer)
+                dispatch_clip_grad(model.parameters(), cfg.clip_grad)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step_update(epoch * steps_per_epoch + step + 1)
+            if ema is not None:
+                ema.update(model, step=epoch * steps_per_epoch + step + 1)
+            skipped = float(torch.as_tensor(batch.get("skipped", 0)).sum()) if isinstance(batch, dict) else 0.0
+            loss_sum += torch.stack([loss.detach().double() * len(video), loss.new_tensor(len(video)).double(),
+                                     loss.new_tensor(skipped).double()])
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+            bar.update()
+        bar.close()
+        scheduler.step(epoch + 1)
+        average_buffers(model)
+        all_reduce_sum(loss_sum)
+        row = dict(type="epoch", epoch=epoch, train_loss=(loss_sum[0] / loss_sum[1]).item(),
+                   lr=optimizer.param_groups[0]["lr"], corrupt_skipped=int(loss_sum[2]), time=time.time() - t0)
+
+        eval_model = ema.module if ema is not None else model
+        if val_loader is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+            res = collect_scores(eval_model, val_loader, len(val_set), heads, device, autocast_dtype,
+                                 progress=cfg.progress and is_main_process(), desc="val")
+            last_val = compute_metrics(res["scores"], res["labels"])
+            row.update(val_top1=last_val["top1"], val_top5=last_val.get("top5"))
+            if last_val["top1"] > best["top1"]:
+                best = dict(top1=last_val["top1"], epoch=epoch)
+                if out is not None and is_main_process():
+                    save_safetensors(unwrap_model(eval_model).state_dict(), out / "best.safetensors",
+                                     metadata=dict(model=cfg.model, epoch=str(epoch), top1=f"{best['top1']:.4f}"))
+        rngs = all_gather_object(get_rng_state())
+        if out is not None and is_main_process():
+            state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
+                         scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
+                         epoch=epoch, best=best, rng=rngs, config=_plain(dataclasses.asdict(cfg)))
+            if ema is not None:
+                state["ema"] = ema.state_dict()
+            atomic_save(state, out / "last.pt")
+            save_safetensors(unwrap_model(eval_model).state_dict(), out / "last.safetensors",
+                             metadata=dict(model=cfg.model, epoch=str(epoch)))
+            log.write(**row)
+            plot_metrics(out / "metrics.jsonl", out / "curves.png")
+        if is_main_process():
+            msg = f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f}"
+            if "val_top1" in row:
+                msg += f", val top-1 {row['val_top1']:.2f}%"
+            print(msg + f" ({row['time']:.1f}s)", flush=True)
+        barrier()
+        if cfg.stop_after_epoch is not None and epoch >= cfg.stop_after_epoch:
+            break
+
+    hashes = all_gather_object(state_hash(model))
+    summary = dict(model=cfg.model, recipe=cfg.recipe, epochs=cfg.epochs, best=best, last_val=last_val,
+                   world_size=get_world_size(), rank_state_hashes=hashes, ranks_in_sync=len(set(hashes)) == 1)
+    if out is not None and is_main_process():
+        tmp = out / ".summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2, default=str))
+        tmp.replace(out / "summary.json")
+    return summary
+
+
+def _plain(d: dict) -> dict:
+    """Config values as weights_only-loadable plain types."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}

@@ -1,0 +1,336 @@
+"""Feature extraction for every registered model, over tensors or video files.
+
+One interface whatever the family: ``layer="pooled"`` gives the clip embedding
+(``forward_head(pre_logits=True)``), ``"map"`` the unpooled last map ``(C, T, H, W)``, an
+int ``k`` the k-th level of ``forward_intermediates`` (0 = stem). Videos are cut into
+sliding windows (``clip_len`` frames ``frame_interval`` apart, a window every
+``clip_stride`` frames); loader workers decode and transform while the model runs, and
+windows of consecutive videos share batches. Each video gets one file (safetensors:
+``features`` + ``timestamps`` + ``start_frames``; or npy: features, with timestamps in the
+index) and a line in ``index.jsonl``. Finished videos are skipped on a rerun; videos that
+fail to decode are reported and skipped.
+"""
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import timm
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from tqdm import tqdm
+
+__all__ = ["FeatureExtractor", "extract_videos", "list_videos", "register", "VIDEO_EXTENSIONS"]
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
+Layer = Union[str, int]
+
+
+def parse_layer(layer: Layer) -> Layer:
+    if isinstance(layer, int) or layer in ("pooled", "map"):
+        return layer
+    try:
+        return int(layer)
+    except ValueError:
+        raise ValueError(f"layer must be 'pooled', 'map' or a feature level index, got {layer!r}") from None
+
+
+class FeatureExtractor:
+    """Batched, gradient-free features of ``(N, C, T, H, W)`` clips from any registered model."""
+
+    def __init__(self, model: torch.nn.Module, layer: Layer = "pooled", batch_size: int = 8,
+                 device: Union[str, torch.device] = "cpu", autocast_dtype: Optional[torch.dtype] = None):
+        self.model = model.eval().to(device)
+        self.layer = parse_layer(layer)
+        if isinstance(self.layer, int) and not -len(model.feature_info) <= self.layer < len(model.feature_info):
+            raise ValueError(f"layer {self.layer} out of range: {type(model).__name__} has "
+                             f"{len(model.feature_info)} feature levels (0..{len(model.feature_info) - 1})")
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.autocast_dtype = autocast_dtype
+
+    @classmethod
+    def from_name(cls, name: str, checkpoint: Optional[str] = None, pretrained: bool = False,
+                  model_kwargs: Optional[dict] = None, **kwargs) -> "FeatureExtractor":
+        """A model without classifier, from registered weights or a local checkpoint (head ignored)."""
+        model = timm.create_model(name, pretrained=pretrained, **(model_kwargs or {}))
+        if checkpoint:
+            from .engine.checkpoint import load_state_dict_file
+            import importlib
+
+            sd = load_state_dict_file(checkpoint)
+            module = importlib.import_module(type(model).__module__)
+            if hasattr(module, "checkpoint_filter_fn"):
+                sd = module.checkpoint_filter_fn(sd, model)
+            head = (model.pretrained_cfg or {}).get("classifier") or "fc"
+            sd = {k: v for k, v in sd.items() if not k.startswith(head + ".")}
+            model.reset_classifier(0)
+            try:
+                model.load_state_dict(sd)
+            except RuntimeError as e:
+                raise ValueError(f"{checkpoint} does not fit {name}: {str(e).splitlines()[0]}; "
+                                 "check --model and --model-kwargs") from None
+        else:
+            model.reset_classifier(0)
+        return cls(model, **kwargs)
+
+    def feature_shape(self, clip_shape: Sequence[int]) -> tuple:
+        return tuple(self(torch.zeros(1, *clip_shape)).shape[1:])
+
+    @torch.no_grad()
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        x = clips.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            if self.layer == "pooled":
+                y = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+            elif self.layer == "map":
+                y = self.model.forward_features(x)
+            else:
+                y = self.model.forward_intermediates(x, indices=[self.layer % len(self.model.feature_info)],
+                                                     intermediates_only=True)[0]
+        return y.float().cpu()
+
+    def __call__(self, clips: torch.Tensor) -> torch.Tensor:
+        """``(N, C, T, H, W)`` -> features ``(N, ...)``, in batches of ``batch_size``."""
+        if clips.dim() != 5:
+            raise ValueError(f"clips must be (N, C, T, H, W), got shape {tuple(clips.shape)}")
+        return torch.cat([self.forward(c) for c in clips.split(self.batch_size)]) if len(clips) else clips.new_zeros(0)
+
+    def from_tensor(self, video: torch.Tensor, clip_len: int, frame_interval: int = 1, clip_stride: Optional[int] = None,
+                    fps: Optional[float] = None) -> Dict[str, torch.Tensor]:
+        """Sliding-window features of one normalised video ``(C, T, H, W)``.
+
+        Returns ``features (N, ...)``, ``start_frames (N,)`` and, given ``fps``,
+        ``timestamps (N, 2)``: start and end of each window in seconds.
+        """
+        from .data import sliding_windows
+
+        if video.dim() != 4:
+            raise ValueError(f"video must be (C, T, H, W), got shape {tuple(video.shape)}")
+        windows = sliding_windows(video.shape[1], clip_len, frame_interval, clip_stride or clip_len * frame_interval)
+        idx = torch.as_tensor(np.stack([w for _, w in windows]))
+        clips = video[:, idx].permute(1, 0, 2, 3, 4)  # (N, C, T, H, W)
+        out = dict(features=self(clips), start_frames=torch.tensor([s for s, _ in windows], dtype=torch.long))
+        if fps:
+            out["timestamps"] = _timestamps(windows, fps, video.shape[1])
+        return out
+
+
+def _timestamps(windows, fps: float, num_frames: int) -> torch.Tensor:
+    """``(N, 2)`` seconds: first frame's start, and the end of the last frame the window covers."""
+    return torch.tensor([[s / fps, min(int(w[-1]) + 1, num_frames) / fps] for s, w in windows], dtype=torch.float64)
+
+
+def list_videos(input_path: Union[str, Path]) -> List[Path]:
+    """One video file, or every video under a folder (recursively, sorted)."""
+    p = Path(input_path)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        raise FileNotFoundError(f"--input {p} is neither a video file nor a folder")
+    videos = sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file())
+    if not videos:
+        raise FileNotFoundError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) under {p}")
+    return videos
+
+
+class _WindowChunks(IterableDataset):
+    """Decoded, transformed windows of each video in chunks of at most ``chunk`` windows.
+
+    Worker w handles videos w, w + workers, ...; each yields ``dict(video=i, clips, start,
+    last, ...)`` or, for an unreadable video, ``dict(video=i, error=...)``.
+    """
+
+    def __init__(self, paths, clip_len, frame_interval, clip_stride, transform, chunk):
+        self.paths, self.clip_len, self.frame_interval = paths, clip_len, frame_interval
+        self.clip_stride, self.transform, self.chunk = clip_stride, transform, chunk
+
+    def __iter__(self) -> Iterator[dict]:
+        from .data import open_video, sliding_windows
+
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        for i in range(wid, len(self.paths), nw):
+            try:
+                with open_video(self.paths[i]) as reader:
+                    n, fps = len(reader), reader.fps
+                    windows = sliding_windows(n, self.clip_len, self.frame_interval, self.clip_stride)
+                    for c in range(0, len(windows), self.chunk):
+                        part = windows[c:c + self.chunk]
+                        wanted = np.unique(np.concatenate([w for _, w in part]))
+                        frames = self.transform(reader.frames_at(wanted.tolist()))[0]  # (C, T_u, H, W), 1 crop
+                        pos = torch.as_tensor(np.stack([np.searchsorted(wanted, w) for _, w in part]))
+                        yield dict(video=i, clips=frames[:, pos].permute(1, 0, 2, 3, 4).contiguous(),
+                                   start_frames=[s for s, _ in part], timestamps=_timestamps(part, fps, n),
+                                   fps=fps, num_frames=n, last=c + self.chunk >= len(windows))
+            except Exception as e:  # noqa: BLE001  reported per video, the run goes on
+                yield dict(video=i, error=f"{type(e).__name__}: {e}")
+
+
+def _output_name(path: Path, root: Optional[Path], fmt: str) -> str:
+    rel = path.relative_to(root) if root is not None else Path(path.name)
+    return str(rel.with_suffix(".safetensors" if fmt == "safetensors" else ".npy"))
+
+
+def _write_features(file: Path, feats: torch.Tensor, timestamps, start_frames, meta: dict, fmt: str) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_name(f".{file.stem}.tmp{file.suffix}")
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+        save_file(dict(features=feats.contiguous(), timestamps=timestamps.contiguous(),
+                       start_frames=torch.as_tensor(start_frames, dtype=torch.long)), str(tmp),
+                  metadata={k: str(v) for k, v in meta.items()})
+    else:
+        with open(tmp, "wb") as f:
+            np.save(f, feats.numpy())
+    os.replace(tmp, file)
+
+
+def _read_index(path: Path) -> Dict[str, dict]:
+    entries = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                e = json.loads(line)
+                entries[e["video"]] = e
+    return entries
+
+
+def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path]], output: Union[str, Path],
+                   clip_len: int, frame_interval: int, clip_stride: int, transform, workers: int = 2,
+                   fmt: str = "safetensors", root: Optional[Union[str, Path]] = None, progress: bool = True) -> dict:
+    """Extract every video in ``videos`` to ``output`` (see the module docstring).
+
+    Returns ``dict(done, skipped, failed={video: error}, clips, seconds)``.
+    """
+    if fmt not in ("safetensors", "npy"):
+        raise ValueError(f"format must be 'safetensors' or 'npy', got {fmt!r}")
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    root = Path(root) if root is not None else None
+    index_path = output / "index.jsonl"
+    index = _read_index(index_path)
+    keys = [str(Path(v).relative_to(root)) if root is not None else Path(v).name for v in videos]
+    todo = [i for i, k in enumerate(keys)
+            if not (index.get(k, {}).get("status") == "ok" and (output / index[k]["file"]).exists())]
+    paths = [str(videos[i]) for i in todo]
+    t0 = time.time()
+    dataset = _WindowChunks(paths, clip_len, frame_interval, clip_stride, transform, extractor.batch_size)
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
+    pending: Dict[int, dict] = {}  # video -> accumulated chunks
+    queue: List[tuple] = []  # (video, chunk dict) waiting for a batch
+    failed, done, n_clips = {}, 0, 0
+    bar = tqdm(total=len(paths), desc="extract", unit="video", disable=not progress)
+
+    def finish(j: int, entry: dict) -> None:
+        nonlocal done
+        key = keys[todo[j]]
+        entry = dict(video=key, **entry)
+        index[key] = entry
+        with open(index_path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        bar.update()
+        if entry["status"] == "ok":
+            done += 1
+        else:
+            failed[key] = entry["error"]
+            tqdm.write(f"skipping {key}: {entry['error']}")
+
+    def run_batch() -> None:
+        nonlocal n_clips
+        clips = torch.cat([c["clips"] for _, c in queue])
+        feats = extractor.forward(clips) if len(clips) <= extractor.batch_size else extractor(clips)
+        n_clips += len(clips)
+        pos = 0
+        for j, c in queue:
+            k = len(c["clips"])
+            acc = pending.setdefault(j, dict(feats=[], ts=[], starts=[]))
+            acc["feats"].append(feats[pos:pos + k])
+            acc["ts"].append(c["timestamps"])
+            acc["starts"] += c["start_frames"]
+            pos += k
+            if c["last"]:
+                acc = pending.pop(j)
+                f, ts = torch.cat(acc["feats"]), torch.cat(acc["ts"])
+                name = _output_name(Path(paths[j]), root, fmt)
+                meta = dict(fps=c["fps"], num_frames=c["num_frames"], clip_len=clip_len,
+                            frame_interval=frame_interval, clip_stride=clip_stride, layer=extractor.layer)
+                _write_features(output / name, f, ts, acc["starts"], meta, fmt)
+                entry = dict(status="ok", file=name, num_clips=len(f), shape=list(f.shape), **meta)
+                if fmt == "npy":
+                    entry.update(timestamps=ts.tolist(), start_frames=acc["starts"])
+                finish(j, entry)
+        queue.clear()
+
+    for item in loader:
+        if "error" in item:
+            finish(item["video"], dict(status="corrupt", error=item["error"]))
+            continue
+        queue.append((item["video"], item))
+        if sum(len(c["clips"]) for _, c in queue) >= extractor.batch_size:
+            run_batch()
+    if queue:
+        run_batch()
+    bar.close()
+    # compact the index: one line per video, atomically
+    tmp = output / ".index.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(e) + "\n" for e in index.values()))
+    os.replace(tmp, index_path)
+    return dict(done=done, skipped=len(videos) - len(todo), failed=failed, clips=n_clips, seconds=time.time() - t0)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("extract", help="features of every video (sliding windows), resumable",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="registered model, e.g. tada2d_r50_8f.k400")
+    p.add_argument("--checkpoint", default=None, help="local weights (.safetensors / checkpoint); head ignored")
+    p.add_argument("--pretrained", action="store_true", help="use the registered pretrained weights")
+    p.add_argument("--input", required=True, help="a video file or a folder of videos (recursive)")
+    p.add_argument("--output", required=True, help="folder: one feature file per video + index.jsonl")
+    p.add_argument("--layer", default="pooled", help="'pooled' (clip embedding), 'map' (unpooled) or a level index")
+    p.add_argument("--clip-len", type=int, default=None, help="frames per window (default: the model's)")
+    p.add_argument("--frame-interval", type=int, default=None, help="frame step inside a window (default: the cfg's, else 8/5/2)")
+    p.add_argument("--clip-stride", type=int, default=None, help="frames between window starts (default: clip-len x interval)")
+    p.add_argument("--size", type=int, default=None, help="crop and short side (default: the cfg's test size)")
+    p.add_argument("--format", choices=("safetensors", "npy"), default="safetensors")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--workers", type=int, default=2, help="decoding processes")
+    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--model-kwargs", type=json.loads, default={}, help="extra model arguments as JSON")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--debug", action="store_true")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> None:
+    from .data import transforms_from_cfg
+    from .engine.train import default_frame_interval
+    from .engine.trainer import _autocast_dtype
+
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    kwargs = dict(args.model_kwargs)
+    if args.clip_len:
+        kwargs["num_frames"] = args.clip_len
+    ex = FeatureExtractor.from_name(args.model, args.checkpoint, args.pretrained, kwargs, layer=args.layer,
+                                    batch_size=args.batch_size, device=device,
+                                    autocast_dtype=_autocast_dtype(args.amp, device))
+    pcfg = ex.model.pretrained_cfg or {}
+    clip_len = args.clip_len or getattr(ex.model, "num_frames", None) or 8
+    interval = args.frame_interval or pcfg.get("frame_interval") or default_frame_interval(clip_len)
+    stride = args.clip_stride or clip_len * interval
+    over = dict(num_crops=1)
+    if args.size:
+        over.update(crop_size=args.size, short_side=args.size)
+    tf = transforms_from_cfg(pcfg, train=False, **over)
+    videos = list_videos(args.input)
+    root = Path(args.input) if Path(args.input).is_dir() else None
+    r = extract_videos(ex, videos, args.output, clip_len, interval, stride, tf, args.workers, args.format, root,
+                       progress=not args.quiet)
+    print(f"{r['done']} videos extracted ({r['clips']} clips, {r['seconds']:.1f}s), {r['skipped']} already done, "
+          f"{len(r['failed'])} failed -> {args.output}/index.jsonl")
+    for k, e in r["failed"].items():
+        print(f"  failed: {k}: {e}")
