@@ -9,7 +9,8 @@ from torch.utils.flop_counter import FlopCounterMode
 import tada_zoo  # noqa: F401  registers the models
 from tada_zoo.layers import route_func_transformer_from_original
 from tada_zoo.models.tadaformer import (
-    TAdaBlock, TAdaFormer, _from_original_key, _from_original_value, checkpoint_filter_fn, inflate_clip_vit)
+    TAdaBlock, TAdaFormer, _from_original_key, _from_original_value, checkpoint_filter_fn)
+from tada_zoo.inflate import inflate, inflate_clip_vit
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, rf_head_dim=16, num_classes=5)
 
@@ -138,7 +139,7 @@ def test_inflated_equals_clip_vit_per_frame():
         for n, p in vit.named_parameters():
             if "norm" in n or n.endswith("bias"):
                 p.add_(0.1 * torch.randn_like(p))
-    model = inflate_clip_vit(_tiny(), vit.state_dict()).eval()
+    model = inflate(_tiny(), vit.state_dict()).eval()  # dispatches to inflate_clip_vit
     x = torch.randn(2, 3, 8, 32, 32)
     frames = x[:, :, ::2].transpose(1, 2).flatten(0, 1)  # the stride-2 tubelet's centre taps
     with torch.no_grad():
