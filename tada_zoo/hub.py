@@ -91,7 +91,7 @@ def released_models() -> List[str]:
     names = []
     for name in timm.list_pretrained():
         cfg = get_pretrained_cfg(name)
-        if isinstance(cfg, VideoPretrainedCfg) and cfg.original_file:
+        if "." in name and isinstance(cfg, VideoPretrainedCfg) and cfg.original_file:  # not arch = default tag
             names.append(name)
     return sorted(names)
 

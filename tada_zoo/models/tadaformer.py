@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from timm.layers import QuickGELU, resample_abs_pos_embed, trunc_normal_
-from timm.models import register_model
+from timm.models import get_pretrained_cfg, register_model
 from timm.models._features import feature_take_indices
 from timm.models.vision_transformer import Block
 from torch.utils.checkpoint import checkpoint
@@ -526,7 +526,7 @@ default_cfgs = generate_video_cfgs({
     "tadaformer_b16_16f.k400": _k400("b16", 16, 84.5, "tadaformer_b16_k400_16f.pyth", "1E7IE762YLJnfeiqtjv0jBb91_dZhNK0Q"),
     "tadaformer_b16_16f.k710": _k710("b16", 16),
     "tadaformer_b16_16f.ssv2": _ssv2("b16", 16, 70.4, "tadaformer_b16_ssv2_16f.pyth", "1D-pKrxdrP2IcGXnd_e47ryci7OYCt8BK"),
-    "tadaformer_b16_32f": _cfg("b16", 32, hf_hub_id=None),  # no K400 weights: default has none
+    "tadaformer_b16_32f": _cfg("b16", 32, hf_hub_id=None),  # no K400 weights (timm's default tag: .ssv2)
     "tadaformer_b16_32f.ssv2": _ssv2("b16", 32, 71.3, "tadaformer_b16_ssv2_32f.pyth", "1uY9tt0rcP_bQDs36oBNWPaqzxqibBQFt"),
     "tadaformer_b16_64f": _cfg("b16", 64, hf_hub_id=None),
     "tadaformer_l14_16f.k710_ft_k400": _k400(
@@ -558,10 +558,14 @@ def _tag(pretrained_cfg) -> str:
 
 
 def _tadaformer(arch: str, frames: int, pretrained: bool, **kwargs) -> TAdaFormer:
+    variant = f"tadaformer_{arch}_{frames}f"
     model_args = dict(_ARCHS[arch], num_frames=frames)
-    if _tag(kwargs.get("pretrained_cfg")).startswith("ssv2"):
+    tag = _tag(kwargs.get("pretrained_cfg"))
+    if pretrained and kwargs.get("pretrained_cfg") is None:  # the default weights (b16_32f: SSV2's)
+        tag = get_pretrained_cfg(variant).tag or ""
+    if tag.startswith("ssv2"):
         model_args.update(SSV2_ARGS)
-    return _create(f"tadaformer_{arch}_{frames}f", pretrained, **dict(model_args, **kwargs))
+    return _create(variant, pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
