@@ -210,16 +210,22 @@ def model_stats(name: str, num_classes: Optional[int] = None) -> dict:
     ``(1, 3, T, 224, 224)`` with T the frames the weights were trained on (else the model's).
     Counted on meta tensors, so even the largest model costs a fraction of a second (a model
     whose forward needs real data is counted on CPU)."""
-    from .profile import count_gmacs, count_params, default_input_shape
-
     try:
         cfg = registered_cfg(name)
     except ValueError:  # an alias or an architecture without cfgs: the model's own defaults
         cfg = None
     num_classes = num_classes or getattr(cfg, "num_classes", None)
     kwargs = dict(num_classes=num_classes) if num_classes else {}
-    model = empty_model(name, **kwargs)
+    return _stats(name, cfg, empty_model(name, **kwargs), kwargs)
+
+
+def _stats(name: str, cfg, model: nn.Module, kwargs: dict, gflops: Optional[float] = None) -> dict:
+    """``model_stats`` of an already built (empty) model; ``gflops`` given: not counted again."""
+    from .profile import count_gmacs, count_params, default_input_shape
+
     shape = default_input_shape(model, getattr(cfg, "num_frames", None), PROFILE_SIZE)
+    if gflops is not None:
+        return dict(params=count_params(model), gflops=gflops, input=list(shape))
     try:
         with torch.device("meta"):
             gmacs = count_gmacs(model, shape)
@@ -415,12 +421,13 @@ def _inflated_card(name: str, stats: dict, cfg) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_hub_files(name: str, out_dir: Union[str, Path]) -> Dict[str, str]:
+def write_hub_files(name: str, out_dir: Union[str, Path], gflops: Optional[float] = None) -> Dict[str, str]:
     """``config.json`` + ``README.md`` of ``arch.tag`` from the registry (no weights needed);
-    returns their text (what ``hub_configs/<name>/`` must contain)."""
+    returns their text (what ``hub_configs/<name>/`` must contain). ``gflops``: a known count
+    (counting is the slow part), else counted."""
     cfg = registered_cfg(name)
-    stats = model_stats(name)
     model = empty_model(name, num_classes=cfg.num_classes)
+    stats = _stats(name, cfg, model, dict(num_classes=cfg.num_classes), gflops)
     files = {
         "config.json": json.dumps(hub_config(model, stats), indent=2) + "\n",
         "README.md": render_model_card(name, stats),

@@ -554,6 +554,8 @@ SSV2_ARGS = dict(temporal_kernel=3, double_tada=True)
 def _tag(pretrained_cfg) -> str:
     if isinstance(pretrained_cfg, str):
         return pretrained_cfg
+    if isinstance(pretrained_cfg, dict):  # from a Hub / local-dir config.json
+        return pretrained_cfg.get("tag") or ""
     return getattr(pretrained_cfg, "tag", None) or ""
 
 
