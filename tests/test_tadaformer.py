@@ -116,13 +116,14 @@ def test_registry_and_cfgs():
         for f in (16, 32, 64):
             assert f"tadaformer_{arch}_{f}f" in names
     tags = timm.list_pretrained("tadaformer_*")
-    assert {"tadaformer_b16_16f.k400", "tadaformer_b16_16f.k710_ft_k400", "tadaformer_b16_16f.k710",
+    assert {"tadaformer_b16_16f.k400", "tadaformer_b16_16f.k710_ft_k400",
             "tadaformer_b16_16f.ssv2", "tadaformer_b16_32f.ssv2", "tadaformer_l14_64f.k710_ft_k400",
             "tadaformer_l14_32f.ssv2"} <= set(tags)
     cfg = timm.models.get_pretrained_cfg("tadaformer_l14_64f.k710_ft_k400")
     assert (cfg.top1, cfg.num_frames, cfg.eval_clips, cfg.eval_crops) == (89.9, 64, 4, 3)
     assert timm.models.get_pretrained_cfg("tadaformer_b16_16f.ssv2").num_classes == 174
-    assert timm.models.get_pretrained_cfg("tadaformer_l14_16f.k710").num_classes == 710
+    k710 = timm.models.get_pretrained_cfg("tadaformer_l14_16f.k710")  # no released checkpoint: no weights
+    assert k710.num_classes == 710 and k710.hf_hub_id is None and "tadaformer_l14_16f.k710" not in tags
 
 
 # ---- inflation from CLIP ----------------------------------------------------------------------
