@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tada_zoo  # noqa: E402,F401  (registers the models)
-from tada_zoo.models.tadaconvnext import inflate_convnext  # noqa: E402
+from tada_zoo.inflate import inflate_convnext  # noqa: E402
 
 
 def load_2d(path: Path) -> dict:
@@ -61,7 +61,7 @@ def inflate_file(source: Path, model_name: str, output: Path, model_args: dict) 
     tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
     _atomic(output / "model.safetensors", lambda p: save_file(tensors, p, metadata={"format": "pt"}))
     config = dict(architecture=model_name, num_classes=num_classes, model_args=model_args,
-                  source=source.name, how="tada_zoo.models.tadaconvnext.inflate_convnext")
+                  source=source.name, how="tada_zoo.inflate.inflate_convnext")
     _atomic(output / "config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2)))
     return output / "model.safetensors"
 

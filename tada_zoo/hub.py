@@ -28,7 +28,7 @@ from timm.models._hub import save_config_for_hf
 from .models._cfg import HUB_ORG, VideoPretrainedCfg
 
 __all__ = [
-    "VIDEO_TASK", "WEIGHTS_NAME", "WeightsNotAvailableError", "build_video_model", "released_models",
+    "VIDEO_TASK", "WEIGHTS_NAME", "WeightsNotAvailableError", "build_video_model", "released_models", "hub_models",
     "model_stats", "hub_config", "render_model_card", "write_hub_files", "save_converted", "push_folder",
     "sha256_file", "registered_cfg", "repo_id", "how_to_convert",
 ]
@@ -48,6 +48,7 @@ _DATASETS = {  # cfg.dataset -> (display name, Hub dataset tag)
     "kinetics700": ("Kinetics-700", "kinetics-700"),
     "ssv2": ("Something-Something V2", "something-something-v2"),
     "ek100": ("EPIC-KITCHENS-100", "epic-kitchens-100"),
+    "imagenet-1k": ("ImageNet-1k", "imagenet-1k"),
 }
 
 _CITATIONS = {
@@ -90,7 +91,18 @@ def released_models() -> List[str]:
     names = []
     for name in timm.list_pretrained():
         cfg = get_pretrained_cfg(name)
-        if isinstance(cfg, VideoPretrainedCfg) and cfg.original_file:
+        if "." in name and isinstance(cfg, VideoPretrainedCfg) and cfg.original_file:  # not arch = default tag
+            names.append(name)
+    return sorted(names)
+
+
+def hub_models() -> List[str]:
+    """``arch.tag`` of every registered model with a tada-zoo Hub repo: the released conversions
+    and the weights we build ourselves (``.in1k_inflated``); ``hub_configs/`` has one folder each."""
+    names = []
+    for name in timm.list_pretrained():
+        cfg = get_pretrained_cfg(name)
+        if isinstance(cfg, VideoPretrainedCfg) and "." in name and (cfg.hf_hub_id or "").startswith(f"{HUB_ORG}/"):
             names.append(name)
     return sorted(names)
 
@@ -113,6 +125,12 @@ _HUB_MISSING = (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundErr
 def how_to_convert(name: str, cfg=None) -> str:
     """The local-conversion recipe for ``arch.tag``, for error messages and docs."""
     cfg = cfg if cfg is not None else registered_cfg(name)
+    if name.endswith("_inflated") and not getattr(cfg, "original_file", None):
+        return (f"build them locally from the 2D weights ({getattr(cfg, 'origin_url', None) or cfg.init}):\n"
+                f"  python conversion/inflate_convnext.py --source model.safetensors --model {name.split('.')[0]} "
+                f"--output {name}/\nthen load them with\n"
+                f"  timm.create_model({name!r}, pretrained=True, "
+                f"pretrained_cfg_overlay=dict(file={name + '/' + WEIGHTS_NAME!r}))")
     original = getattr(cfg, "original_file", None) or "ORIGINAL.pyth"
     url = getattr(cfg, "original_url", None) or getattr(cfg, "origin_url", None)
     where = f" (download: {url})" if url else ""
@@ -192,16 +210,22 @@ def model_stats(name: str, num_classes: Optional[int] = None) -> dict:
     ``(1, 3, T, 224, 224)`` with T the frames the weights were trained on (else the model's).
     Counted on meta tensors, so even the largest model costs a fraction of a second (a model
     whose forward needs real data is counted on CPU)."""
-    from .profile import count_gmacs, count_params, default_input_shape
-
     try:
         cfg = registered_cfg(name)
     except ValueError:  # an alias or an architecture without cfgs: the model's own defaults
         cfg = None
     num_classes = num_classes or getattr(cfg, "num_classes", None)
     kwargs = dict(num_classes=num_classes) if num_classes else {}
-    model = empty_model(name, **kwargs)
+    return _stats(name, cfg, empty_model(name, **kwargs), kwargs)
+
+
+def _stats(name: str, cfg, model: nn.Module, kwargs: dict, gflops: Optional[float] = None) -> dict:
+    """``model_stats`` of an already built (empty) model; ``gflops`` given: not counted again."""
+    from .profile import count_gmacs, count_params, default_input_shape
+
     shape = default_input_shape(model, getattr(cfg, "num_frames", None), PROFILE_SIZE)
+    if gflops is not None:
+        return dict(params=count_params(model), gflops=gflops, input=list(shape))
     try:
         with torch.device("meta"):
             gmacs = count_gmacs(model, shape)
@@ -249,6 +273,8 @@ def render_model_card(name: str, stats: dict, provenance: Optional[dict] = None)
     """The Hub README of ``arch.tag``. ``provenance`` (file names and sha256s) is known only
     after a conversion; without it the card says where those figures come from."""
     cfg = registered_cfg(name)
+    if not cfg.original_file:
+        return _inflated_card(name, stats, cfg)
     arch = name.split(".")[0]
     dataset, dataset_tag = _DATASETS.get(cfg.dataset, (cfg.dataset or "unknown", None))
     lic = cfg.license or "apache-2.0"
@@ -342,12 +368,66 @@ def render_model_card(name: str, stats: dict, provenance: Optional[dict] = None)
     return "\n".join(lines) + "\n"
 
 
-def write_hub_files(name: str, out_dir: Union[str, Path]) -> Dict[str, str]:
+def _inflated_card(name: str, stats: dict, cfg) -> str:
+    """The Hub README of weights we build from 2D ImageNet weights (no original video checkpoint)."""
+    arch = name.split(".")[0]
+    lic = cfg.license or "apache-2.0"
+    init_lic = _LICENSE_NAMES.get(cfg.init_license, cfg.init_license or "unknown")
+    t, h, w = stats["input"][2:]
+    clip, _ = _fmt_clip(cfg)
+    mean = ", ".join(f"{v:g}" for v in cfg.mean)
+    std = ", ".join(f"{v:g}" for v in cfg.std)
+    citation = _CITATIONS.get(cfg.paper_ids)
+    lines = [
+        "---", "tags:", f"- {VIDEO_TASK}", "- timm", "- tada-zoo", "- video", "library_name: timm",
+        f"pipeline_tag: {VIDEO_TASK}", f"license: {lic}", "datasets:", "- imagenet-1k", "---",
+        f"# {name}", "",
+        f"`{arch}` of *{cfg.paper_name}* ({cfg.paper_ids}) initialised from ImageNet-1k weights. "
+        "**Not trained on video**: the original video weights of this model were never released, so these "
+        f"are the paper's starting point, {cfg.init}. Fine-tune them on your videos.", "",
+        *[f"{note}" + "\n" for note in (cfg.notes or ())],
+        "## Model details", "",
+        f"- **Architecture:** `{arch}` (timm name; `import tada_zoo` registers it)",
+        f"- **Classifier:** the {cfg.num_classes} ImageNet-1k classes of the 2D source (replace it: "
+        "`num_classes=N`)",
+        f"- **Params (M):** {stats['params'] / 1e6:.2f}",
+        f"- **GFLOPs:** {stats['gflops']:.2f} per view of {t}x{h}x{w} (multiply-accumulates, "
+        f"`tada-zoo profile --model {arch}`)",
+        f"- **Clip:** {clip}",
+        "- **Accuracy:** none on video (not trained on video)",
+        f"- **Initialised from:** {cfg.init} (licence: {init_lic}; source: {cfg.origin_url})",
+        "",
+        "## Licence", "",
+        f"{_LICENSE_NAMES.get(lic, lic)}: these weights are a re-arrangement of the ImageNet-1k ConvNeXt weights "
+        f"of facebookresearch/ConvNeXt (released under {init_lic}, redistributed by timm as "
+        "`convnext_tiny.fb_in1k`). The tada-zoo code that inflates them is Apache-2.0.",
+        "",
+        "## Preprocessing", "",
+        f"Input `(B, 3, T, H, W)` float clips of RGB frames in [0, 1], normalised with mean ({mean}) and std "
+        f"({std}) (ImageNet's, as for the 2D source); {cfg.input_size[1]}x{cfg.input_size[2]} crops.",
+        "",
+        "## Usage", "",
+        "```python", "import timm", "import tada_zoo  # registers the tada-zoo models with timm", "",
+        f'model = timm.create_model("{name}", pretrained=True, num_classes=10)  # then fine-tune on video',
+        "```", "",
+        "## Provenance", "",
+        f"Built by `python conversion/inflate_convnext.py --source model.safetensors --model {arch} --output DIR` "
+        f"(`tada_zoo.inflate.inflate_convnext`) from timm's `convnext_tiny.fb_in1k` ({cfg.origin_url}): the 4x4 "
+        "patch embedding becomes the centre tap of the 3x4x4 tubelet embedding, every other ConvNeXt weight is "
+        "copied, the calibration starts at identity and the temporal aggregation at zero.",
+    ]
+    if citation:
+        lines += ["", "## Citation", "", "```bibtex", citation, "```"]
+    return "\n".join(lines) + "\n"
+
+
+def write_hub_files(name: str, out_dir: Union[str, Path], gflops: Optional[float] = None) -> Dict[str, str]:
     """``config.json`` + ``README.md`` of ``arch.tag`` from the registry (no weights needed);
-    returns their text (what ``hub_configs/<name>/`` must contain)."""
+    returns their text (what ``hub_configs/<name>/`` must contain). ``gflops``: a known count
+    (counting is the slow part), else counted."""
     cfg = registered_cfg(name)
-    stats = model_stats(name)
     model = empty_model(name, num_classes=cfg.num_classes)
+    stats = _stats(name, cfg, model, dict(num_classes=cfg.num_classes), gflops)
     files = {
         "config.json": json.dumps(hub_config(model, stats), indent=2) + "\n",
         "README.md": render_model_card(name, stats),

@@ -4,6 +4,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,14 +33,31 @@ def _load_script(name: str):
 
 # ---- hub_configs ----------------------------------------------------------------------
 
+# GFLOPs are recounted for one tag per network kind (counting is the slow part: ~1 s per model);
+# the other folders reuse their committed count, all else (params included) is regenerated
+_RECOUNT = {"tada2d_r50_8f.k400", "tada2d_r50_16f.ssv2", "tadaconvnext_t_16f.in1k_inflated",
+            "tadaconvnextv2_b_32f.in22k_ft_k400", "tadaconvnextv2_t_16f.ssv2", "tadaformer_b16_16f.k400",
+            "tadaformer_b16_32f.ssv2"}
+
+
+def _committed_gflops(name: str):
+    try:
+        return json.loads((HUB_CONFIGS / name / "config.json").read_text())["profile"]["gflops"]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def test_hub_configs_match_the_registry(tmp_path):
-    """Regenerate every folder (params and GFLOPs included) and compare; fix with
-    `python conversion/make_hub_configs.py`."""
-    names = hub.released_models()
-    assert {"tada2d_r50_8f.k400", "tada2d_r50_16f.k400", "tada2d_r50_8f.ssv2", "tada2d_r50_16f.ssv2"} <= set(names)
+    """Regenerate every folder and compare; fix with `python conversion/make_hub_configs.py`."""
+    names = hub.hub_models()
+    assert _RECOUNT <= set(names)
+    assert {"tada2d_r50_8f.k400", "tada2d_r50_16f.k400", "tada2d_r50_8f.ssv2", "tada2d_r50_16f.ssv2",
+            "tadaconvnextv2_b_32f.in22k_ft_k400", "tadaformer_l14_64f.k710_ft_k400",
+            "tadaconvnext_t_16f.in1k_inflated"} <= set(names)
+    assert set(hub.released_models()) < set(names)
     assert sorted(d.name for d in HUB_CONFIGS.iterdir() if d.is_dir()) == names
     for name in names:
-        fresh = hub.write_hub_files(name, tmp_path / name)
+        fresh = hub.write_hub_files(name, tmp_path / name, None if name in _RECOUNT else _committed_gflops(name))
         for fname, text in fresh.items():
             assert (HUB_CONFIGS / name / fname).read_text() == text, (
                 f"hub_configs/{name}/{fname} is stale: run python conversion/make_hub_configs.py")
@@ -54,24 +72,47 @@ def test_drift_is_detected(change, fname, tmp_path, monkeypatch):
     assert (HUB_CONFIGS / name / fname).read_text() != fresh[fname]
 
 
+# what each family's card must say about the weights its training started from (and their licence)
+_INIT_LICENCES = {"tada2d": ("torchvision", "BSD-3-Clause"), "tadaconvnextv2": ("facebookresearch/ConvNeXt", "MIT"),
+                  "tadaformer": ("OpenAI CLIP", "MIT")}
+_CITATION_KIND = {"tada2d": "@inproceedings", "tadaconvnextv2": "@article", "tadaformer": "@article"}
+
+
 def test_hub_configs_content():
     for name in hub.released_models():
         cfg = hub.registered_cfg(name)
+        family = name.split("_")[0]
         config = json.loads((HUB_CONFIGS / name / "config.json").read_text())
         PretrainedCfg(**config["pretrained_cfg"])  # what timm builds from an hf-hub: config
-        model = hub.empty_model(config["architecture"], **config["model_args"])  # ... and its model_args
-        assert model.num_classes == cfg.num_classes and model.num_frames == cfg.num_frames
+        if name in _RECOUNT:  # ... and its model_args (one network of each kind: ~0.3 s each)
+            model = hub.empty_model(config["architecture"], **config["model_args"])
+            assert model.num_classes == cfg.num_classes and model.num_frames == cfg.num_frames
         assert config["architecture"] == name.split(".")[0] and config["num_classes"] == cfg.num_classes
         assert config["model_args"]["num_frames"] == cfg.num_frames
         assert config["video"]["top1"] == cfg.top1 and config["video"]["original_file"] == cfg.original_file
+        assert config["video"]["original_url"].startswith("https://drive.google.com/file/d/")
         card = (HUB_CONFIGS / name / "README.md").read_text()
         front = card.split("---")[1]
         assert "pipeline_tag: video-classification" in front and "image-classification" not in card
         assert "license: apache-2.0" in front
+        source, licence = _INIT_LICENCES[family]
+        init_line = next(line for line in card.splitlines() if line.startswith("- **Initialised from:**"))
+        assert source in init_line and f"(licence: {licence})" in init_line, (name, init_line)
         for needle in ("import tada_zoo", f"{cfg.eval_clips} clips x {cfg.eval_crops} crops", f"{cfg.top1:.1f}",
-                       cfg.original_file, "sha256", "@inproceedings", "BSD-3-Clause", "tada-zoo profile"):
+                       cfg.original_file, cfg.original_url, "sha256", _CITATION_KIND[family], "tada-zoo profile"):
             assert needle in card, (name, needle)
     assert not list(HUB_CONFIGS.rglob("*.bin"))
+
+
+def test_inflated_card_says_what_the_weights_are():
+    for name in ("tadaconvnext_t_16f.in1k_inflated", "tadaconvnext_t_32f.in1k_inflated"):
+        card = (HUB_CONFIGS / name / "README.md").read_text()
+        config = json.loads((HUB_CONFIGS / name / "config.json").read_text())
+        assert "license: mit" in card.split("---")[1] and config["num_classes"] == 1000
+        for needle in ("never released", "convnext_tiny.fb_in1k", "conversion/inflate_convnext.py",
+                       "Not trained on video", "facebookresearch/ConvNeXt", "licence: MIT", "@inproceedings"):
+            assert needle in card, (name, needle)
+        assert "original_file" not in config["video"] and "sha256" not in card
 
 
 def test_meta_device_stats_match_a_real_forward():
@@ -92,11 +133,16 @@ def test_meta_device_stats_match_a_real_forward():
 
 # ---- release manifest -----------------------------------------------------------------
 
-def test_release_manifest_agrees_with_registry():
+def test_release_manifest_is_written_from_the_registry():
+    """conversion/releases.json is generated; fix drift with `python conversion/make_hub_configs.py`."""
+    assert (ROOT / "conversion" / "releases.json").read_text() == _load_script("make_hub_configs").manifest_text()
     releases = {e["model"]: e for e in _load_script("publish").load_releases()}
     assert len(releases) == len(_load_script("publish").load_releases()), "duplicate models"
-    families = {e["family"] for e in releases.values()}
-    assert families == {"TAda2D", "TAdaConvNeXtV2", "TAdaFormer"}
+    families = [e["family"] for e in releases.values()]
+    # the original MODEL_ZOO.md: 4 TAda2D, 14 TAdaConvNeXtV2 and 10 TAdaFormer checkpoints
+    assert {f: families.count(f) for f in set(families)} == {"TAda2D": 4, "TAdaConvNeXtV2": 14, "TAdaFormer": 10}
+    for key in ("original_file", "original_url"):  # one download per release
+        assert len({e[key] for e in releases.values()}) == len(releases), key
     for name in hub.released_models():
         assert name in releases, f"{name} has an original_file but no entry in conversion/releases.json"
         cfg, entry = hub.registered_cfg(name), releases[name]
@@ -115,11 +161,14 @@ def test_every_release_points_at_its_safetensors_repo_and_explains_missing_weigh
     import huggingface_hub.constants as hf_constants
 
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    for name in hub.released_models():
+    for name in hub.hub_models():
         cfg = hub.registered_cfg(name)
         assert (cfg.hf_hub_id, cfg.hf_hub_filename) == (f"tada-zoo/{name}", "model.safetensors"), name
-        with hub._params_on_meta(), pytest.raises(hub.WeightsNotAvailableError, match=f"--model {name} "):
-            timm.create_model(name, pretrained=True, cache_dir=tmp_path)
+        recipe = f"--model {name} " if cfg.original_file else f"inflate_convnext.py .*--output {name}/"
+        assert re.search(recipe, hub.how_to_convert(name)), name
+        if name in _RECOUNT:  # one network of each kind goes through timm (~0.4 s each)
+            with hub._params_on_meta(), pytest.raises(hub.WeightsNotAvailableError, match=recipe):
+                timm.create_model(name, pretrained=True, cache_dir=tmp_path)
 
 
 def test_unpublished_weights_explain_local_conversion(tmp_path, monkeypatch):

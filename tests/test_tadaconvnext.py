@@ -12,7 +12,8 @@ from timm.models.convnext import ConvNeXt
 from torch.utils.flop_counter import FlopCounterMode
 
 import tada_zoo  # noqa: F401
-from tada_zoo.models.tadaconvnext import TAdaConvNeXt, checkpoint_filter_fn, inflate_convnext
+from tada_zoo.inflate import inflate, inflate_convnext
+from tada_zoo.models.tadaconvnext import TAdaConvNeXt, checkpoint_filter_fn
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128))
@@ -85,8 +86,8 @@ def test_names_and_tags():
                  *(f"tadaconvnextv2_{s}_{f}f" for s in "tsb" for f in (16, 32))):
         assert timm.is_model(name), name
     tags = set(timm.list_pretrained("tadaconvnext*"))
-    assert {"tadaconvnext_t_16f.in1k_inflated", "tadaconvnextv2_t_16f.k400", "tadaconvnextv2_b_32f.k400_in21k",
-            "tadaconvnextv2_t_32f.ssv2", "tadaconvnextv2_b_32f.ssv2_in21k"} <= tags
+    assert {"tadaconvnext_t_16f.in1k_inflated", "tadaconvnextv2_t_16f.k400", "tadaconvnextv2_b_32f.in22k_ft_k400",
+            "tadaconvnextv2_t_32f.ssv2", "tadaconvnextv2_b_32f.in22k_ft_ssv2"} <= tags
     cfg = timm.models.get_pretrained_cfg("tadaconvnextv2_s_32f.k400")
     assert (cfg.top1, cfg.num_frames, cfg.eval_clips, cfg.eval_crops) == (81.9, 32, 4, 3)
     cfg = timm.models.get_pretrained_cfg("tadaconvnextv2_t_16f.ssv2")
@@ -112,7 +113,7 @@ def test_inflated_equals_2d_source_frame_by_frame(v2):
     net2d = _random_convnext("quick_gelu" if v2 else "gelu")
     name = "tadaconvnextv2_t_16f" if v2 else "tadaconvnext_t_16f"
     video = timm.create_model(name, num_classes=10, **(TINY_V2 if v2 else TINY)).eval()
-    inflate_convnext(video, net2d.state_dict())
+    assert inflate(video, net2d.state_dict()) is video  # dispatches to inflate_convnext
     x = torch.randn(2, 3, 6, 64, 64)
     frames = x[:, :, ::2].transpose(1, 2).flatten(0, 1)  # the stride-2 tubelet's centre taps: 0, 2, 4
     with torch.no_grad():

@@ -9,7 +9,8 @@ from torch.utils.flop_counter import FlopCounterMode
 import tada_zoo  # noqa: F401  registers the models
 from tada_zoo.layers import route_func_transformer_from_original
 from tada_zoo.models.tadaformer import (
-    TAdaBlock, TAdaFormer, _from_original_key, _from_original_value, checkpoint_filter_fn, inflate_clip_vit)
+    TAdaBlock, TAdaFormer, _from_original_key, _from_original_value, checkpoint_filter_fn)
+from tada_zoo.inflate import inflate, inflate_clip_vit
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, rf_head_dim=16, num_classes=5)
 
@@ -115,13 +116,14 @@ def test_registry_and_cfgs():
         for f in (16, 32, 64):
             assert f"tadaformer_{arch}_{f}f" in names
     tags = timm.list_pretrained("tadaformer_*")
-    assert {"tadaformer_b16_16f.k400", "tadaformer_b16_16f.k710_ft_k400", "tadaformer_b16_16f.k710",
+    assert {"tadaformer_b16_16f.k400", "tadaformer_b16_16f.k710_ft_k400",
             "tadaformer_b16_16f.ssv2", "tadaformer_b16_32f.ssv2", "tadaformer_l14_64f.k710_ft_k400",
             "tadaformer_l14_32f.ssv2"} <= set(tags)
     cfg = timm.models.get_pretrained_cfg("tadaformer_l14_64f.k710_ft_k400")
     assert (cfg.top1, cfg.num_frames, cfg.eval_clips, cfg.eval_crops) == (89.9, 64, 4, 3)
     assert timm.models.get_pretrained_cfg("tadaformer_b16_16f.ssv2").num_classes == 174
-    assert timm.models.get_pretrained_cfg("tadaformer_l14_16f.k710").num_classes == 710
+    k710 = timm.models.get_pretrained_cfg("tadaformer_l14_16f.k710")  # no released checkpoint: no weights
+    assert k710.num_classes == 710 and k710.hf_hub_id is None and "tadaformer_l14_16f.k710" not in tags
 
 
 # ---- inflation from CLIP ----------------------------------------------------------------------
@@ -138,7 +140,7 @@ def test_inflated_equals_clip_vit_per_frame():
         for n, p in vit.named_parameters():
             if "norm" in n or n.endswith("bias"):
                 p.add_(0.1 * torch.randn_like(p))
-    model = inflate_clip_vit(_tiny(), vit.state_dict()).eval()
+    model = inflate(_tiny(), vit.state_dict()).eval()  # dispatches to inflate_clip_vit
     x = torch.randn(2, 3, 8, 32, 32)
     frames = x[:, :, ::2].transpose(1, 2).flatten(0, 1)  # the stride-2 tubelet's centre taps
     with torch.no_grad():

@@ -20,7 +20,7 @@ in the authors' code base), and the count matches the paper's 47 GFLOPs per 16-f
 
 Module names follow timm's ``convnext.py`` (``stem``, ``stages.i.downsample``,
 ``stages.i.blocks.j.{conv_dw,norm,mlp.fc1,mlp.fc2,gamma}``, ``head.{norm,fc}``), so a timm
-ConvNeXt state dict inflates with a single key change (``inflate_convnext``). Between
+ConvNeXt state dict inflates with a single key change (``tada_zoo.inflate.inflate_convnext``). Between
 blocks activations are frame-major and channels-last, ``(B, T, H, W, C)`` contiguous: the
 convolutions run on the free view ``(B * T, C, H, W)`` in channels-last memory format
 (oneDNN's fast depth-wise path), and the LayerNorms, MLP, calibration and temporal pooling
@@ -35,15 +35,16 @@ import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, Mlp, get_act_layer, trunc_normal_
 from timm.layers.activations import QuickGELU
-from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
+from timm.models import checkpoint_seq, register_model
 from timm.models._features import feature_take_indices
 
 from ..layers import (
     RouteFuncMLP, RouteFuncTransformer, TAdaConv2d, check_video, route_func_transformer_from_original,
     temporal_sum)
-from ._cfg import video_cfg
+from ..hub import build_video_model
+from ._cfg import generate_video_cfgs, video_cfg
 
-__all__ = ["TAdaConvNeXt", "TAdaConvNeXtBlock", "inflate_convnext", "checkpoint_filter_fn"]
+__all__ = ["TAdaConvNeXt", "TAdaConvNeXtBlock", "checkpoint_filter_fn"]
 
 
 class QuickGELUMlp(Mlp):
@@ -410,51 +411,10 @@ def checkpoint_filter_fn(state_dict: dict, model: TAdaConvNeXt) -> dict:
     return out
 
 
-def inflate_convnext(model: TAdaConvNeXt, state_dict: dict, strict: bool = True) -> dict:
-    """Load 2D ConvNeXt ImageNet weights (timm ``convnext_*`` or the original FB ``.pth``) into ``model``.
-
-    The 4x4 patch embedding becomes the tubelet embedding by centre initialisation (the 2D
-    kernel in the middle temporal tap, zeros elsewhere); every other ConvNeXt weight keeps
-    its shape and name. The classifier is kept when its size matches ``model``'s. Route
-    functions and ``norm_pool`` keep their init, so the inflated model equals its 2D source
-    run on frames ``0, s, 2s, ...`` (``s`` = the stem's temporal stride), with the 2D model's
-    activation. Returns the state dict that was loaded; raises on missing / unexpected keys.
-    """
-    from timm.models.convnext import checkpoint_filter_fn as timm_filter
-
-    if "model" in state_dict and isinstance(state_dict["model"], dict):
-        state_dict = state_dict["model"]
-    sd = dict(timm_filter(state_dict, model))  # FB names -> timm names (ours)
-    stem_key = "stem.0.weight"
-    if stem_key not in sd:
-        raise KeyError(f"inflate_convnext: no '{stem_key}' in the 2D state dict: is it a ConvNeXt checkpoint?")
-    target = model.stem[0].weight
-    w2d = sd[stem_key]
-    if w2d.dim() != 4 or w2d.shape[:2] != target.shape[:2] or w2d.shape[2:] != target.shape[3:]:
-        raise ValueError(
-            f"inflate_convnext: 2D stem weight {tuple(w2d.shape)} does not fit the video stem "
-            f"{tuple(target.shape)}: build the video model with the 2D model's dims")
-    w3d = torch.zeros_like(target, dtype=w2d.dtype)
-    w3d[:, :, target.shape[2] // 2] = w2d
-    sd[stem_key] = w3d
-    own = model.state_dict()
-    for name in ("head.fc.weight", "head.fc.bias"):
-        if name in sd and (name not in own or own[name].shape != sd[name].shape):
-            del sd[name]
-    new = {k: v for k, v in own.items() if k not in sd and (".conv_dw_rf." in k or ".norm_pool." in k
-                                                            or k.startswith("head.fc."))}
-    sd.update(new)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    if strict and (missing or unexpected):
-        raise KeyError(f"inflate_convnext: missing {missing[:5]}..., unexpected {unexpected[:5]}... "
-                       f"(build the video model with the 2D model's depths and dims)")
-    return sd
-
-
 # ---- registry ------------------------------------------------------------------------------
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> TAdaConvNeXt:
-    return build_model_with_cfg(
+    return build_video_model(
         TAdaConvNeXt, variant, pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
@@ -462,63 +422,70 @@ def _create(variant: str, pretrained: bool = False, **kwargs) -> TAdaConvNeXt:
     )
 
 
-_V2_ZOO = "https://github.com/alibaba-mmai-research/TAdaConv/blob/main/projects/tadaconvv2/README.md"
+_V2_ZOO = "https://github.com/alibaba-mmai-research/TAdaConv/blob/main/MODEL_ZOO.md"
+_DRIVE = "https://drive.google.com/file/d/{}/view?usp=sharing"
 _V2 = dict(paper_ids="arXiv:2308.05787", paper_name="Temporally-Adaptive Models for Efficient Video Understanding",
-           first_conv="stem.0", classifier="head.fc", original_url=_V2_ZOO)
+           first_conv="stem.0", classifier="head.fc", origin_url=_V2_ZOO, init_license="mit")
+_IN1K = "ImageNet-1k ConvNeXt (facebookresearch/ConvNeXt convnext_*_1k_224_ema.pth)"
+_IN22K = "ImageNet-22k ConvNeXt (facebookresearch/ConvNeXt convnext_*_22k_224.pth)"
 
 
-def _v2_k400(frames: int, top1: float, init: str = "ImageNet-1k ConvNeXt (convnext_*_1k_224_ema.pth)", **kw):
+# accuracy, eval views and checkpoint links: the original MODEL_ZOO.md (TAdaConvV2 section)
+def _v2_k400(frames: int, top1: float, file: str, drive_id: str, init: str = _IN1K, **kw):
     return video_cfg(
         num_classes=400, dataset="kinetics400", num_frames=frames, sampling="interval",
         frame_interval=5 if frames == 16 else 2, eval_clips=4, eval_crops=3, top1=top1,
-        init=init, init_license="mit", **dict(_V2, **kw))
+        original_file=file, original_url=_DRIVE.format(drive_id), init=init, **dict(_V2, **kw))
 
 
-def _v2_ssv2(frames: int, top1: float, init: str = "ImageNet-1k ConvNeXt, then Kinetics-400", **kw):
+def _v2_ssv2(frames: int, top1: float, file: str, drive_id: str, init: str = _IN1K + ", then Kinetics-400", **kw):
     return video_cfg(
-        num_classes=174, dataset="ssv2", num_frames=frames, sampling="segment",
-        eval_clips=2, eval_crops=3, top1=top1, init=init, init_license="mit", **dict(_V2, **kw))
-
-
-_IN21K = "ImageNet-21k ConvNeXt (convnext_*_22k_224.pth)"
-_IN21K_K400 = "ImageNet-21k ConvNeXt, then Kinetics-400"
+        num_classes=174, dataset="ssv2", num_frames=frames, sampling="segment", eval_clips=2, eval_crops=3,
+        top1=top1, original_file=file, original_url=_DRIVE.format(drive_id), init=init, **dict(_V2, **kw))
 
 
 def _inflated(frames: int):
     return video_cfg(
         num_classes=1000, num_frames=frames, mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
-        dataset="imagenet-1k", init="timm convnext_tiny.fb_in1k, inflated (conversion/inflate_convnext.py)",
+        dataset="imagenet-1k", init=(
+            "ImageNet-1k ConvNeXt-T of facebookresearch/ConvNeXt (timm convnext_tiny.fb_in1k), "
+            "inflated by conversion/inflate_convnext.py"),
         init_license="mit", license="mit", first_conv="stem.0", classifier="head.fc",
-        original_url="https://huggingface.co/timm/convnext_tiny.fb_in1k",
         origin_url="https://huggingface.co/timm/convnext_tiny.fb_in1k",
         notes=(
             "The paper's TAdaConvNeXt-T weights were never released. These are timm's ImageNet-1k "
             "ConvNeXt-T (convnext_tiny.fb_in1k) inflated into TAdaConvNeXt-T, exactly the paper's starting "
             "point: tubelet stem centre-initialised, calibration at identity, temporal aggregation at zero, "
             "so the model equals ConvNeXt-T applied to every other frame. Not trained on video: fine-tune it.",
-            "Built by conversion/inflate_convnext.py (tada_zoo.models.tadaconvnext.inflate_convnext).",
+            "Built by conversion/inflate_convnext.py (tada_zoo.inflate.inflate_convnext).",
         ))
 
 
-default_cfgs = generate_default_cfgs({
+default_cfgs = generate_video_cfgs({
     # TAdaConvNeXt-T (paper): no released weights; the ImageNet ConvNeXt-T inflated into it
     "tadaconvnext_t_16f.in1k_inflated": _inflated(16),
     "tadaconvnext_t_32f.in1k_inflated": _inflated(32),
     # TAdaConvNeXtV2: the original repository's released checkpoints (projects/tadaconvv2)
-    "tadaconvnextv2_t_16f.k400": _v2_k400(16, 79.6),
-    "tadaconvnextv2_t_32f.k400": _v2_k400(32, 80.8),
-    "tadaconvnextv2_s_16f.k400": _v2_k400(16, 80.8),
-    "tadaconvnextv2_s_32f.k400": _v2_k400(32, 81.9),
-    "tadaconvnextv2_s_32f.k400_in21k": _v2_k400(32, 82.9, init=_IN21K),
-    "tadaconvnextv2_b_16f.k400": _v2_k400(16, 81.4),
-    "tadaconvnextv2_b_32f.k400": _v2_k400(32, 82.3),
-    "tadaconvnextv2_b_32f.k400_in21k": _v2_k400(32, 83.7, init=_IN21K),
-    "tadaconvnextv2_t_16f.ssv2": _v2_ssv2(16, 67.2),
-    "tadaconvnextv2_t_32f.ssv2": _v2_ssv2(32, 69.8),
-    "tadaconvnextv2_s_16f.ssv2": _v2_ssv2(16, 68.4),
-    "tadaconvnextv2_s_32f.ssv2": _v2_ssv2(32, 70.0),
-    "tadaconvnextv2_s_32f.ssv2_in21k": _v2_ssv2(32, 70.6, init=_IN21K_K400),
-    "tadaconvnextv2_b_32f.ssv2_in21k": _v2_ssv2(32, 71.1, init=_IN21K_K400),
+    "tadaconvnextv2_t_16f.k400": _v2_k400(16, 79.6, "tadaconvnextv2_tiny_k400_16f.pyth", "1_jkIOP8kYeMzgEGyVznDKXNRG2tSEOkV"),
+    "tadaconvnextv2_t_32f.k400": _v2_k400(32, 80.8, "tadaconvnextv2_tiny_k400_32f.pyth", "1FSpmNgDETQ0WchABBUgpTLG9q3N9xBHN"),
+    "tadaconvnextv2_s_16f.k400": _v2_k400(16, 80.8, "tadaconvnextv2_small_k400_16f.pyth", "12R74tV2-VRRUxrH0Tubki5voRSCbR3F1"),
+    "tadaconvnextv2_s_32f.k400": _v2_k400(32, 81.9, "tadaconvnextv2_small_k400_32f.pyth", "15GDqJZSgy5fQ8gHgq3mEru_rWghelzP3"),
+    "tadaconvnextv2_s_32f.in22k_ft_k400": _v2_k400(
+        32, 82.9, "tadaconvnextv2_small_in22k_k400_32f.pyth", "1yM-OHpzNOu0180vogZxiMDk9x45SlFFF", init=_IN22K),
+    "tadaconvnextv2_b_16f.k400": _v2_k400(16, 81.4, "tadaconvnextv2_base_k400_16f.pyth", "1rtapp_GzQHe6CBrhcNfe4wuBAS106uIk"),
+    "tadaconvnextv2_b_32f.k400": _v2_k400(32, 82.3, "tadaconvnextv2_base_k400_32f.pyth", "1_VcPSEa4xd1npk1HMVihmXwzRsjk5xGd"),
+    "tadaconvnextv2_b_32f.in22k_ft_k400": _v2_k400(
+        32, 83.7, "tadaconvnextv2_base_in22k_k400_32f.pyth", "1yyCKDa144iL1TsibNDFHaNW0dap2Xjpz", init=_IN22K),
+    "tadaconvnextv2_t_16f.ssv2": _v2_ssv2(16, 67.2, "tadaconvnextv2_tiny_ssv2_16f.pyth", "1IZaJ4EDrniK4ZxVYnl_2Y6qpx1F6UjqY"),
+    "tadaconvnextv2_t_32f.ssv2": _v2_ssv2(32, 69.8, "tadaconvnextv2_tiny_ssv2_32f.pyth", "1WDJ5iMyR9VTkfeIoZwICtiJ8BSQ8u4gp"),
+    "tadaconvnextv2_s_16f.ssv2": _v2_ssv2(16, 68.4, "tadaconvnextv2_small_ssv2_16f.pyth", "1X94evPniWrjJfs38-SKPWehVZtYD3Xu7"),
+    "tadaconvnextv2_s_32f.ssv2": _v2_ssv2(32, 70.0, "tadaconvnextv2_small_ssv2_32f.pyth", "17TP1v1el5hNBoyNPmTa5Zi_6ZrVJ7oi5"),
+    "tadaconvnextv2_s_32f.in22k_ft_ssv2": _v2_ssv2(
+        32, 70.6, "tadaconvnextv2_small_in22k_ssv2_32f.pyth", "1plKqnNGnDD5JpPZ_c8K8TZKTvynbrEg8",
+        init=_IN22K + ", then Kinetics-400"),
+    "tadaconvnextv2_b_32f.in22k_ft_ssv2": _v2_ssv2(
+        32, 71.1, "tadaconvnextv2_base_in22k_ssv2_32f.pyth", "1IIVxJlstPIVA9xunThZrp9RztBzsPyd6",
+        init=_IN22K + ", then Kinetics-400"),
 })
 
 _SIZES = dict(

@@ -13,7 +13,7 @@ token untouched)::
 
 at half the width, with ``alpha``/``bias_alpha`` from a ``RouteFuncTransformer`` (no +1)
 and ``agg = BN(y) + BN(avgpool_t(y))``. ``proj`` starts at zero, so a model inflated from
-CLIP is CLIP run frame by frame (see ``inflate_clip_vit``). The SSV2 checkpoints are a
+CLIP is CLIP run frame by frame (see ``tada_zoo.inflate.inflate_clip_vit``). The SSV2 checkpoints are a
 different network: a second TAda block before each MLP and a temporal kernel of 3 in
 ``pre_proj`` (the original ``DOUBLE_TADA`` / ``TEMP_ENHANCE``); the ``.ssv2`` tags build it.
 
@@ -34,16 +34,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from timm.layers import QuickGELU, resample_abs_pos_embed, trunc_normal_
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import get_pretrained_cfg, register_model
 from timm.models._features import feature_take_indices
 from timm.models.vision_transformer import Block
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import TAdaConv2d, TemporalAggregation, check_video
 from ..layers.calibration import RouteFuncTransformer, route_func_transformer_from_original
-from ._cfg import video_cfg
+from ..hub import build_video_model
+from ._cfg import generate_video_cfgs, video_cfg
 
-__all__ = ["TAdaFormer", "TAdaFormerBlock", "TAdaBlock", "TemporalLinear", "inflate_clip_vit"]
+__all__ = ["TAdaFormer", "TAdaFormerBlock", "TAdaBlock", "TemporalLinear", "checkpoint_filter_fn"]
 
 
 class TemporalLinear(nn.Module):
@@ -470,48 +471,10 @@ def checkpoint_filter_fn(state_dict: dict, model: TAdaFormer) -> dict:
     return out
 
 
-def inflate_clip_vit(model: TAdaFormer, state_dict: dict) -> TAdaFormer:
-    """Initialise ``model`` from a 2D CLIP ViT: timm's ``vit_*_clip_*`` state dict
-    (``vit_base_patch16_clip_quickgelu_224.openai`` holds OpenAI's ViT-B/16) or OpenAI's own
-    ``ViT-B-16.pt`` keys (``visual.*``, converted with timm's converter).
-
-    The stem ``(D, 3, P, P)`` becomes ``(D, 3, kt, P, P)`` with the 2D kernel on the centre
-    tap (the original's inflation); everything else of the ViT is copied; the TAda branches
-    keep their init (``proj`` = 0, so they add nothing) and the head is not copied. The
-    result equals the ViT run on frames 0, 2, 4, ..., with the final LayerNorm applied to
-    the time-averaged class token. Returns ``model``.
-    """
-    if any(k.startswith("visual.") for k in state_dict):
-        from timm.models.vision_transformer import _convert_openai_clip
-        state_dict = _convert_openai_clip(state_dict, None)
-    sd = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
-    if "patch_embed.proj.weight" not in sd:
-        raise ValueError("inflate_clip_vit: expected a timm CLIP ViT state dict (patch_embed.proj.weight missing)")
-    w2d = sd["patch_embed.proj.weight"]
-    w3d = model.patch_embed.proj.weight
-    if w2d.dim() != 4 or w2d.shape != w3d.shape[:2] + w3d.shape[3:]:
-        raise ValueError(
-            f"inflate_clip_vit: stem weight {tuple(w2d.shape)} does not fit the model's "
-            f"{tuple(w3d.shape)}; pick the model variant with the same width and patch size")
-    inflated = w2d.new_zeros(w3d.shape)
-    inflated[:, :, w3d.shape[2] // 2] = w2d
-    sd["patch_embed.proj.weight"] = inflated
-    if sd["pos_embed"].shape != model.pos_embed.shape:
-        old = int(math.isqrt(sd["pos_embed"].shape[1] - 1))
-        sd["pos_embed"] = resample_abs_pos_embed(sd["pos_embed"], model.grid_size, (old, old), 1)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    bad_missing = [k for k in missing if ".tada" not in k and not k.startswith("head.")]
-    if bad_missing or unexpected:
-        raise ValueError(
-            f"inflate_clip_vit: state dict does not match the model: missing {bad_missing[:5]}, "
-            f"unexpected {list(unexpected)[:5]}")
-    return model
-
-
 # ---- registry ----------------------------------------------------------------------------
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> TAdaFormer:
-    return build_model_with_cfg(
+    return build_video_model(
         TAdaFormer, variant, pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(feature_cls="getter", out_indices=3),
@@ -520,52 +483,63 @@ def _create(variant: str, pretrained: bool = False, **kwargs) -> TAdaFormer:
 
 
 _ZOO = "https://github.com/alibaba-mmai-research/TAdaConv/blob/main/MODEL_ZOO.md"
+_DRIVE = "https://drive.google.com/file/d/{}/view?usp=sharing"
 _PAPER = dict(paper_ids="arXiv:2308.05787",
               paper_name="Temporally-Adaptive Models for Efficient Video Understanding")
-_CLIP = {"b16": "OpenAI CLIP ViT-B/16", "l14": "OpenAI CLIP ViT-L/14"}
+_CLIP = {"b16": "OpenAI CLIP ViT-B/16 (openai/CLIP ViT-B-16.pt)", "l14": "OpenAI CLIP ViT-L/14 (openai/CLIP ViT-L-14.pt)"}
 
 
-def _cfg(arch: str, frames: int, **kwargs):
+def _cfg(arch: str, frames: int, file: str = None, drive_id: str = None, **kwargs):
     cfg = dict(
         num_frames=frames, sampling="segment", mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD,
         test_input_size=(3, 224, 224), crop_pct=1.0, test_crop_pct=1.0,
-        first_conv="patch_embed.proj", classifier="head", original_url=_ZOO,
+        first_conv="patch_embed.proj", classifier="head", origin_url=_ZOO,
+        original_file=file, original_url=_DRIVE.format(drive_id) if drive_id else None,
         init=_CLIP[arch], init_license="mit", **_PAPER)
     cfg.update(kwargs)
     return video_cfg(**cfg)
 
 
-def _k400(arch, frames, top1, k710=False, **kw):
-    # MODEL_ZOO: "GFLOPS ... x3x4" = 3 crops x 4 clips
-    return _cfg(arch, frames, dataset="kinetics400", num_classes=400, eval_clips=4, eval_crops=3,
-                top1=top1, init=_CLIP[arch] + (" + Kinetics-710" if k710 else ""), **kw)
+# accuracy, eval views and checkpoint links: the original MODEL_ZOO.md (TAdaConvV2 section)
+def _k400(arch, frames, top1, file, drive_id, k710=False, **kw):
+    # MODEL_ZOO: "GFLOPS ... x3x4" = 3 crops x 4 clips. The K710 -> K400 checkpoints were
+    # fine-tuned with the K400 config: their stored TRAIN.DATASET is "kinetics400"
+    return _cfg(arch, frames, file, drive_id, dataset="kinetics400", num_classes=400, eval_clips=4, eval_crops=3,
+                top1=top1, init=_CLIP[arch] + (", then Kinetics-710" if k710 else ""), **kw)
 
 
 def _k710(arch, frames, **kw):
-    return _cfg(arch, frames, dataset="kinetics710", num_classes=710, **kw)
+    # K710-pretrained networks (710 classes): no such checkpoint is in the original release list
+    # (conversion/releases.json), so no Hub repo; the tag builds the 710-class network
+    return _cfg(arch, frames, dataset="kinetics710", num_classes=710, hf_hub_id=None, **kw)
 
 
-def _ssv2(arch, frames, top1, **kw):
+def _ssv2(arch, frames, top1, file, drive_id, **kw):
     # MODEL_ZOO: "x3x2" = 3 crops x 2 clips
-    return _cfg(arch, frames, dataset="ssv2", num_classes=174, eval_clips=2, eval_crops=3, top1=top1, **kw)
+    return _cfg(arch, frames, file, drive_id, dataset="ssv2", num_classes=174, eval_clips=2, eval_crops=3,
+                top1=top1, **kw)
 
 
-default_cfgs = generate_default_cfgs({
-    "tadaformer_b16_16f.k710_ft_k400": _k400("b16", 16, 86.6, k710=True),
-    "tadaformer_b16_16f.k400": _k400("b16", 16, 84.5),
+default_cfgs = generate_video_cfgs({
+    "tadaformer_b16_16f.k710_ft_k400": _k400(
+        "b16", 16, 86.6, "tadaformer_b16_k710_k400_16f.pyth", "1pAhjXycxdT_eOH5kO-5t7y8o5MjtlQdZ", k710=True),
+    "tadaformer_b16_16f.k400": _k400("b16", 16, 84.5, "tadaformer_b16_k400_16f.pyth", "1E7IE762YLJnfeiqtjv0jBb91_dZhNK0Q"),
     "tadaformer_b16_16f.k710": _k710("b16", 16),
-    "tadaformer_b16_16f.ssv2": _ssv2("b16", 16, 70.4),
-    "tadaformer_b16_32f": _cfg("b16", 32, hf_hub_id=None),  # no K400 weights: default has none
-    "tadaformer_b16_32f.ssv2": _ssv2("b16", 32, 71.3),
+    "tadaformer_b16_16f.ssv2": _ssv2("b16", 16, 70.4, "tadaformer_b16_ssv2_16f.pyth", "1D-pKrxdrP2IcGXnd_e47ryci7OYCt8BK"),
+    "tadaformer_b16_32f": _cfg("b16", 32, hf_hub_id=None),  # no K400 weights (timm's default tag: .ssv2)
+    "tadaformer_b16_32f.ssv2": _ssv2("b16", 32, 71.3, "tadaformer_b16_ssv2_32f.pyth", "1uY9tt0rcP_bQDs36oBNWPaqzxqibBQFt"),
     "tadaformer_b16_64f": _cfg("b16", 64, hf_hub_id=None),
-    "tadaformer_l14_16f.k710_ft_k400": _k400("l14", 16, 88.9, k710=True),
-    "tadaformer_l14_16f.k400": _k400("l14", 16, 87.6),
+    "tadaformer_l14_16f.k710_ft_k400": _k400(
+        "l14", 16, 88.9, "tadaformer_l14_k710_k400_16f.pyth", "1qx3M33hsdoBcPsXihOdeViqI0VHUXnRf", k710=True),
+    "tadaformer_l14_16f.k400": _k400("l14", 16, 87.6, "tadaformer_l14_k400_16f.pyth", "1chSLHo0nbFNObsLlCRSsAJE2vbYwIaYJ"),
     "tadaformer_l14_16f.k710": _k710("l14", 16),
-    "tadaformer_l14_16f.ssv2": _ssv2("l14", 16, 72.4),
-    "tadaformer_l14_32f.k710_ft_k400": _k400("l14", 32, 89.5, k710=True),
+    "tadaformer_l14_16f.ssv2": _ssv2("l14", 16, 72.4, "tadaformer_l14_ssv2_16f.pyth", "1jXzh9_WFbrHAkrzijnNs0vIJHWTQNsbA"),
+    "tadaformer_l14_32f.k710_ft_k400": _k400(
+        "l14", 32, 89.5, "tadaformer_l14_k710_k400_32f.pyth", "1T99YSQEe8yVUl3b03r_Wd04Qm36lN5Us", k710=True),
     "tadaformer_l14_32f.k710": _k710("l14", 32),
-    "tadaformer_l14_32f.ssv2": _ssv2("l14", 32, 73.6),
-    "tadaformer_l14_64f.k710_ft_k400": _k400("l14", 64, 89.9, k710=True),
+    "tadaformer_l14_32f.ssv2": _ssv2("l14", 32, 73.6, "tadaformer_l14_ssv2_32f.pyth", "1hj8O3j_lf6VVp93nfy5z7zRGQ_W7Pou_"),
+    "tadaformer_l14_64f.k710_ft_k400": _k400(
+        "l14", 64, 89.9, "tadaformer_l14_k710_k400_64f.pyth", "1DBTfkCa0pHXqAm51gZSmmOVdGnBYacsM", k710=True),
     "tadaformer_l14_64f.k710": _k710("l14", 64),
 })
 
@@ -580,14 +554,20 @@ SSV2_ARGS = dict(temporal_kernel=3, double_tada=True)
 def _tag(pretrained_cfg) -> str:
     if isinstance(pretrained_cfg, str):
         return pretrained_cfg
+    if isinstance(pretrained_cfg, dict):  # from a Hub / local-dir config.json
+        return pretrained_cfg.get("tag") or ""
     return getattr(pretrained_cfg, "tag", None) or ""
 
 
 def _tadaformer(arch: str, frames: int, pretrained: bool, **kwargs) -> TAdaFormer:
+    variant = f"tadaformer_{arch}_{frames}f"
     model_args = dict(_ARCHS[arch], num_frames=frames)
-    if _tag(kwargs.get("pretrained_cfg")).startswith("ssv2"):
+    tag = _tag(kwargs.get("pretrained_cfg"))
+    if pretrained and kwargs.get("pretrained_cfg") is None:  # the default weights (b16_32f: SSV2's)
+        tag = get_pretrained_cfg(variant).tag or ""
+    if tag.startswith("ssv2"):
         model_args.update(SSV2_ARGS)
-    return _create(f"tadaformer_{arch}_{frames}f", pretrained, **dict(model_args, **kwargs))
+    return _create(variant, pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
