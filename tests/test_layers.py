@@ -140,6 +140,34 @@ def test_temporal_pool_matches_pool3d(pool_type):
     mx = nn.MaxPool3d((3, 1, 1), 1, (1, 0, 0))(x5)
     expected = {"avg": avg, "max": mx, "mix": avg + mx}[pool_type]
     torch.testing.assert_close(temporal_pool(x, 3, pool_type), expected.transpose(1, 2))
+    torch.testing.assert_close(temporal_pool(x5.contiguous(), 3, pool_type, time_dim=2), expected)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("pool_type, T", [("avg", 5), ("avg", 1), ("avg", 2), ("max", 4), ("mix", 3)])
+def test_aggregation_layouts_and_eval_folding_agree(training, pool_type, T):
+    """Both layouts, and the folded eval-mode form, compute Eq. 7 with the module's BNs."""
+    torch.manual_seed(0)
+    agg = TemporalAggregation(4, kernel_size=5 if T == 5 else 3, pool_type=pool_type)
+    for bn in (agg.norm, agg.norm_pool):
+        nn.init.normal_(bn.weight)
+        nn.init.normal_(bn.bias)
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 1.5)
+    agg.train(training)
+    x = torch.randn(2, 4, T, 3, 3)
+    k = agg.kernel_size
+    pad = (0, 0, 0, 0, k // 2, k // 2)  # explicit padding: AvgPool3d rejects clips shorter than k
+    avg = nn.AvgPool3d((k, 1, 1), 1)(nn.functional.pad(x, pad))
+    mx = nn.MaxPool3d((k, 1, 1), 1)(nn.functional.pad(x, pad, value=float("-inf")))
+    pooled = {"avg": avg, "max": mx, "mix": avg + mx}[pool_type]
+    bn1, bn2 = (nn.BatchNorm3d(4).train(training) for _ in range(2))
+    bn1.load_state_dict(agg.norm.state_dict())
+    bn2.load_state_dict(agg.norm_pool.state_dict())
+    expected = torch.relu(bn1(x) + bn2(pooled))
+    torch.testing.assert_close(agg(x), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(agg.forward_frames(x.transpose(1, 2).contiguous()).transpose(1, 2), expected,
+                               atol=1e-5, rtol=1e-5)
 
 
 def test_aggregation_is_eq7_and_identity_at_init():

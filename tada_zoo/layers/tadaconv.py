@@ -77,6 +77,34 @@ def _frame_weights(weight: torch.Tensor, alpha: torch.Tensor, cal_dim: str, grou
     return a[:, :, index][(...,) + extra] * weight
 
 
+class _InputCalibratedConv2d(torch.autograd.Function):
+    """``conv2d(x * alpha, W)`` that keeps no copy of ``x * alpha`` for the backward pass.
+
+    Autograd would save the scaled input (a full activation) for the weight gradient;
+    ``x`` is saved by the layers around it anyway, so recomputing ``x * alpha`` in the
+    backward pass (one cheap elementwise op) saves an activation per TAdaConv.
+    """
+
+    @staticmethod
+    def forward(ctx, x, alpha, weight, bias, stride, padding, dilation, groups):
+        ctx.save_for_backward(x, alpha, weight)
+        ctx.conv = (stride, padding, dilation, groups, None if bias is None else [bias.shape[0]])
+        return F.conv2d(x * alpha, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        x, alpha, weight = ctx.saved_tensors
+        stride, padding, dilation, groups, bias_sizes = ctx.conv
+        need_x, need_alpha, need_w, need_b = ctx.needs_input_grad[:4]
+        grad_xa, grad_w, grad_b = torch.ops.aten.convolution_backward(
+            grad_out, x * alpha, weight, bias_sizes, list(stride), list(padding), list(dilation),
+            False, [0, 0], groups, [need_x or need_alpha, need_w, need_b and bias_sizes is not None])
+        grad_x = grad_xa * alpha if need_x else None
+        grad_alpha = (grad_xa * x).sum((-2, -1), keepdim=True) if need_alpha else None
+        return grad_x, grad_alpha, grad_w, grad_b, None, None, None, None
+
+
 class TAdaConv2d(nn.Module):
     """Spatial convolution whose weight is calibrated per frame: ``W_t = alpha_t * W_b``.
 
@@ -178,8 +206,12 @@ class TAdaConv2d(nn.Module):
             self._check(x, alpha, bias_alpha, channel_dim=2)
         B, T = x.shape[:2]
         if self.cal_dim == "cin":
-            y = self._conv((x * alpha).flatten(0, 1), self.weight, self.bias if bias_alpha is None else None,
-                           self.groups)
+            bias = self.bias if bias_alpha is None else None
+            if torch.is_grad_enabled() and (x.requires_grad or alpha.requires_grad or self.weight.requires_grad):
+                y = _InputCalibratedConv2d.apply(x.flatten(0, 1), alpha.flatten(0, 1), self.weight, bias,
+                                                 self.stride, self.padding, self.dilation, self.groups)
+            else:
+                y = self._conv((x * alpha).flatten(0, 1), self.weight, bias, self.groups)
             y = y.unflatten(0, (B, T))
         else:
             y = self._conv(x.flatten(0, 1), self.weight, None, self.groups).unflatten(0, (B, T))

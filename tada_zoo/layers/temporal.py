@@ -10,49 +10,53 @@ __all__ = ["TemporalAggregation", "temporal_pool", "temporal_sum"]
 POOL_TYPES = ("avg", "max", "mix")
 
 
-def temporal_pool(x: torch.Tensor, kernel_size: int = 3, pool_type: str = "avg") -> torch.Tensor:
-    """Stride-1 pooling over time of a frame-major ``(B, T, C, H, W)`` tensor, same length out.
+def temporal_pool(x: torch.Tensor, kernel_size: int = 3, pool_type: str = "avg", time_dim: int = 1) -> torch.Tensor:
+    """Stride-1 pooling over time (dim ``time_dim``), same length out, any layout.
 
     ``avg`` counts the zero padding like ``AvgPool3d((k, 1, 1), 1, (k // 2, 0, 0))`` (the
     original code), so edge frames are averaged with zeros. ``mix`` is ``avg + max``.
-    Viewing the tensor as ``(B, 1, T, C*H*W)`` lets a 2D pool run over time without any
-    transpose or copy of the activations.
+    Frame-major ``(B, T, C, H, W)`` uses ``time_dim=1``, ``(B, C, T, H, W)`` ``time_dim=2``.
     """
     if pool_type not in POOL_TYPES:
         raise ValueError(f"pool_type must be one of {POOL_TYPES}, got {pool_type!r}")
     if kernel_size == 1:
         return x if pool_type != "mix" else 2 * x
     if pool_type == "avg":
-        return temporal_sum(x, kernel_size).div_(kernel_size)
-    flat = x.reshape(x.shape[0], 1, x.shape[1], -1)
+        return temporal_sum(x, kernel_size, time_dim).div_(kernel_size)
+    # max: a (k, 1) 2D pool over the view (outer, 1, T, inner) needs no transpose or copy
+    flat = x.reshape(x.shape[:time_dim].numel(), 1, x.shape[time_dim], -1)
     y = F.max_pool2d(flat, (kernel_size, 1), 1, (kernel_size // 2, 0)).view(x.shape)
-    return y if pool_type == "max" else y + temporal_sum(x, kernel_size).div_(kernel_size)
+    return y if pool_type == "max" else y + temporal_sum(x, kernel_size, time_dim).div_(kernel_size)
 
 
-def temporal_sum(x: torch.Tensor, kernel_size: int = 3) -> torch.Tensor:
-    """Zero-padded sum over ``kernel_size`` frames of ``(B, T, ...)``: ``k * avg_pool`` (count_include_pad).
+def temporal_sum(x: torch.Tensor, kernel_size: int = 3, time_dim: int = 1) -> torch.Tensor:
+    """Zero-padded sum over ``kernel_size`` frames along ``time_dim``: ``k * avg_pool`` (count_include_pad).
 
-    Done as shifted adds, which is about twice as fast on CPU as ``avg_pool2d`` on the
+    Done as shifted adds, which is about twice as fast on CPU as ``avg_pool2d`` on a
     ``(B, 1, T, -1)`` view (a degenerate pooling shape for the library kernels) and works
     for any memory layout of the trailing dims. Callers that normalise the result anyway
     can skip the division (``LN(s / k, eps) == LN(s, k * k * eps)``).
     """
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be odd (same-length pooling), got {kernel_size}")
-    T, r = x.shape[1], kernel_size // 2
+    T, r = x.shape[time_dim], kernel_size // 2
     if r == 0 or T == 1:
         return x.clone()
+
+    def frames(t: torch.Tensor, start: int, length: int) -> torch.Tensor:
+        return t.narrow(time_dim, start, length)
+
     if torch.is_grad_enabled() and x.requires_grad:  # out= is not differentiable
         y = x.clone()
-        y[:, 1:] += x[:, :-1]
+        frames(y, 1, T - 1).add_(frames(x, 0, T - 1))
     else:  # one pass less than clone + add
         y = torch.empty_like(x)
-        torch.add(x[:, 1:], x[:, :-1], out=y[:, 1:])
-        y[:, 0] = x[:, 0]
-    y[:, :-1] += x[:, 1:]
-    for s in range(2, min(r, T - 1) + 1):
-        y[:, s:] += x[:, :-s]
-        y[:, :-s] += x[:, s:]
+        torch.add(frames(x, 1, T - 1), frames(x, 0, T - 1), out=frames(y, 1, T - 1))
+        frames(y, 0, 1).copy_(frames(x, 0, 1))
+    frames(y, 0, T - 1).add_(frames(x, 1, T - 1))
+    for d in range(2, min(r, T - 1) + 1):
+        frames(y, d, T - d).add_(frames(x, 0, T - d))
+        frames(y, 0, T - d).add_(frames(x, d, T - d))
     return y
 
 
@@ -90,8 +94,8 @@ class TemporalAggregation(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.channels}, kernel_size={self.kernel_size}, pool_type={self.pool_type!r}"
 
-    def _forward_folded(self, x: torch.Tensor) -> torch.Tensor:
-        """Eval-mode avg aggregation in about half the memory passes (3D-conv networks' speed).
+    def _forward_folded(self, x: torch.Tensor, time_dim: int) -> torch.Tensor:
+        """Eval-mode avg aggregation in about half the memory passes.
 
         With running statistics both BNs are per-channel affine maps, and the zero-padded
         average pool is ``(1/k) * sum`` of the time-shifted ``x``, so the whole module is
@@ -101,39 +105,32 @@ class TemporalAggregation(nn.Module):
             scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
             return scale, bn.bias - bn.running_mean * scale
 
+        channel_shape = (-1, 1, 1) if time_dim == 1 else (-1, 1, 1, 1)  # (.., C, H, W) / (.., C, T, H, W)
         s1, b1 = affine(self.norm)
         s2, b2 = affine(self.norm_pool)
-        s2 = (s2 / self.kernel_size).view(-1, 1, 1, 1)
-        y = torch.addcmul((b1 + b2).view(-1, 1, 1, 1), x, s1.view(-1, 1, 1, 1) + s2)
-        for d in range(1, min(self.kernel_size // 2, x.shape[2] - 1) + 1):
-            y[:, :, d:].addcmul_(x[:, :, :-d], s2)
-            y[:, :, :-d].addcmul_(x[:, :, d:], s2)
+        s2 = (s2 / self.kernel_size).view(channel_shape)
+        y = torch.addcmul((b1 + b2).view(channel_shape), x, (s1.view(channel_shape) + s2))
+        T = x.shape[time_dim]
+        for d in range(1, min(self.kernel_size // 2, T - 1) + 1):
+            y.narrow(time_dim, d, T - d).addcmul_(x.narrow(time_dim, 0, T - d), s2)
+            y.narrow(time_dim, 0, T - d).addcmul_(x.narrow(time_dim, d, T - d), s2)
         return self.act(y)
+
+    def _aggregate(self, x: torch.Tensor, time_dim: int) -> torch.Tensor:
+        if not self.training and self.pool_type == "avg" and self.norm.running_var is not None:
+            return self._forward_folded(x, time_dim)
+        pooled = temporal_pool(x, self.kernel_size, self.pool_type, time_dim)
+        # BatchNorm2d over a 4D view with channels at dim 1 has the per-channel statistics
+        # of the 5D tensor: (B*T, C, H, W) frame-major, (B, C, T, H*W) channel-first
+        view = (lambda t: t.flatten(0, 1)) if time_dim == 1 else (lambda t: t.flatten(3))
+        return self.act(self.norm(view(x)) + self.norm_pool(view(pooled))).view(x.shape)
 
     def forward_frames(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, C, H, W)`` -> same shape."""
         check_video(x, self.channels, "TemporalAggregation input", channel_dim=2)
-        pooled = temporal_pool(x, self.kernel_size, self.pool_type)
-        y = self.norm(x.flatten(0, 1)) + self.norm_pool(pooled.flatten(0, 1))
-        return self.act(y).view(x.shape)
+        return self._aggregate(x, time_dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, T, H, W)`` -> same shape, without leaving the layout (3D-conv networks).
-
-        The view ``(B, C, T, H * W)`` gives BatchNorm2d the same per-channel statistics
-        and a ``(k, 1)`` pool the same temporal neighbours, with no copy of ``x``.
-        """
+        """``(B, C, T, H, W)`` -> same shape, without leaving the layout (3D-conv networks)."""
         check_video(x, self.channels, "TemporalAggregation input")
-        if not self.training and self.pool_type == "avg" and self.norm.running_var is not None:
-            return self._forward_folded(x)
-        flat = x.flatten(3)
-        args = ((self.kernel_size, 1), 1, (self.kernel_size // 2, 0))
-        if self.kernel_size == 1:
-            pooled = flat if self.pool_type != "mix" else 2 * flat
-        elif self.pool_type == "avg":
-            pooled = F.avg_pool2d(flat, *args)
-        elif self.pool_type == "max":
-            pooled = F.max_pool2d(flat, *args)
-        else:
-            pooled = F.avg_pool2d(flat, *args) + F.max_pool2d(flat, *args)
-        return self.act(self.norm(flat) + self.norm_pool(pooled)).view(x.shape)
+        return self._aggregate(x, time_dim=2)
