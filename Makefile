@@ -23,3 +23,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_tadaconv.py
 	$(PY) benchmarks/bench_models.py
 	$(PY) benchmarks/bench_data.py
+	$(PY) benchmarks/bench_extract.py
+	$(PY) benchmarks/bench_tadaconv3d.py
+	$(PY) benchmarks/bench_convnext.py
+	$(PY) benchmarks/bench_tadaformer.py
+	$(PY) benchmarks/bench_plugin.py
