@@ -311,7 +311,7 @@ def render_model_card(name: str, stats: dict, provenance: Optional[dict] = None)
         f"- **Clip:** {clip}",
         f"- **Accuracy (original model zoo, not re-evaluated here):** {acc}, {views} per video",
         f"- **Initialised from:** {cfg.init} (licence: {init_lic})",
-        f"- **Original code and weights:** https://github.com/alibaba-mmai-research/TAdaConv",
+        "- **Original code and weights:** https://github.com/alibaba-mmai-research/TAdaConv",
         "",
         "## Licence",
         "",

@@ -7,7 +7,7 @@ TAdaConv starts out as the plain convolution it replaces (paper Sec. 3.2, "Initi
 Public ``forward`` takes ``(B, C, T, H, W)`` and returns ``(B, C, T, 1, 1)`` like the
 original; ``forward_frames`` is the frame-major ``(B, T, C, H, W) -> (B, T, C, 1, 1)``.
 """
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn

@@ -32,6 +32,7 @@ from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_c
 from timm.models._features import feature_take_indices
 
 from ..layers import RouteFuncMLP, TAdaConv2d, TemporalAggregation, check_video
+from ._head import FcHeadMixin
 from ._cfg import video_cfg
 
 __all__ = ["ResNet3d", "Bottleneck3d", "tada_from_baseline", "inflate_2d_state_dict"]
@@ -172,7 +173,7 @@ def make_stage(
         for j in range(depth)])
 
 
-class ResNet3d(nn.Module):
+class ResNet3d(FcHeadMixin, nn.Module):
     """3D-conv video ResNet: ``(B, 3, T, H, W)`` clips -> ``(B, num_classes)``.
 
     R3D, R(2+1)D and SlowOnly, and each pathway of SlowFast.
@@ -258,26 +259,6 @@ class ResNet3d(nn.Module):
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
         return dict(stem=r"^conv1|bn1", blocks=r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)")
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def no_weight_decay(self) -> set:
-        return set()
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        self.num_classes = num_classes
-        if global_pool is not None:
-            if global_pool not in ("avg", ""):
-                raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
-            self.global_pool = global_pool
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         check_video(x, self.in_chans, f"{type(self).__name__} input")

@@ -29,6 +29,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models._features import feature_take_indices
 
 from ..layers import check_video
+from ._head import FcHeadMixin
 from ._cfg import video_cfg
 from .resnet3d import Bottleneck3d, ResNet3d, init_weights, tada_from_baseline
 
@@ -49,7 +50,7 @@ class FuseFastToSlow(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
-class SlowFast(nn.Module):
+class SlowFast(FcHeadMixin, nn.Module):
     """SlowFast: fast-rate clips ``(B, 3, T, H, W)`` -> ``(B, num_classes)``.
 
     Args:
@@ -134,22 +135,6 @@ class SlowFast(nn.Module):
         self.grad_checkpointing = enable
         self.slow.set_grad_checkpointing(enable)
         self.fast.set_grad_checkpointing(enable)
-
-    @torch.jit.ignore
-    def no_weight_decay(self) -> set:
-        return set()
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        self.num_classes = num_classes
-        if global_pool is not None:
-            if global_pool not in ("avg", ""):
-                raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
-            self.global_pool = global_pool
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def slow_indices(self, num_frames: int) -> torch.Tensor:
         """Frames of a fast clip that the slow pathway sees (the original data pipeline's choice)."""

@@ -25,6 +25,7 @@ from timm.models._features import feature_take_indices
 
 from ..hub import build_video_model
 from ..layers import RouteFuncMLP, TAdaConv2d, TemporalAggregation, check_video
+from ._head import FcHeadMixin
 from ._cfg import generate_video_cfgs, video_cfg
 
 __all__ = ["VideoResNet", "Bottleneck", "TAdaBottleneck"]
@@ -132,7 +133,7 @@ class TAdaBottleneck(Bottleneck):
         return self.agg2.forward_frames(self.conv2.forward_frames(x, alpha, check=False))
 
 
-class VideoResNet(nn.Module):
+class VideoResNet(FcHeadMixin, nn.Module):
     """R2D video ResNet (TSN) and TAda2D: ``(B, 3, T, H, W)`` clips -> ``(B, num_classes)``.
 
     Args:
@@ -215,26 +216,6 @@ class VideoResNet(nn.Module):
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
         return dict(stem=r"^conv1|bn1", blocks=r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)")
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def no_weight_decay(self) -> set:
-        return set()
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        self.num_classes = num_classes
-        if global_pool is not None:
-            if global_pool not in ("avg", ""):
-                raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
-            self.global_pool = global_pool
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, H, W)`` -> frame-major stem features ``(B, T, C', H', W')``."""

@@ -25,7 +25,6 @@ timm's ViT code on a batch of frames; names follow timm's ``vision_transformer.p
 timm's CLIP ViT state dict loads with only the stem inflated.
 """
 import math
-import re
 from functools import partial
 from typing import List, Optional, Sequence, Tuple, Union
 
