@@ -1,5 +1,4 @@
 """TAdaFormer: original outputs, sizes vs the paper, CLIP inflation, timm API on tiny variants."""
-import os
 
 import pytest
 import timm
@@ -74,7 +73,6 @@ def test_b16_ssv2_matches_original(reference):
     _check_reference(reference, "tadaformer_b16_ssv2", "tadaformer_b16_16f.ssv2")
 
 
-@pytest.mark.skipif(not os.environ.get("TADA_ZOO_SLOW"), reason="L/14 forwards take ~1 min on 2 cores; TADA_ZOO_SLOW=1")
 @pytest.mark.parametrize("arch,name", [("tadaformer_l14_k400", "tadaformer_l14_16f.k400"),
                                        ("tadaformer_l14_ssv2", "tadaformer_l14_16f.ssv2")])
 def test_l14_matches_original(reference, arch, name):
