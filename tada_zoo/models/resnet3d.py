@@ -22,17 +22,16 @@ the ``(B, C, T, H, W)`` layout of ``Conv3d``; a TAdaConv2d runs there as one (1,
 Conv3d on the calibrated input (``(alpha_t W) * X_t == W * (alpha_t X_t)``), with no
 layout change.
 """
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath
-from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
-from timm.models._features import feature_take_indices
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from ..layers import RouteFuncMLP, TAdaConv2d, TemporalAggregation, check_video
-from ._head import FcHeadMixin
+from ._base import StagedVideoMixin
 from ._cfg import video_cfg
 
 __all__ = ["ResNet3d", "Bottleneck3d", "tada_from_baseline", "inflate_2d_state_dict"]
@@ -173,7 +172,7 @@ def make_stage(
         for j in range(depth)])
 
 
-class ResNet3d(FcHeadMixin, nn.Module):
+class ResNet3d(StagedVideoMixin, nn.Module):
     """3D-conv video ResNet: ``(B, 3, T, H, W)`` clips -> ``(B, num_classes)``.
 
     R3D, R(2+1)D and SlowOnly, and each pathway of SlowFast.
@@ -263,72 +262,6 @@ class ResNet3d(FcHeadMixin, nn.Module):
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         check_video(x, self.in_chans, f"{type(self).__name__} input")
         return self.maxpool(self.act1(self.bn1(self.conv1(x))))
-
-    def stage(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        stage = getattr(self, name)
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            return checkpoint_seq(stage, x)
-        return stage(x)
-
-    def forward_intermediates(
-            self,
-            x: torch.Tensor,
-            indices: Optional[Union[int, List[int]]] = None,
-            norm: bool = False,
-            stop_early: bool = False,
-            output_fmt: str = "NCTHW",
-            intermediates_only: bool = False,
-    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
-        """Stem and stage outputs as ``(B, C, T, H, W)`` maps (timm's feature API).
-
-        ``indices``: which of the ``len(feature_info)`` levels (stem, res2..res5) to
-        return; an int n means the last n.
-        """
-        if output_fmt not in ("NCTHW", "NCHW"):  # timm's FeatureGetterNet passes 'NCHW'
-            raise ValueError(f"output_fmt must be 'NCTHW', got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
-        intermediates = []
-        x = self.stem(x)
-        if 0 in take_indices:
-            intermediates.append(x)
-        names = self.stage_names[:max_index] if stop_early else self.stage_names
-        for i, name in enumerate(names, start=1):
-            x = self.stage(name, x)
-            if i in take_indices:
-                intermediates.append(x)
-        if intermediates_only:
-            return intermediates
-        return x, intermediates
-
-    def prune_intermediate_layers(
-            self,
-            indices: Union[int, List[int]] = 1,
-            prune_norm: bool = False,
-            prune_head: bool = True,
-    ) -> List[int]:
-        """Drop the stages (and head) after the last wanted level."""
-        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
-        for name in self.stage_names[max_index:]:
-            setattr(self, name, nn.Identity())
-        if prune_head:
-            self.reset_classifier(0, "")
-        return take_indices
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, T, H, W)`` clip -> last stage map ``(B, num_features, T, H/32, W/32)``."""
-        x = self.stem(x)
-        for name in self.stage_names:
-            x = self.stage(name, x)
-        return x
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if self.global_pool == "avg":
-            x = x.mean((2, 3, 4))
-        x = self.head_drop(x)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def init_weights(model: nn.Module) -> None:

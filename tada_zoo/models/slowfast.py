@@ -29,7 +29,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models._features import feature_take_indices
 
 from ..layers import check_video
-from ._head import FcHeadMixin
+from ._base import FcHeadMixin
 from ._cfg import video_cfg
 from .resnet3d import Bottleneck3d, ResNet3d, init_weights, tada_from_baseline
 

@@ -15,17 +15,16 @@ Activations flow between blocks in the frame-major layout ``(B, T, C, H, W)``, s
 """
 import re
 from functools import partial
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 from timm.layers import DropPath
-from timm.models import checkpoint_seq, register_model
-from timm.models._features import feature_take_indices
+from timm.models import register_model
 
 from ..hub import build_video_model
 from ..layers import RouteFuncMLP, TAdaConv2d, TemporalAggregation, check_video
-from ._head import FcHeadMixin
+from ._base import StagedVideoMixin
 from ._cfg import generate_video_cfgs, video_cfg
 
 __all__ = ["VideoResNet", "Bottleneck", "TAdaBottleneck"]
@@ -133,7 +132,7 @@ class TAdaBottleneck(Bottleneck):
         return self.agg2.forward_frames(self.conv2.forward_frames(x, alpha, check=False))
 
 
-class VideoResNet(FcHeadMixin, nn.Module):
+class VideoResNet(StagedVideoMixin, nn.Module):
     """R2D video ResNet (TSN) and TAda2D: ``(B, 3, T, H, W)`` clips -> ``(B, num_classes)``.
 
     Args:
@@ -217,79 +216,15 @@ class VideoResNet(FcHeadMixin, nn.Module):
     def group_matcher(self, coarse: bool = False) -> dict:
         return dict(stem=r"^conv1|bn1", blocks=r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)")
 
-    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, H, W)`` -> frame-major stem features ``(B, T, C', H', W')``."""
         check_video(x, self.in_chans, f"{type(self).__name__} input")
         B, _, T = x.shape[:3]
         frames = x.transpose(1, 2).flatten(0, 1)
         return self.act1(self.bn1(self.conv1(frames))).unflatten(0, (B, T))
 
-    def _stage(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        stage = getattr(self, name)
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            return checkpoint_seq(stage, x)
-        return stage(x)
-
-    def forward_intermediates(
-            self,
-            x: torch.Tensor,
-            indices: Optional[Union[int, List[int]]] = None,
-            norm: bool = False,
-            stop_early: bool = False,
-            output_fmt: str = "NCTHW",
-            intermediates_only: bool = False,
-    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
-        """Stem and stage outputs as ``(B, C, T, H, W)`` maps (timm's feature API).
-
-        ``indices``: which of the ``len(feature_info)`` levels (stem, res2..res5) to
-        return; an int n means the last n.
-        """
-        if output_fmt not in ("NCTHW", "NCHW"):  # timm's FeatureGetterNet passes 'NCHW'
-            raise ValueError(f"output_fmt must be 'NCTHW', got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
-        intermediates = []
-        x = self._stem(x)
-        if 0 in take_indices:
-            intermediates.append(x.transpose(1, 2))
-        names = self.stage_names[:max_index] if stop_early else self.stage_names
-        for i, name in enumerate(names, start=1):
-            x = self._stage(name, x)
-            if i in take_indices:
-                intermediates.append(x.transpose(1, 2))
-        if intermediates_only:
-            return intermediates
-        return x.transpose(1, 2), intermediates
-
-    def prune_intermediate_layers(
-            self,
-            indices: Union[int, List[int]] = 1,
-            prune_norm: bool = False,
-            prune_head: bool = True,
-    ) -> List[int]:
-        """Drop the stages (and head) after the last wanted level."""
-        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
-        for name in self.stage_names[max_index:]:
-            setattr(self, name, nn.Identity())
-        if prune_head:
-            self.reset_classifier(0, "")
-        return take_indices
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, T, H, W)`` clip -> last stage map ``(B, num_features, T, H/32, W/32)``."""
-        x = self._stem(x)
-        for name in self.stage_names:
-            x = self._stage(name, x)
-        return x.transpose(1, 2)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Average over time and space (TSN's consensus), dropout, classifier."""
-        if self.global_pool == "avg":
-            x = x.mean((2, 3, 4))
-        x = self.head_drop(x)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def to_video(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(1, 2)  # frame-major (B, T, C, H, W) -> (B, C, T, H, W), a view
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> VideoResNet:
