@@ -105,7 +105,49 @@ class _InputCalibratedConv2d(torch.autograd.Function):
         return grad_x, grad_alpha, grad_w, grad_b, None, None, None, None
 
 
-class TAdaConv2d(nn.Module):
+class _TAdaConvNd(nn.Module):
+    """What TAdaConv2d and TAdaConv3d share: arguments, base weight and its init, repr."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, cal_dim):
+        super().__init__()
+        if cal_dim not in ("cin", "cout"):
+            raise ValueError(f"cal_dim must be 'cin' or 'cout', got {cal_dim!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"in_channels ({in_channels}) and out_channels ({out_channels}) must be "
+                f"divisible by groups ({groups})")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+        self.groups = groups
+        self.cal_dim = cal_dim
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.reset_parameters()
+
+    @property
+    def cal_channels(self) -> int:
+        return self.in_channels if self.cal_dim == "cin" else self.out_channels
+
+    def reset_parameters(self) -> None:
+        # same init as nn.Conv2d / nn.Conv3d
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.weight[0].numel()
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}, padding={self.padding}")
+        if any(d != 1 for d in self.dilation):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        return s + f", bias={self.bias is not None}, cal_dim={self.cal_dim!r}"
+
+
+class TAdaConv2d(_TAdaConvNd):
     """Spatial convolution whose weight is calibrated per frame: ``W_t = alpha_t * W_b``.
 
     Drop-in for the original ``TAdaConv2d``: same constructor arguments (3-tuples with a
@@ -127,45 +169,9 @@ class TAdaConv2d(nn.Module):
             bias: bool = False,
             cal_dim: str = "cin",
     ):
-        super().__init__()
-        if cal_dim not in ("cin", "cout"):
-            raise ValueError(f"cal_dim must be 'cin' or 'cout', got {cal_dim!r}")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"in_channels ({in_channels}) and out_channels ({out_channels}) must be "
-                f"divisible by groups ({groups})")
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = _spatial(kernel_size, "kernel_size", 1)
-        self.stride = _spatial(stride, "stride", 1)
-        self.padding = _spatial(padding, "padding", 0)
-        self.dilation = _spatial(dilation, "dilation", 1)
-        self.groups = groups
-        self.cal_dim = cal_dim
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
-        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
-        self.reset_parameters()
-
-    @property
-    def cal_channels(self) -> int:
-        return self.in_channels if self.cal_dim == "cin" else self.out_channels
-
-    def reset_parameters(self) -> None:
-        # same init as nn.Conv2d
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.weight[0].numel()
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            nn.init.uniform_(self.bias, -bound, bound)
-
-    def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}, padding={self.padding}")
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        return s + f", bias={self.bias is not None}, cal_dim={self.cal_dim!r}"
+        super().__init__(
+            in_channels, out_channels, _spatial(kernel_size, "kernel_size", 1), _spatial(stride, "stride", 1),
+            _spatial(padding, "padding", 0), _spatial(dilation, "dilation", 1), groups, bias, cal_dim)
 
     def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], groups: int):
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
@@ -265,7 +271,7 @@ def temporal_taps(x: torch.Tensor, kernel: int, stride: int, padding: int, dilat
     return [x[:, j * dilation: j * dilation + stride * (t_out - 1) + 1: stride] for j in range(kernel)]
 
 
-class TAdaConv3d(nn.Module):
+class TAdaConv3d(_TAdaConvNd):
     """Spatio-temporal convolution whose weight is calibrated per OUTPUT frame.
 
     Output frame ``t`` is computed with ``W_t = alpha_t * W_b`` over its whole temporal
@@ -295,40 +301,13 @@ class TAdaConv3d(nn.Module):
             bias: bool = False,
             cal_dim: str = "cin",
     ):
-        super().__init__()
-        if cal_dim not in ("cin", "cout"):
-            raise ValueError(f"cal_dim must be 'cin' or 'cout', got {cal_dim!r}")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"in_channels ({in_channels}) and out_channels ({out_channels}) must be "
-                f"divisible by groups ({groups})")
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = _triple(kernel_size, "kernel_size")
-        self.stride = _triple(stride, "stride")
-        self.padding = _triple(padding, "padding")
-        self.dilation = _triple(dilation, "dilation")
+        super().__init__(
+            in_channels, out_channels, _triple(kernel_size, "kernel_size"), _triple(stride, "stride"),
+            _triple(padding, "padding"), _triple(dilation, "dilation"), groups, bias, cal_dim)
         if min(self.kernel_size + self.stride + self.dilation) < 1 or min(self.padding) < 0:
             raise ValueError(
                 f"kernel_size, stride, dilation must be >= 1 and padding >= 0; got kernel_size="
                 f"{self.kernel_size}, stride={self.stride}, padding={self.padding}, dilation={self.dilation}")
-        self.groups = groups
-        self.cal_dim = cal_dim
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
-        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
-        self.reset_parameters()
-
-    cal_channels = TAdaConv2d.cal_channels
-    reset_parameters = TAdaConv2d.reset_parameters
-
-    def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}, padding={self.padding}")
-        if self.dilation != (1, 1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        return s + f", bias={self.bias is not None}, cal_dim={self.cal_dim!r}"
 
     def output_frames(self, t: int) -> int:
         """Output length for ``t`` input frames."""
