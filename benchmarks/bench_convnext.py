@@ -7,22 +7,19 @@ are interleaved and the median of ``--reps`` timed runs is reported, so backgrou
 hits both models alike; the process CPU time is printed next to the wall time, as it is
 the steadier figure on a shared machine.
 
-    python benchmarks/bench_convnext.py [--frames 8 --size 224 --reps 3 --threads 2 --v2]
+    python benchmarks/bench_convnext.py [--frames 8 --size 224 --reps 5 --threads 2 --v2]
 """
 import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import timm
 import torch
 
-import tada_zoo  # noqa: F401  (registers the models)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import time_interleaved  # noqa: E402
 
-
-def _time(fn):
-    t, c = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - t, time.process_time() - c
+import tada_zoo  # noqa: E402,F401  (registers the models)
 
 
 def main() -> None:
@@ -30,7 +27,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--reps", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--v2", action="store_true", help="also time TAdaConvNeXtV2-T")
     args = p.parse_args()
@@ -48,23 +45,17 @@ def main() -> None:
     }
     if args.v2:
         models["tadaconvnextv2_t"] = (timm.create_model("tadaconvnextv2_t_16f").eval(), clip)
-    times = {name: [] for name in models}
     with torch.inference_mode():
-        for m, x in models.values():  # warm-up
-            m(x)
-        for _ in range(args.reps):
-            for name, (m, x) in models.items():
-                times[name].append(_time(lambda: m(x)))
-    def med(name, i):
-        return statistics.median(t[i] for t in times[name])
+        times = time_interleaved({name: (lambda m=m, x=x: m(x)) for name, (m, x) in models.items()},
+                                 repeats=args.reps, cpu=True)
 
     base = "convnext_tiny x B*T/2"
     print(f"input {B}x3x{T}x{S}x{S}, {args.threads} threads, median of {args.reps} runs; "
           f"ratios against {base}")
     print(f"{'model':24s} {'wall ms':>9s} {'ratio':>6s} {'cpu ms':>9s} {'ratio':>6s}")
     for name in times:
-        w, c = med(name, 0), med(name, 1)
-        print(f"{name:24s} {w * 1e3:9.1f} {w / med(base, 0):6.3f} {c * 1e3:9.1f} {c / med(base, 1):6.3f}")
+        (w, c), (bw, bc) = times[name], times[base]
+        print(f"{name:24s} {w * 1e3:9.1f} {w / bw:6.3f} {c * 1e3:9.1f} {c / bc:6.3f}")
 
 
 if __name__ == "__main__":

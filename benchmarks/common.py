@@ -2,21 +2,27 @@
 import multiprocessing as mp
 import statistics
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple, Union
 
 
-def time_interleaved(fns: Dict[str, Callable[[], None]], repeats: int = 5, warmup: int = 1) -> Dict[str, float]:
-    """Median seconds per call; the candidates take turns so load drifts hit all alike."""
+def time_interleaved(fns: Dict[str, Callable[[], None]], repeats: int = 5, warmup: int = 1,
+                     cpu: bool = False) -> Dict[str, Union[float, Tuple[float, float]]]:
+    """Median seconds per call; the candidates take turns so load drifts hit all alike.
+
+    With ``cpu=True`` each value is ``(wall, process CPU time)``: the CPU time is the
+    steadier figure on a shared machine.
+    """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    samples: Dict[str, List[float]] = {k: [] for k in fns}
+    samples: Dict[str, List[Tuple[float, float]]] = {k: [] for k in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            wall, proc = time.perf_counter(), time.process_time()
             fn()
-            samples[name].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in samples.items()}
+            samples[name].append((time.perf_counter() - wall, time.process_time() - proc))
+    medians = {k: tuple(statistics.median(s[i] for s in v) for i in (0, 1)) for k, v in samples.items()}
+    return medians if cpu else {k: v[0] for k, v in medians.items()}
 
 
 def _status_kb(field: str) -> int:

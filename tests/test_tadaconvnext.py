@@ -279,7 +279,7 @@ def test_calibrated_dwconv_is_one_plain_depthwise_conv(monkeypatch):
 def test_quick_gelu_mlp_equals_timm_mlp():
     from timm.layers import Mlp
     from timm.layers.activations import QuickGELU
-    from tada_zoo.models.tadaconvnext import QuickGELUMlp
+    from tada_zoo.layers import QuickGELUMlp
     fast, ref = QuickGELUMlp(8, 32), Mlp(8, 32, act_layer=QuickGELU)
     ref.load_state_dict(fast.state_dict())
     x = torch.randn(5, 8) * 3

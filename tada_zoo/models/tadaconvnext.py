@@ -39,30 +39,12 @@ from timm.models import checkpoint_seq, register_model
 from timm.models._features import feature_take_indices
 
 from ..layers import (
-    RouteFuncMLP, RouteFuncTransformer, TAdaConv2d, check_video, route_func_transformer_from_original,
-    temporal_sum)
+    QuickGELUMlp, RouteFuncMLP, RouteFuncTransformer, TAdaConv2d, check_video,
+    route_func_transformer_from_original, temporal_sum)
 from ..hub import build_video_model
 from ._cfg import generate_video_cfgs, video_cfg
 
 __all__ = ["TAdaConvNeXt", "TAdaConvNeXtBlock", "checkpoint_filter_fn"]
-
-
-class QuickGELUMlp(Mlp):
-    """timm's ``Mlp`` with QuickGELU ``x * sigmoid(1.702 x)``, computed as ``silu(1.702 x) / 1.702``.
-
-    The two scalings fold into ``fc1`` / ``fc2``'s weights (tiny next to the activations),
-    leaving one fused SiLU kernel instead of QuickGELU's three elementwise passes over the
-    widest tensor of the block. Same parameters and the same function as
-    ``Mlp(act_layer=QuickGELU)``, up to float rounding.
-    """
-    scale = 1.702
-
-    def __init__(self, in_features: int, hidden_features: int):
-        super().__init__(in_features, hidden_features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.linear(x, self.fc1.weight * self.scale, self.fc1.bias * self.scale)
-        return F.linear(F.silu(h, inplace=True), self.fc2.weight * (1 / self.scale), self.fc2.bias)
 
 
 class TAdaConvNeXtBlock(nn.Module):

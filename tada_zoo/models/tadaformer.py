@@ -32,13 +32,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-from timm.layers import QuickGELU, resample_abs_pos_embed, trunc_normal_
+from timm.layers import Mlp, QuickGELU, resample_abs_pos_embed, trunc_normal_
 from timm.models import get_pretrained_cfg, register_model
 from timm.models._features import feature_take_indices
 from timm.models.vision_transformer import Block
 from torch.utils.checkpoint import checkpoint
 
-from ..layers import TAdaConv2d, TemporalAggregation, check_video
+from ..layers import QuickGELUMlp, TAdaConv2d, TemporalAggregation, check_video
 from ..layers.calibration import RouteFuncTransformer, route_func_transformer_from_original
 from ..hub import build_video_model
 from ._cfg import generate_video_cfgs, video_cfg
@@ -154,7 +154,8 @@ class TAdaFormerBlock(Block):
                  act_layer=QuickGELU, norm_layer=nn.LayerNorm, double_tada: bool = False,
                  tada_args: Optional[dict] = None):
         super().__init__(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=drop_path,
-                         act_layer=act_layer, norm_layer=norm_layer)
+                         act_layer=act_layer, norm_layer=norm_layer,
+                         mlp_layer=QuickGELUMlp if act_layer is QuickGELU else Mlp)
         tada_args = tada_args or {}
         self.tada = TAdaBlock(dim, act_layer=act_layer, **tada_args)
         self.tada2 = TAdaBlock(dim, act_layer=act_layer, **tada_args) if double_tada else None
