@@ -17,7 +17,7 @@ import timm
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import time_interleaved  # noqa: E402
+from common import median_time, paired_ratio, time_runs  # noqa: E402
 
 import tada_zoo  # noqa: E402,F401  (registers the models)
 
@@ -46,16 +46,15 @@ def main() -> None:
     if args.v2:
         models["tadaconvnextv2_t"] = (timm.create_model("tadaconvnextv2_t_16f").eval(), clip)
     with torch.inference_mode():
-        times = time_interleaved({name: (lambda m=m, x=x: m(x)) for name, (m, x) in models.items()},
-                                 repeats=args.reps, cpu=True)
+        runs = time_runs({name: (lambda m=m, x=x: m(x)) for name, (m, x) in models.items()}, args.reps)
 
     base = "convnext_tiny x B*T/2"
-    print(f"input {B}x3x{T}x{S}x{S}, {args.threads} threads, median of {args.reps} runs; "
-          f"ratios against {base}")
+    print(f"input {B}x3x{T}x{S}x{S}, {args.threads} threads, median of {args.reps} turns; "
+          f"ratios (median of per-turn ratios) against {base}")
     print(f"{'model':24s} {'wall ms':>9s} {'ratio':>6s} {'cpu ms':>9s} {'ratio':>6s}")
-    for name in times:
-        (w, c), (bw, bc) = times[name], times[base]
-        print(f"{name:24s} {w * 1e3:9.1f} {w / bw:6.3f} {c * 1e3:9.1f} {c / bc:6.3f}")
+    for name in runs:
+        print(f"{name:24s} {median_time(runs, name) * 1e3:9.1f} {paired_ratio(runs, name, base):6.3f} "
+              f"{median_time(runs, name, cpu=True) * 1e3:9.1f} {paired_ratio(runs, name, base, cpu=True):6.3f}")
 
 
 if __name__ == "__main__":

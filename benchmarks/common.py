@@ -5,24 +5,38 @@ import time
 from typing import Callable, Dict, List, Tuple, Union
 
 
-def time_interleaved(fns: Dict[str, Callable[[], None]], repeats: int = 5, warmup: int = 1,
-                     cpu: bool = False) -> Dict[str, Union[float, Tuple[float, float]]]:
-    """Median seconds per call; the candidates take turns so load drifts hit all alike.
+Runs = Dict[str, List[Tuple[float, float]]]
 
-    With ``cpu=True`` each value is ``(wall, process CPU time)``: the CPU time is the
-    steadier figure on a shared machine.
-    """
+
+def time_runs(fns: Dict[str, Callable[[], None]], repeats: int = 5, warmup: int = 1) -> Runs:
+    """``(wall, process CPU)`` seconds of every call; the candidates take turns, so each
+    turn sees about the same machine load (the CPU time is steadier on a shared machine)."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    samples: Dict[str, List[Tuple[float, float]]] = {k: [] for k in fns}
+    runs: Runs = {k: [] for k in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             wall, proc = time.perf_counter(), time.process_time()
             fn()
-            samples[name].append((time.perf_counter() - wall, time.process_time() - proc))
-    medians = {k: tuple(statistics.median(s[i] for s in v) for i in (0, 1)) for k, v in samples.items()}
-    return medians if cpu else {k: v[0] for k, v in medians.items()}
+            runs[name].append((time.perf_counter() - wall, time.process_time() - proc))
+    return runs
+
+
+def median_time(runs: Runs, name: str, cpu: bool = False) -> float:
+    return statistics.median(r[cpu] for r in runs[name])
+
+
+def paired_ratio(runs: Runs, name: str, base: str, cpu: bool = False) -> float:
+    """Median over turns of ``name``'s time / ``base``'s time in the same turn: a slow drift
+    of the machine's speed cancels in each pair, unlike in a ratio of medians."""
+    return statistics.median(a[cpu] / b[cpu] for a, b in zip(runs[name], runs[base]))
+
+
+def time_interleaved(fns: Dict[str, Callable[[], None]], repeats: int = 5, warmup: int = 1) -> Dict[str, float]:
+    """Median wall seconds per call, the candidates taking turns."""
+    runs = time_runs(fns, repeats, warmup)
+    return {k: median_time(runs, k) for k in runs}
 
 
 def _status_kb(field: str) -> int:

@@ -276,11 +276,20 @@ def test_calibrated_dwconv_is_one_plain_depthwise_conv(monkeypatch):
     assert all(n == 2 * 4 and groups == c for n, c, groups in depthwise)  # B*T' frames, groups == channels
 
 
-def test_quick_gelu_mlp_equals_timm_mlp():
+@pytest.mark.parametrize("bias", [True, False])
+def test_quick_gelu_mlp_equals_timm_mlp(bias):
     from timm.layers import Mlp
     from timm.layers.activations import QuickGELU
     from tada_zoo.layers import QuickGELUMlp
-    fast, ref = QuickGELUMlp(8, 32), Mlp(8, 32, act_layer=QuickGELU)
+    fast, ref = QuickGELUMlp(8, 32, bias=bias).double(), Mlp(8, 32, act_layer=QuickGELU, bias=bias).double()
     ref.load_state_dict(fast.state_dict())
-    x = torch.randn(5, 8) * 3
-    torch.testing.assert_close(fast(x), ref(x), atol=1e-6, rtol=1e-5)
+    x = (torch.randn(2, 5, 8, dtype=torch.float64) * 3).requires_grad_()
+    y_fast, y_ref = fast(x), ref(x)
+    torch.testing.assert_close(y_fast, y_ref)
+    g = torch.randn_like(y_ref)
+    grads_fast = torch.autograd.grad(y_fast, [x, *fast.parameters()], g)
+    grads_ref = torch.autograd.grad(y_ref, [x, *ref.parameters()], g)
+    for a, b in zip(grads_fast, grads_ref):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="QuickGELU"):
+        QuickGELUMlp(8, 32, act_layer=torch.nn.GELU)
