@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 from hypothesis import given, settings, strategies as st
 
-from tada_zoo.layers import LearnableCalibration, RouteFuncMLP, TAdaConv2d, TemporalAggregation, temporal_pool
+from tada_zoo.layers import FrameConv1d, LearnableCalibration, RouteFuncMLP, TAdaConv2d, TemporalAggregation, temporal_pool
 
 
 def _grads(fn, conv, x, alpha, bias_alpha):
@@ -130,6 +130,21 @@ def test_learnable_calibration():
     assert shared(x).shape == varying(x).shape == (2, 4, 3, 1, 1)
     with pytest.raises(ValueError, match="built for 3 frames"):
         varying(torch.randn(2, 4, 5, 5, 5))
+
+
+@pytest.mark.parametrize("k, bias", [(1, True), (3, True), (3, False), (5, True)])
+@pytest.mark.parametrize("T", [1, 2, 7])
+def test_frame_conv1d_equals_conv1d(k, bias, T):
+    fast = FrameConv1d(6, 4, k, bias=bias).double()
+    ref = nn.Conv1d(6, 4, k, padding=k // 2, bias=bias).double()
+    ref.load_state_dict(fast.state_dict())
+    x = torch.randn(3, 6, T, dtype=torch.float64, requires_grad=True)
+    y_fast, y_ref = fast(x), ref(x)
+    torch.testing.assert_close(y_fast, y_ref)
+    g = torch.randn_like(y_ref)
+    for a, b in zip(torch.autograd.grad(y_fast, [x, *fast.parameters()], g),
+                    torch.autograd.grad(y_ref, [x, *ref.parameters()], g)):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("pool_type", ["avg", "max", "mix"])

@@ -17,7 +17,29 @@ from timm.layers.activations import QuickGELU
 
 from .tadaconv import check_video
 
-__all__ = ["RouteFuncMLP", "LearnableCalibration", "RouteFuncTransformer", "route_func_transformer_from_original"]
+__all__ = ["FrameConv1d", "RouteFuncMLP", "LearnableCalibration", "RouteFuncTransformer",
+           "route_func_transformer_from_original"]
+
+
+class FrameConv1d(nn.Conv1d):
+    """``nn.Conv1d`` over the frames of descriptor sequences ``(B, C, T)`` ('same' padding, stride 1).
+
+    Computed as one GEMM on the unfolded temporal windows: at these sizes (a few frames, up
+    to 768 channels) that is about 3x faster on CPU than the convolution kernel, which
+    route functions call twice per block. Parameters and results are ``nn.Conv1d``'s.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True):
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd ('same' padding), got {kernel_size}")
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, T = x.shape
+        k = self.kernel_size[0]
+        windows = F.pad(x, (k // 2, k // 2)).unfold(2, k, 1).transpose(1, 2)  # (B, T, C, k), the weight's order
+        y = F.linear(windows.reshape(B * T, C * k), self.weight.view(self.out_channels, C * k), self.bias)
+        return y.view(B, T, -1).transpose(1, 2)
 
 
 class RouteFuncMLP(nn.Module):
@@ -61,13 +83,13 @@ class RouteFuncMLP(nn.Module):
         self.g = nn.Linear(c_in, c_in) if global_context else None
         if len(kernels) == 2:
             hidden = c_in // ratio
-            self.a = nn.Conv1d(c_in, hidden, kernels[0], padding=kernels[0] // 2)
+            self.a = FrameConv1d(c_in, hidden, kernels[0])
             self.bn = nn.BatchNorm1d(hidden, eps=bn_eps, momentum=bn_mmt)
             self.act = nn.ReLU(inplace=True)
         else:
             hidden = c_in
             self.a = self.bn = self.act = None
-        self.b = nn.Conv1d(hidden, out_channels, kernels[-1], padding=kernels[-1] // 2, bias=False)
+        self.b = FrameConv1d(hidden, out_channels, kernels[-1], bias=False)
         nn.init.zeros_(self.b.weight)  # alpha == 1 at init
 
     def calibration(self, v: torch.Tensor) -> torch.Tensor:
@@ -170,14 +192,14 @@ class RouteFuncTransformer(nn.Module):
         self.scale = hidden ** -0.5  # the original scales by the full width, not head_dim
         self.with_bias_cal = with_bias_cal
         self.zero_init_cal = zero_init_cal
-        self.a = nn.Conv1d(c_in, hidden, kernels[0], padding=kernels[0] // 2)
+        self.a = FrameConv1d(c_in, hidden, kernels[0])
         self.norm = nn.LayerNorm(hidden, eps=eps)
         self.act = QuickGELU()
         self.norm_transformer = nn.LayerNorm(hidden, eps=eps)
         self.qkv_proj = nn.Linear(hidden, 3 * hidden)
         self.attn_out = nn.Linear(hidden, hidden)
-        self.b = nn.Conv1d(hidden, c_in, kernels[1], padding=kernels[1] // 2, bias=False)
-        self.b_bias = (nn.Conv1d(hidden, c_in, kernels[1], padding=kernels[1] // 2, bias=False)
+        self.b = FrameConv1d(hidden, c_in, kernels[1], bias=False)
+        self.b_bias = (FrameConv1d(hidden, c_in, kernels[1], bias=False)
                        if with_bias_cal else None)
         self.reset_parameters()
 
