@@ -2,12 +2,13 @@
 
 The tubelet stem (temporal stride 2) leaves T/2 frame positions for the network, so the
 like-for-like baseline is ``convnext_tiny`` on B*T/2 frames (the same multiply-accumulates
-but for the calibration); ``convnext_tiny`` on all B*T input frames is printed too. Runs
-are interleaved and the median of ``--reps`` timed runs is reported, so background load
-hits both models alike; the process CPU time is printed next to the wall time, as it is
-the steadier figure on a shared machine.
+but for the calibration); ``convnext_tiny`` on all B*T input frames (the issue's
+baseline) is printed too. The models take ``--reps`` turns of ``--calls`` consecutive
+calls (steady state, see ``common.time_runs``); a ratio is the median of the per-turn
+ratios, so background load hits both models alike. The process CPU time is printed next
+to the wall time, as it is the steadier figure on a shared machine.
 
-    python benchmarks/bench_convnext.py [--frames 8 --size 224 --reps 5 --threads 2 --v2]
+    python benchmarks/bench_convnext.py [--frames 8 --size 224 --reps 11 --calls 3 --threads 2 --v2]
 """
 import argparse
 import sys
@@ -27,9 +28,10 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--reps", type=int, default=11)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--v2", action="store_true", help="also time TAdaConvNeXtV2-T")
+    p.add_argument("--calls", type=int, default=3, help="consecutive calls timed per turn (steady state)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -46,7 +48,8 @@ def main() -> None:
     if args.v2:
         models["tadaconvnextv2_t"] = (timm.create_model("tadaconvnextv2_t_16f").eval(), clip)
     with torch.inference_mode():
-        runs = time_runs({name: (lambda m=m, x=x: m(x)) for name, (m, x) in models.items()}, args.reps)
+        calls = {name: (lambda m=m, x=x: m(x)) for name, (m, x) in models.items()}
+        runs = time_runs(calls, args.reps, calls=args.calls)
 
     base = "convnext_tiny x B*T/2"
     print(f"input {B}x3x{T}x{S}x{S}, {args.threads} threads, median of {args.reps} turns; "

@@ -3,12 +3,13 @@
 TAdaFormer-B/16 on a 16-frame clip sees 8 token frames (stride-2 tubelet), so the
 baselines run on those 8 frames as a batch: ``vit_base_patch16_clip_224`` (the issue's
 baseline, GELU) and ``vit_base_patch16_clip_quickgelu_224`` (OpenAI's CLIP, the network
-TAdaFormer is built from and inflated from). All run in this process, taking turns, batch
-1, float32, eval, no_grad, ``--repeats`` turns; the ratio is the median of the per-turn
-ratios (wall clock and process CPU time).
+TAdaFormer is built from and inflated from). All run in this process, batch 1, float32,
+eval, no_grad, taking ``--repeats`` turns of ``--calls`` consecutive calls (steady state,
+see ``common.time_runs``); the ratio is the median of the per-turn ratios (wall clock and
+process CPU time).
 Goal (issue 5): ratio <= 1.15.
 
-    python benchmarks/bench_tadaformer.py [--threads 2] [--repeats 7] [--device cpu]
+    python benchmarks/bench_tadaformer.py [--threads 2] [--repeats 7] [--calls 3] [--device cpu]
 """
 import argparse
 import sys
@@ -30,6 +31,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=16, help="input frames (token frames: half)")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--calls", type=int, default=3, help="consecutive calls timed per turn (steady state)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
@@ -51,7 +53,7 @@ def main() -> None:
         return fn
 
     with torch.no_grad():
-        t = time_runs({k: call(m.eval().to(dev), x) for k, (m, x) in runs.items()}, args.repeats)
+        t = time_runs({k: call(m.eval().to(dev), x) for k, (m, x) in runs.items()}, args.repeats, calls=args.calls)
     tada = "tadaformer_b16_16f"
     print(f"device {dev}, {args.threads} threads, clip 1x3x{args.frames}x{args.size}x{args.size}, "
           f"median of {args.repeats} turns; {tada} {median_time(t, tada) * 1e3:.1f} ms wall "

@@ -8,9 +8,12 @@ from typing import Callable, Dict, List, Tuple, Union
 Runs = Dict[str, List[Tuple[float, float]]]
 
 
-def time_runs(fns: Dict[str, Callable[[], None]], repeats: int = 5, warmup: int = 1) -> Runs:
-    """``(wall, process CPU)`` seconds of every call; the candidates take turns, so each
-    turn sees about the same machine load (the CPU time is steadier on a shared machine)."""
+def time_runs(fns: Dict[str, Callable[[], None]], repeats: int = 5, warmup: int = 1, calls: int = 1) -> Runs:
+    """``(wall, process CPU)`` seconds per call, one entry per turn; the candidates take
+    turns, so each turn sees about the same machine load (the CPU time is steadier on a
+    shared machine). A turn averages ``calls`` consecutive calls: ``calls > 1`` measures
+    steady-state throughput, as the first call after another model's pays for its cold
+    caches and allocator state."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -18,8 +21,9 @@ def time_runs(fns: Dict[str, Callable[[], None]], repeats: int = 5, warmup: int 
     for _ in range(repeats):
         for name, fn in fns.items():
             wall, proc = time.perf_counter(), time.process_time()
-            fn()
-            runs[name].append((time.perf_counter() - wall, time.process_time() - proc))
+            for _ in range(calls):
+                fn()
+            runs[name].append(((time.perf_counter() - wall) / calls, (time.process_time() - proc) / calls))
     return runs
 
 
