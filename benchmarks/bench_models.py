@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_memory_mb, time_interleaved  # noqa: E402
+from common import median_time, paired_ratio, peak_memory_mb, time_runs  # noqa: E402
 
 MODELS = ("tada2d_r50_8f", "tsn_r50_8f", "resnet50")
 
@@ -66,7 +66,8 @@ def main() -> None:
     for batch in args.batches:
         for train in (False, True):
             calls = {n: build(n, batch, args.frames, args.size, train) for n in MODELS}
-            t = time_interleaved(calls, repeats=args.repeats)
+            runs = time_runs(calls, repeats=args.repeats)
+            t = {n: median_time(runs, n) for n in runs}
             del calls
             mem = {}
             if not args.no_memory:
@@ -77,7 +78,8 @@ def main() -> None:
             mem_cols = (f"{mem['tada2d_r50_8f'] / mem['tsn_r50_8f']:.3f} | {mem['tada2d_r50_8f']:.0f} | "
                         f"{mem['tsn_r50_8f']:.0f}") if mem else "- | - | -"
             print(f"| {batch} | {mode} | {t['tada2d_r50_8f']:.3f} | {t['tsn_r50_8f']:.3f} | {t['resnet50']:.3f} | "
-                  f"{t['tada2d_r50_8f'] / t['tsn_r50_8f']:.3f} | {t['tsn_r50_8f'] / t['resnet50']:.3f} | {mem_cols} |",
+                  f"{paired_ratio(runs, 'tada2d_r50_8f', 'tsn_r50_8f'):.3f} | "
+                  f"{paired_ratio(runs, 'tsn_r50_8f', 'resnet50'):.3f} | {mem_cols} |",
                   flush=True)
 
 

@@ -5,17 +5,22 @@
 
 For every pair it times inference (eval, no grad) and one training step (forward,
 backward, SGD step) of the full-size models, baseline and TAda alternating so that load
-changes hit both alike, and prints median times and the TAda / baseline ratio (goal:
+changes hit both alike, and prints median times and the TAda / baseline ratio (median of
+the per-turn ratios; goal:
 <= 1.10; the FLOPs differ by < 0.05 %).
 """
 import argparse
-import statistics
-import time
+import sys
+from functools import partial
+from pathlib import Path
 
 import timm
 import torch
 
-import tada_zoo  # noqa: F401
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median_time, paired_ratio, time_runs  # noqa: E402
+
+import tada_zoo  # noqa: E402,F401
 
 PAIRS = {
     "slowonly_r50_8x8": "slowonly_r50_8x8_tada",
@@ -54,18 +59,12 @@ def bench_pair(base_name: str, tada_name: str, args) -> dict:
 
     out = {}
     for kind, fn in (("infer", infer), ("train", train)):
-        times = {base_name: [], tada_name: []}
-        for name in times:  # warm-up
+        def call(name, fn=fn):
             fn(name)
-        for _ in range(args.repeats):
-            for name in times:
-                _sync(args.device)
-                t0 = time.perf_counter()
-                fn(name)
-                _sync(args.device)
-                times[name].append(time.perf_counter() - t0)
-        b, t = statistics.median(times[base_name]), statistics.median(times[tada_name])
-        out[kind] = (b, t, t / b)
+            _sync(args.device)
+        runs = time_runs({name: partial(call, name) for name in (base_name, tada_name)}, args.repeats)
+        out[kind] = (median_time(runs, base_name), median_time(runs, tada_name),
+                     paired_ratio(runs, tada_name, base_name))
     return out
 
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import time_interleaved  # noqa: E402
+from common import median_time, paired_ratio, time_runs  # noqa: E402
 
 from tada_zoo.layers import TAdaConv2d  # noqa: E402
 
@@ -62,11 +62,13 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for channels, size in SHAPES:
         for train in (False, True):
-            t = time_interleaved(calls(args.batch, args.frames, channels, size, train), repeats=args.repeats)
+            runs = time_runs(calls(args.batch, args.frames, channels, size, train), repeats=args.repeats)
+            t = {n: median_time(runs, n) for n in runs}
+            r = {n: paired_ratio(runs, n, "plain") for n in runs}
             print(f"| {channels} | {size}x{size} | {'fwd+bwd' if train else 'inference'} | "
                   f"{1e3 * t['plain']:.1f} | {1e3 * t['frames']:.1f} | {1e3 * t['fast']:.1f} | "
-                  f"{1e3 * t['reference']:.1f} | {t['frames'] / t['plain']:.2f} | {t['fast'] / t['plain']:.2f} | "
-                  f"{t['reference'] / t['plain']:.2f} |", flush=True)
+                  f"{1e3 * t['reference']:.1f} | {r['frames']:.2f} | {r['fast']:.2f} | "
+                  f"{r['reference']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

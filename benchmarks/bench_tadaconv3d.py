@@ -4,13 +4,18 @@
 
 Default shape: an R3D res4 3x3x3 conv (256 -> 256 channels, 8 frames, 14x14). Also times
 "taps", the other exact cin formulation (one 2D conv per temporal tap, summed), to show
-why the fast path stacks the taps instead. Prints the best of --repeats interleaved runs and ratios to nn.Conv3d.
+why the fast path stacks the taps instead. Prints medians of --repeats interleaved turns and
+ratios to nn.Conv3d (median of the per-turn ratios).
 """
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median_time, paired_ratio, time_runs  # noqa: E402
 
 from tada_zoo.layers import TAdaConv3d
 from tada_zoo.layers.tadaconv import temporal_taps
@@ -28,27 +33,6 @@ def taps_forward(conv: TAdaConv3d, x: torch.Tensor, alpha: torch.Tensor) -> torc
     if conv.bias is not None:
         y = y + conv.bias.view(-1, 1, 1)
     return y.unflatten(0, (B, -1)).transpose(1, 2)
-
-
-def best_times(fns: dict, rounds: int, device: str) -> dict:
-    """Fastest of ``rounds`` runs per function, the functions interleaved round by round so
-    that load from other processes hits them alike (min, not median: noise only adds)."""
-    def run(fn):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
-
-    for fn in fns.values():  # warm-up
-        run(fn)
-    best = {name: float("inf") for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            best[name] = min(best[name], run(fn))
-    return best
 
 
 def main() -> None:
@@ -82,13 +66,14 @@ def main() -> None:
         print(f"\ncal_dim={cal_dim}  (fast vs reference max abs diff {err:.1e})")
         print(f"{'path':<12}{'infer ms':>10}{'ratio':>8}{'fwd+bwd ms':>12}{'ratio':>8}")
         xg, ag = x.clone().requires_grad_(), alpha.clone().requires_grad_()
+        sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
         with torch.no_grad():
-            inf = best_times({n: (lambda fn=fn: fn(x, alpha)) for n, fn in paths.items()}, args.repeats, dev)
-        train = best_times(
-            {n: (lambda fn=fn: fn(xg, ag).sum().backward()) for n, fn in paths.items()}, args.repeats, dev)
+            inf = time_runs({n: (lambda fn=fn: (fn(x, alpha), sync())) for n, fn in paths.items()}, args.repeats)
+        train = time_runs(
+            {n: (lambda fn=fn: (fn(xg, ag).sum().backward(), sync())) for n, fn in paths.items()}, args.repeats)
         for name in paths:
-            print(f"{name:<12}{1e3 * inf[name]:>10.2f}{inf[name] / inf['nn.Conv3d']:>8.2f}"
-                  f"{1e3 * train[name]:>12.2f}{train[name] / train['nn.Conv3d']:>8.2f}")
+            print(f"{name:<12}{1e3 * median_time(inf, name):>10.2f}{paired_ratio(inf, name, 'nn.Conv3d'):>8.2f}"
+                  f"{1e3 * median_time(train, name):>12.2f}{paired_ratio(train, name, 'nn.Conv3d'):>8.2f}")
 
 
 if __name__ == "__main__":

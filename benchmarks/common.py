@@ -2,7 +2,7 @@
 import multiprocessing as mp
 import statistics
 import time
-from typing import Callable, Dict, List, Tuple, Union
+from typing import Callable, Dict, List, Tuple
 
 
 Runs = Dict[str, List[Tuple[float, float]]]
@@ -35,12 +35,6 @@ def paired_ratio(runs: Runs, name: str, base: str, cpu: bool = False) -> float:
     """Median over turns of ``name``'s time / ``base``'s time in the same turn: a slow drift
     of the machine's speed cancels in each pair, unlike in a ratio of medians."""
     return statistics.median(a[cpu] / b[cpu] for a, b in zip(runs[name], runs[base]))
-
-
-def time_interleaved(fns: Dict[str, Callable[[], None]], repeats: int = 5, warmup: int = 1) -> Dict[str, float]:
-    """Median wall seconds per call, the candidates taking turns."""
-    runs = time_runs(fns, repeats, warmup)
-    return {k: median_time(runs, k) for k in runs}
 
 
 def _status_kb(field: str) -> int:
