@@ -8,7 +8,10 @@ sliding windows (``clip_len`` frames ``frame_interval`` apart, a window every
 windows of consecutive videos share batches. Each video gets one file (safetensors:
 ``features`` + ``timestamps`` + ``start_frames``; or npy: features, with timestamps in the
 index) and a line in ``index.jsonl``. Finished videos are skipped on a rerun; videos that
-fail to decode are reported and skipped.
+fail to decode are reported and skipped. Under torchrun the videos are dealt out to the
+ranks, each rank logs to its own ``index.rank<r>.jsonl`` and rank 0 merges the logs into
+``index.jsonl`` at the end (a rerun after an interruption reads the rank logs too, with
+any number of processes).
 """
 import argparse
 import json
@@ -22,6 +25,8 @@ import timm
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
+
+from .engine.distributed import all_gather_object, barrier, get_rank, get_world_size
 
 __all__ = ["FeatureExtractor", "extract_videos", "list_videos", "register", "VIDEO_EXTENSIONS"]
 
@@ -189,14 +194,29 @@ def _write_features(file: Path, feats: torch.Tensor, timestamps, start_frames, m
     os.replace(tmp, file)
 
 
-def _read_index(path: Path) -> Dict[str, dict]:
+def _read_index(output: Path) -> Dict[str, dict]:
+    """The newest entry per video from ``index.jsonl`` and any rank logs; a line cut short
+    by a killed run is ignored (its video is simply done again)."""
     entries = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                e = json.loads(line)
+    for path in [output / "index.jsonl", *sorted(output.glob("index.rank*.jsonl"))]:
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    e = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
                 entries[e["video"]] = e
     return entries
+
+
+def _compact_index(output: Path) -> None:
+    """One line per video in ``index.jsonl``, written atomically; the rank logs go."""
+    entries = _read_index(output)
+    tmp = output / ".index.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(e) + "\n" for e in entries.values()))
+    os.replace(tmp, output / "index.jsonl")
+    for path in output.glob("index.rank*.jsonl"):
+        path.unlink()
 
 
 def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path]], output: Union[str, Path],
@@ -204,18 +224,23 @@ def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path
                    fmt: str = "safetensors", root: Optional[Union[str, Path]] = None, progress: bool = True) -> dict:
     """Extract every video in ``videos`` to ``output`` (see the module docstring).
 
-    Returns ``dict(done, skipped, failed={video: error}, clips, seconds)``.
+    Returns ``dict(done, skipped, failed={video: error}, clips, seconds)``, summed over
+    the ranks when run under torchrun (every rank calls it with the same arguments).
     """
     if fmt not in ("safetensors", "npy"):
         raise ValueError(f"format must be 'safetensors' or 'npy', got {fmt!r}")
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     root = Path(root) if root is not None else None
-    index_path = output / "index.jsonl"
-    index = _read_index(index_path)
+    rank, world = get_rank(), get_world_size()
+    index = _read_index(output)
+    barrier()  # every rank has read the same index before any rank logs to it
+    index_path = output / ("index.jsonl" if world == 1 else f"index.rank{rank}.jsonl")
     keys = [str(Path(v).relative_to(root)) if root is not None else Path(v).name for v in videos]
     todo = [i for i, k in enumerate(keys)
             if not (index.get(k, {}).get("status") == "ok" and (output / index[k]["file"]).exists())]
+    n_todo = len(todo)
+    todo = todo[rank::world]  # dealt out to the ranks
     paths = [str(videos[i]) for i in todo]
     t0 = time.time()
     dataset = _WindowChunks(paths, clip_len, frame_interval, clip_stride, transform, extractor.batch_size)
@@ -229,7 +254,6 @@ def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path
         nonlocal done
         key = keys[todo[j]]
         entry = dict(video=key, **entry)
-        index[key] = entry
         with open(index_path, "a") as f:
             f.write(json.dumps(entry) + "\n")
         bar.update()
@@ -275,11 +299,14 @@ def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path
     if queue:
         run_batch()
     bar.close()
-    # compact the index: one line per video, atomically
-    tmp = output / ".index.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(e) + "\n" for e in index.values()))
-    os.replace(tmp, index_path)
-    return dict(done=done, skipped=len(videos) - len(todo), failed=failed, clips=n_clips, seconds=time.time() - t0)
+    barrier()  # all rank logs are complete
+    if rank == 0:
+        _compact_index(output)
+    ranks = all_gather_object(dict(done=done, failed=failed, clips=n_clips))
+    barrier()  # nobody returns before the merged index is written
+    return dict(done=sum(r["done"] for r in ranks), skipped=len(videos) - n_todo,
+                failed={k: e for r in ranks for k, e in r["failed"].items()},
+                clips=sum(r["clips"] for r in ranks), seconds=time.time() - t0)
 
 
 def register(subparsers) -> None:
@@ -309,9 +336,10 @@ def register(subparsers) -> None:
 def _main(args: argparse.Namespace) -> None:
     from .data import transforms_from_cfg
     from .engine.train import default_frame_interval
+    from .engine.distributed import cleanup_distributed, init_distributed, is_main_process
     from .engine.trainer import _autocast_dtype
 
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = init_distributed(args.device)
     kwargs = dict(args.model_kwargs)
     if args.clip_len:
         kwargs["num_frames"] = args.clip_len
@@ -328,8 +356,14 @@ def _main(args: argparse.Namespace) -> None:
     tf = transforms_from_cfg(pcfg, train=False, **over)
     videos = list_videos(args.input)
     root = Path(args.input) if Path(args.input).is_dir() else None
-    r = extract_videos(ex, videos, args.output, clip_len, interval, stride, tf, args.workers, args.format, root,
-                       progress=not args.quiet)
+    main = is_main_process()
+    try:
+        r = extract_videos(ex, videos, args.output, clip_len, interval, stride, tf, args.workers, args.format,
+                           root, progress=not args.quiet and main)
+    finally:
+        cleanup_distributed()
+    if not main:
+        return
     print(f"{r['done']} videos extracted ({r['clips']} clips, {r['seconds']:.1f}s), {r['skipped']} already done, "
           f"{len(r['failed'])} failed -> {args.output}/index.jsonl")
     for k, e in r["failed"].items():

@@ -80,6 +80,28 @@ def test_extract_files_index_resume_and_corrupt(videos, tmp_path):
     assert len((tmp_path / "index.jsonl").read_text().splitlines()) == 4
 
 
+def test_extract_resumes_from_rank_logs_and_a_cut_line(videos, tmp_path):
+    """An interrupted torchrun run leaves rank logs (maybe with a half-written last line);
+    a rerun with any number of processes honours them and merges them into index.jsonl."""
+    from tada_zoo.data import EvalTransform
+
+    ex = FeatureExtractor(tiny_model(), "pooled", batch_size=3)
+    tf = EvalTransform(crop_size=32, short_side=32, num_crops=1)
+    paths = [p for p in list_videos(videos) if p.name != "broken.mp4"]
+    extract_videos(ex, paths[:1], tmp_path, 4, 1, 4, tf, workers=0, root=videos, progress=False)
+    (tmp_path / "index.jsonl").rename(tmp_path / "index.rank1.jsonl")
+    with open(tmp_path / "index.rank1.jsonl", "a") as f:
+        f.write('{"video": "sub/v1.mp4", "sta')  # killed mid-write
+    mtime = (tmp_path / "sub" / "v0.safetensors").stat().st_mtime_ns
+    r = extract_videos(ex, paths, tmp_path, 4, 1, 4, tf, workers=0, root=videos, progress=False)
+    assert r["skipped"] == 1 and r["done"] == 2 and not r["failed"]
+    assert (tmp_path / "sub" / "v0.safetensors").stat().st_mtime_ns == mtime
+    assert not list(tmp_path.glob("index.rank*.jsonl"))
+    lines = [json.loads(line) for line in (tmp_path / "index.jsonl").read_text().splitlines()]
+    assert sorted(e["video"] for e in lines) == ["sub/v0.mp4", "sub/v1.mp4", "sub/v2.mp4"]
+    assert all(e["status"] == "ok" for e in lines)
+
+
 def test_extract_command_npy(videos, tmp_path):
     from tada_zoo.cli import main
 
