@@ -106,9 +106,24 @@ class _InputCalibratedConv2d(torch.autograd.Function):
 
 
 class _TAdaConvNd(nn.Module):
-    """What TAdaConv2d and TAdaConv3d share: arguments, base weight and its init, repr."""
+    """What TAdaConv2d and TAdaConv3d share: arguments, base weight and its init, repr.
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, cal_dim):
+    Subclasses say how a size argument becomes their tuple with ``_size(value, name, temporal)``
+    (``temporal``: the value a temporal part must have in a spatial convolution).
+    """
+
+    def __init__(
+            self,
+            in_channels: int,
+            out_channels: int,
+            kernel_size: _IntOr,
+            stride: _IntOr = 1,
+            padding: _IntOr = 0,
+            dilation: _IntOr = 1,
+            groups: int = 1,
+            bias: bool = False,
+            cal_dim: str = "cin",
+    ):
         super().__init__()
         if cal_dim not in ("cin", "cout"):
             raise ValueError(f"cal_dim must be 'cin' or 'cout', got {cal_dim!r}")
@@ -118,7 +133,10 @@ class _TAdaConvNd(nn.Module):
                 f"divisible by groups ({groups})")
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+        self.kernel_size, self.stride, self.padding, self.dilation = (
+            self._size(value, name, temporal) for value, name, temporal in (
+                (kernel_size, "kernel_size", 1), (stride, "stride", 1), (padding, "padding", 0),
+                (dilation, "dilation", 1)))
         self.groups = groups
         self.cal_dim = cal_dim
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
@@ -157,21 +175,7 @@ class TAdaConv2d(_TAdaConvNd):
     The base weight is stored like ``nn.Conv2d``'s, ``(out, in // groups, kh, kw)``.
     """
 
-    def __init__(
-            self,
-            in_channels: int,
-            out_channels: int,
-            kernel_size: _IntOr,
-            stride: _IntOr = 1,
-            padding: _IntOr = 0,
-            dilation: _IntOr = 1,
-            groups: int = 1,
-            bias: bool = False,
-            cal_dim: str = "cin",
-    ):
-        super().__init__(
-            in_channels, out_channels, _spatial(kernel_size, "kernel_size", 1), _spatial(stride, "stride", 1),
-            _spatial(padding, "padding", 0), _spatial(dilation, "dilation", 1), groups, bias, cal_dim)
+    _size = staticmethod(_spatial)
 
     def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], groups: int):
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
@@ -289,21 +293,9 @@ class TAdaConv3d(_TAdaConvNd):
     original supports temporal stride/dilation 1 and padding kt // 2 only).
     """
 
-    def __init__(
-            self,
-            in_channels: int,
-            out_channels: int,
-            kernel_size: _IntOr,
-            stride: _IntOr = 1,
-            padding: _IntOr = 0,
-            dilation: _IntOr = 1,
-            groups: int = 1,
-            bias: bool = False,
-            cal_dim: str = "cin",
-    ):
-        super().__init__(
-            in_channels, out_channels, _triple(kernel_size, "kernel_size"), _triple(stride, "stride"),
-            _triple(padding, "padding"), _triple(dilation, "dilation"), groups, bias, cal_dim)
+    @staticmethod
+    def _size(value: _IntOr, name: str, temporal: int) -> Tuple[int, int, int]:
+        return _triple(value, name)
         if min(self.kernel_size + self.stride + self.dilation) < 1 or min(self.padding) < 0:
             raise ValueError(
                 f"kernel_size, stride, dilation must be >= 1 and padding >= 0; got kernel_size="
