@@ -4,7 +4,8 @@ import torch
 import torch.nn as nn
 from hypothesis import given, settings, strategies as st
 
-from tada_zoo.layers import FrameConv1d, LearnableCalibration, RouteFuncMLP, TAdaConv2d, TemporalAggregation, temporal_pool
+from tada_zoo.layers import (
+    FrameConv1d, LearnableCalibration, RouteFuncMLP, TAdaConv2d, TAdaConv3d, TemporalAggregation, temporal_pool)
 
 
 def _grads(fn, conv, x, alpha, bias_alpha):
@@ -215,5 +216,10 @@ def test_bad_constructor_arguments():
         TAdaConv2d(4, 6, 3, groups=4)
     with pytest.raises(ValueError, match="cal_dim"):
         TAdaConv2d(4, 4, 3, cal_dim="k")
+    for conv in (TAdaConv2d, TAdaConv3d):
+        with pytest.raises(ValueError, match="padding >= 0"):
+            conv(4, 4, 3, padding=-1)
+        with pytest.raises(ValueError, match="must be >= 1"):
+            conv(4, 4, 3, stride=0)
     with pytest.raises(ValueError, match="odd"):
         RouteFuncMLP(8, 2, kernels=(2, 3))

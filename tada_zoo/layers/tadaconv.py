@@ -137,6 +137,10 @@ class _TAdaConvNd(nn.Module):
             self._size(value, name, temporal) for value, name, temporal in (
                 (kernel_size, "kernel_size", 1), (stride, "stride", 1), (padding, "padding", 0),
                 (dilation, "dilation", 1)))
+        if min(self.kernel_size + self.stride + self.dilation) < 1 or min(self.padding) < 0:
+            raise ValueError(
+                f"kernel_size, stride, dilation must be >= 1 and padding >= 0; got kernel_size="
+                f"{self.kernel_size}, stride={self.stride}, padding={self.padding}, dilation={self.dilation}")
         self.groups = groups
         self.cal_dim = cal_dim
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
@@ -296,10 +300,6 @@ class TAdaConv3d(_TAdaConvNd):
     @staticmethod
     def _size(value: _IntOr, name: str, temporal: int) -> Tuple[int, int, int]:
         return _triple(value, name)
-        if min(self.kernel_size + self.stride + self.dilation) < 1 or min(self.padding) < 0:
-            raise ValueError(
-                f"kernel_size, stride, dilation must be >= 1 and padding >= 0; got kernel_size="
-                f"{self.kernel_size}, stride={self.stride}, padding={self.padding}, dilation={self.dilation}")
 
     def output_frames(self, t: int) -> int:
         """Output length for ``t`` input frames."""
