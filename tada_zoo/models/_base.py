@@ -6,7 +6,13 @@ import torch.nn as nn
 from timm.models import checkpoint_seq
 from timm.models._features import feature_take_indices
 
-__all__ = ["FcHeadMixin", "StagedVideoMixin"]
+__all__ = ["FcHeadMixin", "StagedVideoMixin", "check_output_fmt"]
+
+
+def check_output_fmt(output_fmt: str) -> None:
+    """Video maps are ``(B, C, T, H, W)``; 'NCHW' is accepted as timm's ``FeatureGetterNet`` passes it."""
+    if output_fmt not in ("NCTHW", "NCHW"):
+        raise ValueError(f"output_fmt must be 'NCTHW', got {output_fmt!r}")
 
 
 class FcHeadMixin:
@@ -67,8 +73,7 @@ class StagedVideoMixin(FcHeadMixin):
         ``indices``: which of the ``len(feature_info)`` levels (stem, stages) to return;
         an int n means the last n.
         """
-        if output_fmt not in ("NCTHW", "NCHW"):  # timm's FeatureGetterNet passes 'NCHW'
-            raise ValueError(f"output_fmt must be 'NCTHW', got {output_fmt!r}")
+        check_output_fmt(output_fmt)
         take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
         intermediates = []
         x = self.stem(x)

@@ -29,7 +29,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models._features import feature_take_indices
 
 from ..layers import check_video
-from ._base import FcHeadMixin
+from ._base import FcHeadMixin, check_output_fmt
 from ._cfg import video_cfg
 from .resnet3d import Bottleneck3d, ResNet3d, init_weights, tada_from_baseline
 
@@ -169,8 +169,7 @@ class SlowFast(FcHeadMixin, nn.Module):
         Levels ``2 i`` are slow, ``2 i + 1`` fast (i = 0 stem, 1..4 res2..res5); the slow
         maps are taken before the fast features are fused into them.
         """
-        if output_fmt not in ("NCTHW", "NCHW"):  # timm's FeatureGetterNet passes 'NCHW'
-            raise ValueError(f"output_fmt must be 'NCTHW', got {output_fmt!r}")
+        check_output_fmt(output_fmt)
         take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
         x = self._stems(x)
         intermediates = [x[j] for j in (0, 1) if j in take_indices]

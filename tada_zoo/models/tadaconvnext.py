@@ -42,6 +42,7 @@ from ..layers import (
     QuickGELUMlp, RouteFuncMLP, RouteFuncTransformer, TAdaConv2d, check_video,
     route_func_transformer_from_original, temporal_sum)
 from ..hub import build_video_model
+from ._base import check_output_fmt
 from ._cfg import generate_video_cfgs, video_cfg
 
 __all__ = ["TAdaConvNeXt", "TAdaConvNeXtBlock", "checkpoint_filter_fn"]
@@ -307,8 +308,7 @@ class TAdaConvNeXt(nn.Module):
     ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
         """Stage outputs as ``(B, C, T', H, W)`` maps (timm's feature API); ``indices``
         selects among the 4 stages (an int n means the last n)."""
-        if output_fmt not in ("NCTHW", "NCHW"):  # timm's FeatureGetterNet passes 'NCHW'
-            raise ValueError(f"output_fmt must be 'NCTHW', got {output_fmt!r}")
+        check_output_fmt(output_fmt)
         take_indices, max_index = feature_take_indices(len(self.stages), indices)
         intermediates = []
         x = self._stem(x)

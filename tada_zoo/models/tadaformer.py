@@ -41,6 +41,7 @@ from torch.utils.checkpoint import checkpoint
 from ..layers import QuickGELUMlp, TAdaConv2d, TemporalAggregation, check_video
 from ..layers.calibration import RouteFuncTransformer, route_func_transformer_from_original
 from ..hub import build_video_model
+from ._base import check_output_fmt
 from ._cfg import generate_video_cfgs, video_cfg
 
 __all__ = ["TAdaFormer", "TAdaFormerBlock", "TAdaBlock", "TemporalLinear", "checkpoint_filter_fn"]
@@ -335,8 +336,7 @@ class TAdaFormer(nn.Module):
         ``norm``: apply the final LayerNorm to them; ``return_prefix_tokens``: also return
         the class tokens ``(B, D, T')`` with each map.
         """
-        if output_fmt not in ("NCTHW", "NCHW"):  # timm's FeatureGetterNet passes 'NCHW'
-            raise ValueError(f"output_fmt must be 'NCTHW', got {output_fmt!r}")
+        check_output_fmt(output_fmt)
         take_indices, max_index = feature_take_indices(len(self.blocks), indices)
         B = x.shape[0]
         x, grid = self._embed(x)
