@@ -20,24 +20,12 @@ import tempfile
 from pathlib import Path
 
 import timm
-import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tada_zoo  # noqa: E402,F401  (registers the models)
+from tada_zoo.engine.checkpoint import load_state_dict_file  # noqa: E402
 from tada_zoo.inflate import inflate_convnext  # noqa: E402
-
-
-def load_2d(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"2D ConvNeXt checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("model", "state_dict", "model_state"):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-    return sd
 
 
 def _atomic(path: Path, write) -> None:
@@ -52,7 +40,7 @@ def _atomic(path: Path, write) -> None:
 
 
 def inflate_file(source: Path, model_name: str, output: Path, model_args: dict) -> Path:
-    state_dict = load_2d(source)
+    state_dict = load_state_dict_file(source)
     num_classes = state_dict["head.fc.weight"].shape[0] if "head.fc.weight" in state_dict else (
         state_dict["head.weight"].shape[0] if "head.weight" in state_dict else 0)
     model = timm.create_model(model_name, pretrained=False, num_classes=num_classes, **model_args)
