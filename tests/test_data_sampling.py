@@ -1,37 +1,62 @@
-"""Frame samplers: expected indices worked out by hand from the original code's formulas."""
+"""Frame samplers: test clips against indices recorded from the ORIGINAL code; training ranges."""
+import gzip
+import json
 import random
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tada_zoo.data import interval_indices, segment_indices, sliding_windows
 
-
-def test_interval_centre_clip():
-    # window 8 * 4 = 32 frames, start (100 - 32) / 2 = 34, linspace(34, 65, 8) truncated
-    assert interval_indices(100, 8, 4, clip_index=0).tolist() == [34, 38, 42, 47, 51, 56, 60, 65]
+CASES = Path(__file__).parent / "fixtures" / "original_pipeline_cases.json.gz"
 
 
-def test_interval_uniform_test_clips():
-    # 10 clips over 300 frames: max start 236, clip k starts at k * floor(236 / 9) = 26k;
-    # the 8 frames of linspace(s, s + 63, 8) are 9 apart
-    for k in range(10):
-        got = interval_indices(300, 8, 8, clip_index=k, num_clips=10)
-        assert got.tolist() == (26 * k + 9 * np.arange(8)).tolist()
+@lru_cache()
+def original_cases() -> dict:
+    """What the original functions returned (conversion/record_original_pipeline.py)."""
+    with gzip.open(CASES, "rt") as f:
+        return json.load(f)
 
 
-def test_interval_short_video_clamps_to_last_frame():
-    assert interval_indices(10, 8, 8, clip_index=0).tolist() == [0, 9, 9, 9, 9, 9, 9, 9]
-    assert interval_indices(1, 4, 2).tolist() == [0, 0, 0, 0]
-    with pytest.raises(ValueError, match="0 frames"):
-        interval_indices(0, 8, 8)
+def test_interval_test_clips_are_the_originals():
+    cases = original_cases()["interval"]
+    assert len(cases) > 1000 and {c["fps"] for c in cases} >= {25.0, 30.0, 60.0}
+    for c in cases:
+        for k, expected in enumerate(c["indices"]):
+            got = interval_indices(c["length"], c["frames"], c["rate"], clip_index=k, num_clips=c["clips"],
+                                   video_fps=c["fps"], target_fps=30)
+            assert got.tolist() == expected, c | dict(clip=k)
 
 
-def test_interval_fps_scaling():
-    # a 60 fps video measured at 30 fps: the window doubles (8 * 4 * 2 = 64 frames)
-    got = interval_indices(200, 8, 4, clip_index=0, video_fps=60, target_fps=30)
-    start = (200 - 64) / 2
-    assert got.tolist() == [int(v) for v in np.linspace(start, start + 63, 8)]
+def test_segment_test_clips_are_the_originals():
+    cases = original_cases()["segment"]
+    assert {c["clips"] for c in cases} >= {1, 2, 4}
+    for c in cases:
+        for k, expected in enumerate(c["indices"]):
+            got = segment_indices(c["length"], c["frames"], random=False, clip_index=k, num_clips=c["clips"])
+            assert got.tolist() == expected, c | dict(clip=k)
+
+
+def test_float32_matters():
+    """The same formula in float64 picks other frames on some recorded clips: precision is part of the protocol."""
+    differ = 0
+    for c in original_cases()["interval"]:
+        window = c["frames"] * c["rate"] * c["fps"] / 30
+        max_start = max(c["length"] - window, 0)
+        for k, expected in enumerate(c["indices"]):
+            start = max_start / 2 if c["clips"] == 1 else max_start * k / c["clips"]
+            f64 = np.clip(np.linspace(start, start + window - 1, c["frames"]), 0, c["length"] - 1).astype(np.int64)
+            differ += f64.tolist() != expected
+    assert differ > 0
+
+
+def test_interval_window_is_measured_at_30_fps():
+    # 60 fps: the 8 x 8 window covers 128 frames of the file (about 2.1 s, as at 30 fps)
+    idx = interval_indices(1000, 8, 8, clip_index=0, video_fps=60, target_fps=30)
+    assert 126 <= idx[-1] - idx[0] <= 127
+    assert (interval_indices(1000, 8, 8, clip_index=0, video_fps=60) == interval_indices(1000, 8, 8, clip_index=0)).all()
 
 
 @pytest.mark.parametrize("rng_factory", [np.random.default_rng, random.Random])
@@ -39,21 +64,23 @@ def test_interval_random_start(rng_factory):
     rng = rng_factory(0)
     starts = []
     for _ in range(300):
-        idx = interval_indices(100, 8, 4, rng=rng)
-        assert len(idx) == 8 and idx.min() >= 0 and idx.max() <= 99
-        assert (np.diff(idx) >= 4).all()
+        idx = interval_indices(200, 8, 4, rng=rng, video_fps=60, target_fps=30)  # window 64 frames
+        assert len(idx) == 8 and idx.min() >= 0 and idx.max() <= 199
+        assert 62 <= idx[-1] - idx[0] <= 63
         starts.append(idx[0])
-    # random starts cover [0, 68]
-    assert min(starts) <= 3 and max(starts) >= 65
+    assert min(starts) <= 5 and max(starts) >= 130  # random starts cover [0, 136]
     a = interval_indices(100, 8, 4, rng=rng_factory(5))
     b = interval_indices(100, 8, 4, rng=rng_factory(5))
     assert a.tolist() == b.tolist()
 
 
-def test_segment_centres():
-    assert segment_indices(80, 8, random=False).tolist() == [5, 15, 25, 35, 45, 55, 65, 75]
-    # edges 0, 7.5, 15, 22.5, 30: centres 3.75, 11.25, 18.75, 26.25
-    assert segment_indices(30, 4, random=False).tolist() == [4, 11, 19, 26]
+def test_clip_index_out_of_range():
+    with pytest.raises(ValueError, match="clip_index 3"):
+        interval_indices(100, 8, 4, clip_index=3, num_clips=3)
+    with pytest.raises(ValueError, match="clip_index 2"):
+        segment_indices(100, 8, random=False, clip_index=2, num_clips=2)
+    with pytest.raises(ValueError, match="0 frames"):
+        interval_indices(0, 8, 8)
 
 
 def test_segment_random_stays_in_segment():
@@ -64,11 +91,6 @@ def test_segment_random_stays_in_segment():
         assert ((idx >= np.arange(8) * 10) & (idx <= np.arange(8) * 10 + 10)).all()
         seen.add(int(idx[0]))
     assert len(seen) >= 8  # it is random
-
-
-def test_segment_short_video():
-    idx = segment_indices(3, 8, random=False)
-    assert idx.min() >= 0 and idx.max() <= 2 and (np.diff(idx) >= 0).all()
 
 
 def test_sliding_windows_localization_setting():
@@ -92,15 +114,16 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 
 @settings(max_examples=200, deadline=None)
 @given(n=st.integers(1, 500), t=st.integers(1, 32), s=st.integers(1, 16), clips=st.integers(1, 10),
-       seed=st.integers(0, 2**31), segment=st.booleans())
-def test_samplers_always_return_valid_indices(n, t, s, clips, seed, segment):
+       seed=st.integers(0, 2**31), segment=st.booleans(), fps=st.sampled_from([None, 12.0, 29.97, 60.0]))
+def test_samplers_always_return_valid_indices(n, t, s, clips, seed, segment, fps):
     rng = np.random.default_rng(seed)
     if segment:
         results = [segment_indices(n, t, rng=rng)] + [
             segment_indices(n, t, random=False, clip_index=k, num_clips=clips) for k in range(clips)]
     else:
-        results = [interval_indices(n, t, s, rng=rng)] + [
-            interval_indices(n, t, s, clip_index=k, num_clips=clips) for k in range(clips)]
+        kw = dict(video_fps=fps, target_fps=30)
+        results = [interval_indices(n, t, s, rng=rng, **kw)] + [
+            interval_indices(n, t, s, clip_index=k, num_clips=clips, **kw) for k in range(clips)]
     for idx in results:
         assert idx.shape == (t,) and idx.dtype == np.int64
         assert idx.min() >= 0 and idx.max() <= n - 1

@@ -1,14 +1,16 @@
 """Which frames make a clip: pure functions from a video length to frame indices.
 
-They follow the original TAdaConv code base so that published accuracies reproduce:
-interval-based sampling (Kinetics), segment-based sampling (Something-Something) and
-sliding windows (feature extraction for temporal localization).
+Interval-based (Kinetics) and segment-based (Something-Something) sampling are the
+original TAdaConv code's (``tadaconv/datasets/base/base_dataset.py``), computed with the
+same float32 torch operations so that every clip gets the original's frames and published
+accuracies reproduce (tests check them against indices recorded from the original code).
+Sliding windows are ours (feature extraction for temporal localization).
 """
-import math
 import random as _random
 from typing import List, Optional, Tuple, Union
 
 import numpy as np
+import torch
 
 __all__ = ["interval_indices", "segment_indices", "sliding_windows"]
 
@@ -41,53 +43,64 @@ def _check(num_video_frames: int, num_frames: int) -> None:
 
 def interval_indices(num_video_frames: int, num_frames: int, interval: float, *,
                      clip_index: Optional[int] = None, num_clips: int = 1, rng: Rng = None,
-                     video_fps: Optional[float] = None, target_fps: Optional[float] = None) -> np.ndarray:
-    """``num_frames`` frames spread over a window of ``num_frames * interval`` frames.
+                     video_fps: Optional[float] = None, target_fps: Optional[float] = None,
+                     minus_interval: bool = False) -> np.ndarray:
+    """``num_frames`` frames spread over a window of ``num_frames * interval`` frames at ``target_fps``.
 
-    ``clip_index=None`` (training): the window starts at a random position. Otherwise
-    (testing) it is the ``clip_index``-th of ``num_clips`` windows spread uniformly over
-    the video (the centre one when ``num_clips == 1``). As in the original code, the
-    ``num_frames`` indices are ``linspace(start, start + num_frames * interval - 1)``
-    truncated to ints, and a window longer than the video repeats the last frame
-    (indices are clamped), so short videos never fail. With ``video_fps`` and
-    ``target_fps`` the window is measured at ``target_fps`` (the original used 30).
+    The original's ``_interval_based_sampling``, operation for operation. With
+    ``video_fps`` and ``target_fps`` (every released config: ``TARGET_FPS: 30``) the window
+    is ``num_frames * interval * video_fps / target_fps`` frames of the video, so the
+    interval counts frames of a 30-fps video whatever the file's rate. ``clip_index=None``
+    (training): a uniformly random start in ``[0, n - window]``. Otherwise clip ``k`` of
+    ``num_clips`` starts at ``(n - window) * k / num_clips`` (the centre for one clip). The
+    indices are ``torch.linspace(start, start + window - 1, num_frames)`` in float32 (``-
+    interval`` instead of ``- 1`` with ``minus_interval``), clamped to the video and
+    truncated, so a window longer than the video repeats the last frame. One frame:
+    a random frame in training (as the original), the window's first frame otherwise.
     """
     _check(num_video_frames, num_frames)
+    if clip_index is not None and not 0 <= clip_index < num_clips:
+        raise ValueError(f"clip_index {clip_index} out of range for num_clips={num_clips}")
     if num_frames == 1 and clip_index is None:
         return np.array([_randint(rng, 0, num_video_frames - 1)], dtype=np.int64)
     clip_length = num_frames * interval
     if video_fps and target_fps:
-        clip_length = clip_length * video_fps / target_fps
+        clip_length = num_frames * interval * video_fps / target_fps
     max_start = max(num_video_frames - clip_length, 0)
     if clip_index is None:
         start = _uniform(rng, 0, max_start)
+    elif num_clips == 1:
+        start = max_start / 2
     else:
-        if not 0 <= clip_index < num_clips:
-            raise ValueError(f"clip_index {clip_index} out of range for num_clips={num_clips}")
-        start = max_start / 2 if num_clips == 1 else clip_index * math.floor(max_start / (num_clips - 1))
-    end = start + clip_length - 1
-    index = np.linspace(start, end, num_frames)
-    return np.clip(index, 0, num_video_frames - 1).astype(np.int64)
+        start = max_start * clip_index / num_clips
+    end = start + clip_length - (interval if minus_interval else 1)
+    index = torch.linspace(start, end, num_frames)  # float32, like the original
+    return torch.clamp(index, 0, num_video_frames - 1).long().numpy()
 
 
 def segment_indices(num_video_frames: int, num_frames: int, *, random: bool = True, rng: Rng = None,
                     clip_index: int = 0, num_clips: int = 1) -> np.ndarray:
-    """One frame per each of ``num_frames`` equal segments (Something-Something, TSN).
+    """One frame from each of ``num_frames`` equal segments (Something-Something, TSN).
 
-    ``random=True`` (training): a random position inside each segment. Otherwise the
-    segment centre, or with ``num_clips > 1`` the ``clip_index``-th of ``num_clips``
-    positions from each segment's start to its end.
+    The original's ``_segment_based_sampling``, in float32 like it: segment edges
+    ``torch.linspace(0, n, num_frames + 1)``; ``random=True`` (training) a uniform position
+    inside each segment; otherwise the segment centre for one clip, and for clip ``k`` of
+    ``num_clips`` the point ``(k + 1) / num_clips`` of the way through each segment (2
+    clips: middle and end). Positions are clamped to the video and rounded half to even.
     """
     _check(num_video_frames, num_frames)
-    edges = np.linspace(0, num_video_frames, num_frames + 1)
+    if not random and not 0 <= clip_index < num_clips:
+        raise ValueError(f"clip_index {clip_index} out of range for num_clips={num_clips}")
+    edges = torch.linspace(0, num_video_frames, num_frames + 1)
+    lo, hi = edges[:-1], edges[1:]
     if random:
-        index = np.array([_uniform(rng, edges[i], edges[i + 1]) for i in range(num_frames)])
+        u = torch.tensor([_uniform(rng, 0.0, 1.0) for _ in range(num_frames)], dtype=torch.float32)
+        index = lo + (hi - lo) * u
     elif num_clips == 1:
-        index = (edges[:-1] + edges[1:]) / 2
+        index = (lo + hi) / 2
     else:
-        index = edges[:-1] + (edges[1:] - edges[:-1]) * clip_index / (num_clips - 1)
-    # round half to even like torch.round in the original
-    return np.round(np.clip(index, 0, num_video_frames - 1)).astype(np.int64)
+        index = lo + (hi - lo) * (clip_index + 1) / num_clips
+    return torch.round(torch.clamp(index, 0, num_video_frames - 1)).long().numpy()
 
 
 def sliding_windows(num_video_frames: int, clip_len: int, frame_interval: int,
