@@ -281,7 +281,8 @@ def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path
                 f, ts = torch.cat(acc["feats"]), torch.cat(acc["ts"])
                 name = _output_name(Path(paths[j]), root, fmt)
                 meta = dict(fps=c["fps"], num_frames=c["num_frames"], clip_len=clip_len,
-                            frame_interval=frame_interval, clip_stride=clip_stride, layer=extractor.layer)
+                            frame_interval=frame_interval, clip_stride=clip_stride, layer=extractor.layer,
+                            window_seconds=clip_len * frame_interval / c["fps"])
                 _write_features(output / name, f, ts, acc["starts"], meta, fmt)
                 entry = dict(status="ok", file=name, num_clips=len(f), shape=list(f.shape), **meta)
                 if fmt == "npy":
@@ -334,8 +335,7 @@ def register(subparsers) -> None:
 
 
 def _main(args: argparse.Namespace) -> None:
-    from .data import transforms_from_cfg
-    from .engine.train import default_frame_interval
+    from .data import protocol_from_cfg
     from .engine.distributed import cleanup_distributed, init_distributed, is_main_process
     from .engine.trainer import _autocast_dtype
 
@@ -346,14 +346,12 @@ def _main(args: argparse.Namespace) -> None:
     ex = FeatureExtractor.from_name(args.model, args.checkpoint, args.pretrained, kwargs, layer=args.layer,
                                     batch_size=args.batch_size, device=device,
                                     autocast_dtype=_autocast_dtype(args.amp, device))
-    pcfg = ex.model.pretrained_cfg or {}
-    clip_len = args.clip_len or getattr(ex.model, "num_frames", None) or 8
-    interval = args.frame_interval or pcfg.get("frame_interval") or default_frame_interval(clip_len)
+    # the model's test transform (one centre crop); the windows are extract's own, in frames of the file
+    protocol = protocol_from_cfg(ex.model.pretrained_cfg, num_frames=args.clip_len or getattr(ex.model, "num_frames", None),
+                                 frame_interval=args.frame_interval, test_crop=args.size, test_short_side=args.size)
+    clip_len, interval = protocol.num_frames, protocol.frame_interval
     stride = args.clip_stride or clip_len * interval
-    over = dict(num_crops=1)
-    if args.size:
-        over.update(crop_size=args.size, short_side=args.size)
-    tf = transforms_from_cfg(pcfg, train=False, **over)
+    tf = protocol.eval_transform(crops=1)
     videos = list_videos(args.input)
     root = Path(args.input) if Path(args.input).is_dir() else None
     main = is_main_process()

@@ -25,6 +25,7 @@ from huggingface_hub.errors import (
 from timm.models import PretrainedCfg, build_model_with_cfg, get_pretrained_cfg
 from timm.models._hub import save_config_for_hf
 
+from .data.protocol import protocol_from_cfg
 from .models._cfg import HUB_ORG, VideoPretrainedCfg
 
 __all__ = [
@@ -287,9 +288,9 @@ def render_model_card(name: str, stats: dict, provenance: Optional[dict] = None)
     init_lic = _LICENSE_NAMES.get(cfg.init_license, cfg.init_license or "unknown")
     t, h, w = stats["input"][2:]
     clip, views = _fmt_clip(cfg)
+    protocol = protocol_from_cfg(cfg)
     mean = ", ".join(f"{v:g}" for v in cfg.mean)
     std = ", ".join(f"{v:g}" for v in cfg.std)
-    test_size = (cfg.test_input_size or cfg.input_size)[1:]
     acc = (f"top-1 {cfg.top1:.1f} %, top-5 {cfg.top5:.1f} %" if cfg.top5 is not None
            else f"top-1 {cfg.top1:.1f} %") if cfg.top1 is not None else "not reported"
     lines = front + [
@@ -322,10 +323,11 @@ def render_model_card(name: str, stats: dict, provenance: Optional[dict] = None)
         "## Preprocessing",
         "",
         f"Input `(B, 3, T, H, W)` float clips of T = {cfg.num_frames} RGB frames in [0, 1], normalised with "
-        f"mean ({mean}) and std ({std}). Training crops {cfg.input_size[1]}x{cfg.input_size[2]}; the original "
-        f"evaluation resizes the short side to {test_size[0]} and takes {cfg.eval_crops or 3} crops of "
-        f"{test_size[0]}x{test_size[1]} from each of {cfg.eval_clips or 1} clips, averaging the softmax "
-        "scores of all views.",
+        f"mean ({mean}) and std ({std}). The original code's pipeline, which `tada-zoo evaluate --model {name}` "
+        "and `tada-zoo train` reproduce (interval windows are measured at 30 fps whatever the file's rate):",
+        "",
+        f"- **Evaluation:** {protocol.describe()}; the softmax scores of all views are averaged",
+        f"- **Training augmentation:** {protocol.describe(train=True)}",
         "",
         "## Usage",
         "",

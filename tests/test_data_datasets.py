@@ -1,4 +1,5 @@
 """Annotation lists and VideoDataset: exact clips end to end, missing and corrupt files, multi-label."""
+import random
 import warnings
 
 import numpy as np
@@ -7,8 +8,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from data_videos import read_index, write_video
-from tada_zoo.data import (EvalTransform, TrainTransform, VideoDataset, VideoDecodeError, interval_indices,
-                           read_annotations, sampling_from_cfg, segment_indices)
+from tada_zoo.data import (SSV2_FLIP_LABELS, EvalTransform, TrainTransform, VideoDataset, VideoDecodeError,
+                           interval_indices, protocol_from_cfg, read_annotations, segment_indices)
 
 
 @pytest.fixture(scope="module")
@@ -103,13 +104,53 @@ def test_multi_label_end_to_end(root, tmp_path):
     assert batch["label"].dtype == torch.long and batch["label"].tolist() == [[3, 7], [1, 2]]
 
 
-def test_sampling_from_cfg():
+def test_protocol_builds_the_tag_dataset(root, tmp_path):
     import tada_zoo  # noqa: F401
     from timm.models import get_pretrained_cfg
 
-    assert sampling_from_cfg(get_pretrained_cfg("tada2d_r50_8f.ssv2")) == dict(num_frames=8, sampling="segment")
-    assert sampling_from_cfg(dict(num_frames=16, sampling="interval", frame_interval=5)) == \
-        dict(num_frames=16, sampling="interval", frame_interval=5)
+    lst = _list(tmp_path, "a b/v0.mp4 3\nv1.mp4 1\n")
+    protocol = protocol_from_cfg(get_pretrained_cfg("tada2d_r50_8f.ssv2"), test_crop=32, train_crop=32)
+    ev = protocol.dataset(root, lst, train=False)
+    assert (ev.sampling, ev.num_frames, ev.num_clips, ev.transform.num_crops, len(ev)) == ("segment", 8, 2, 3, 4)
+    assert ev[1]["video"].shape == (3, 3, 8, 32, 32)
+    tr = protocol.dataset(root, lst, train=True)
+    assert tr.target_fps == 30 and tr.flip_labels is None and tr.transform.hflip
+    assert protocol_from_cfg(None, flip_labels="ssv2").dataset(root, lst, train=True).flip_labels == SSV2_FLIP_LABELS
+    assert protocol_from_cfg(None, flip_labels="ssv2", hflip=False).dataset(root, lst, train=True).flip_labels is None
+
+
+def _as_clip(frames):
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float()
+
+
+def test_ssv2_flip_swaps_direction_labels_with_the_mirror(tmp_path):
+    """The original's SSV2_FLIP: a mirrored clip of "left to right" (86) is labelled "right to left" (87)."""
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[:, 32:] = 220  # dark left, bright right: a mirrored clip is bright on the left
+    write_video(tmp_path / "v.mp4", 8, frames=[frame] * 8)
+    ds = VideoDataset(tmp_path, _list(tmp_path, "v.mp4 86\nv.mp4 5\nv.mp4 167\n"), 4, frame_interval=1,
+                      transform=_as_clip, flip_labels=SSV2_FLIP_LABELS)
+    random.seed(0)
+    seen = set()
+    for _ in range(30):
+        for i, (label, swapped) in enumerate(((86, 87), (5, 5), (167, 166))):
+            item = ds[i]
+            mirrored = bool(item["video"][..., :8].mean() > item["video"][..., -8:].mean())
+            assert item["label"] == (swapped if mirrored else label)
+            seen.add((i, mirrored))
+    assert len(seen) == 6  # every label seen mirrored and not
+
+
+def test_training_clips_use_the_30_fps_window(tmp_path):
+    """A 60-fps file: 4 frames at interval 4 (30-fps frames) span 32 of its frames, as in the original."""
+    write_video(tmp_path / "v60.mp4", 64, fps=60)
+    lst = _list(tmp_path, "v60.mp4 0\n")
+    random.seed(0)
+    for target_fps, span in ((30, (30, 31)), (None, (14, 15))):
+        ds = VideoDataset(tmp_path, lst, 4, frame_interval=4, target_fps=target_fps)
+        for _ in range(5):
+            idx = [read_index(f) for f in ds[0]["video"].numpy()]
+            assert span[0] <= idx[-1] - idx[0] <= span[1], (target_fps, idx)
 
 
 def test_custom_backend_through_open_video(tmp_path):
@@ -134,7 +175,8 @@ def test_custom_backend_through_open_video(tmp_path):
     register_backend("array", ArrayReader)
     ds = VideoDataset(tmp_path, _list(tmp_path, "anything.bin 2\n"), 4, frame_interval=2, train=False,
                       check_files=False, backend="array")
-    assert ds[0]["video"][:, 0, 0, 0].tolist() == interval_indices(20, 4, 2, clip_index=0).tolist()
+    expected = interval_indices(20, 4, 2, clip_index=0, video_fps=25.0, target_fps=30)  # the reader's fps is used
+    assert ds[0]["video"][:, 0, 0, 0].tolist() == expected.tolist()
 
 
 def test_worker_processes_count_skipped_videos(root, tmp_path):

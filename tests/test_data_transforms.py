@@ -6,7 +6,7 @@ import pytest
 import torch
 from timm.data import Mixup
 
-from tada_zoo.data import EvalTransform, TrainTransform, VideoMixup, transforms_from_cfg
+from tada_zoo.data import EvalTransform, TrainTransform, VideoMixup, protocol_from_cfg
 
 MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
 
@@ -21,13 +21,14 @@ def _normalise(frames_thwc):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_train_transform_same_params_for_every_frame(seed):
+@pytest.mark.parametrize("scale", [(36, 48), (0.08, 1.0)], ids=["short-side-jitter", "random-resized-crop"])
+def test_train_transform_same_params_for_every_frame(seed, scale):
     """Identical frames in -> identical frames out, with every random op switched on."""
     random.seed(seed)
     np.random.seed(seed)
     frame = _clip(1, seed=seed)
     clip = np.repeat(frame, 6, axis=0)
-    tf = TrainTransform(32, (36, 48), hflip=True, mean=MEAN, std=STD,
+    tf = TrainTransform(32, scale, hflip=True, mean=MEAN, std=STD, grayscale=0.5,
                         rand_augment="rand-m7-n4-mstd0.5-inc1", random_erasing=1.0)
     out = tf(clip)
     assert out.shape == (3, 6, 32, 32) and out.dtype == torch.float32
@@ -75,18 +76,109 @@ def test_eval_resize_short_side():
     torch.testing.assert_close(out[0, :, 0, 0, 0], expected)
 
 
-def test_transforms_from_model_cfg():
+def test_eval_three_crops_of_a_square_frame_go_down_the_height():
+    """The original's rule: the width is the short side of a square frame, so crops run top to bottom."""
+    clip = _clip(2, 40, 40)
+    out = EvalTransform(32, 40, num_crops=3, mean=MEAN, std=STD)(clip)
+    ref = _normalise(clip)
+    for k, top in enumerate((0, 4, 8)):
+        torch.testing.assert_close(out[k], ref[..., top:top + 32, 4:36])
+
+
+def _cfg(name):
     import tada_zoo  # noqa: F401
     from timm.models import get_pretrained_cfg
 
-    k400 = get_pretrained_cfg("tada2d_r50_8f.k400")
-    train = transforms_from_cfg(k400, train=True)
-    assert train.crop_size == 224 and train.scale_range == (256, 320) and train.hflip
-    assert train.mean == tuple(k400.mean) and train.std == tuple(k400.std)
-    ev = transforms_from_cfg(k400, train=False, num_crops=3)
-    assert (ev.crop_size, ev.short_side, ev.num_crops) == (256, 256, 3)
-    assert not transforms_from_cfg(get_pretrained_cfg("tada2d_r50_8f.ssv2"), train=True).hflip
-    assert transforms_from_cfg(dict(input_size=(3, 112, 112)), train=True, hflip=False).scale_range == (128, 160)
+    return get_pretrained_cfg(name)
+
+
+@pytest.mark.parametrize("name", ["tada2d_r50_8f.k400", "tada2d_r50_16f.ssv2", "tsn_r50_8f"])
+def test_resnet_training_augmentation_is_the_original_config(name):
+    """TAda2D configs: TRAIN_JITTER_SCALES [224, 340], crop 224, flip (SSV2 too), no colour or RandAugment."""
+    tf = protocol_from_cfg(_cfg(name)).train_transform()
+    assert not tf.resized_crop and tf.scale_range == (224, 340) and tf.crop_size == 224
+    assert tf.hflip and tf.rand_augment is None and tf.grayscale == 0 and tf.random_erasing is None
+    assert tf.mean == tuple(_cfg(name).mean)
+
+
+@pytest.mark.parametrize("name", ["tadaconvnextv2_t_16f.k400", "tadaconvnextv2_s_32f.ssv2", "tadaformer_b16_16f.k400",
+                                  "tadaformer_l14_16f.ssv2"])
+def test_v2_training_augmentation_is_the_original_config(name):
+    """TAdaConvNeXtV2 / TAdaFormer configs: random-resized crop [0.08, 1] x [0.75, 1.333] to 224,
+    RandAugment rand-m9-n4-mstd0.5-inc1 (translate 45 % of 224, mean fill, bicubic), grayscale 0.2, flip."""
+    from PIL import Image
+
+    tf = protocol_from_cfg(_cfg(name)).train_transform()
+    assert tf.resized_crop and tf.scale_range == (0.08, 1.0) and tf.ratio == (0.75, 1.333) and tf.crop_size == 224
+    assert tf.hflip and tf.grayscale == 0.2 and tf.random_erasing is None
+    ra = tf.rand_augment.ra
+    assert ra.num_layers == 4 and len(ra.ops) == 15
+    for op in ra.ops:
+        assert op.magnitude == 9 and op.magnitude_std == 0.5 and op.kwargs["resample"] == Image.BICUBIC
+        assert op.hparams["translate_const"] == 100
+        assert op.kwargs["fillcolor"] == tuple(min(255, round(255 * m)) for m in _cfg(name).mean)
+    assert any(op.name == "SolarizeIncreasing" for op in ra.ops)  # inc1
+
+
+def test_random_resized_crop_draws_in_range():
+    random.seed(0)
+    torch.manual_seed(0)
+    tf = TrainTransform(224, (0.08, 1.0), ratio=(0.75, 1.333))
+    areas, ratios = [], []
+    for _ in range(500):
+        top, left, h, w = tf.crop_box(240, 320)
+        assert 0 <= top and top + h <= 240 and 0 <= left and left + w <= 320
+        areas.append(h * w / (240 * 320))
+        ratios.append(w / h)
+    assert 0.08 - 0.01 <= min(areas) < 0.15 and max(areas) > 0.9
+    assert 0.75 - 0.02 <= min(ratios) < 0.8 and 1.28 < max(ratios) <= 1.333 + 0.02
+
+
+def test_short_side_jitter_draws_in_range(monkeypatch):
+    import tada_zoo.data.transforms as T
+
+    sides = []
+    real = T.resize_short_side
+    monkeypatch.setattr(T, "resize_short_side", lambda x, s: sides.append(s) or real(x, s))
+    random.seed(0)
+    tf = TrainTransform(224, (224, 340), mean=MEAN, std=STD)
+    clip = _clip(1, 60, 80)
+    for _ in range(300):
+        assert tf(clip).shape == (3, 1, 224, 224)
+    assert 224 <= min(sides) < 235 and 330 < max(sides) <= 340
+
+
+def test_flip_and_grayscale_rates():
+    random.seed(0)
+    clip = _clip(1, 32, 32)
+    ref = _normalise(clip)
+    tf = TrainTransform(32, (32, 32), hflip=True, grayscale=0.2, mean=MEAN, std=STD)
+    flips = grays = 0
+    for _ in range(400):
+        out = tf(clip)
+        gray = torch.allclose(out[0] * STD[0] + MEAN[0], out[1] * STD[1] + MEAN[1], atol=1e-5)
+        grays += gray
+        if not gray:
+            flipped = torch.allclose(out, ref.flip(-1), atol=1e-5)
+            assert flipped or torch.allclose(out, ref, atol=1e-5)
+            flips += flipped
+    assert 0.14 < grays / 400 < 0.26
+    assert 0.42 < flips / (400 - grays) < 0.58
+
+
+def test_protocol_overrides_and_consistent_defaults():
+    k400 = _cfg("tada2d_r50_8f.k400")
+    p = protocol_from_cfg(k400, num_frames=16)
+    assert (p.num_frames, p.frame_interval) == (16, 5)  # the paper's interval for 16 frames
+    p = protocol_from_cfg(k400, train_crop=112, sampling=None)
+    assert p.train_scale == (112, 170) and (p.test_crop, p.test_short_side) == (128, 128)
+    assert protocol_from_cfg(k400, target_fps=0).target_fps is None
+    assert protocol_from_cfg(k400, test_crop=224).test_short_side == 224
+    assert protocol_from_cfg(dict(input_size=(3, 112, 112))).train_scale == (112, 170)
+    with pytest.raises(ValueError, match="crops must be 1 or 3"):
+        protocol_from_cfg(k400, crops=2)
+    with pytest.raises(TypeError, match="unknown data protocol fields"):
+        protocol_from_cfg(k400, num_crop=2)
 
 
 def _coded_batch(b=4, c=3, t=5, h=16, w=16):

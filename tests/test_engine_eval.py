@@ -98,3 +98,30 @@ def test_evaluate_command_ensemble(tiny_videos, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "eval" / "predictions.csv")))
     assert [r["video"] for r in rows] == [f"videos/val/{i:05d}.mp4" for i in range(4)]
     assert [int(r["label"]) for r in rows] == [0, 1, 0, 1]
+
+
+def test_evaluate_runs_the_tags_original_protocol_and_says_so(tiny_videos, tmp_path, capsys):
+    """No view flags: a .k400 tag is evaluated with its reported views (10 clips x 3 crops, 30-fps windows)."""
+    from tada_zoo.cli import main
+
+    common = ["evaluate", "--model", "tada2d_r50_8f.k400", "--data-root", str(tiny_videos), "--val-list",
+              str(tiny_videos / "val.txt"), "--num-classes", "2", "--test-size", "32", "--workers", "0",
+              "--model-kwargs", json.dumps(TINY), "--quiet"]
+    assert main(common + ["--output", str(tmp_path / "a")]) == 0
+    printed = capsys.readouterr().out
+    protocol = "interval sampling (8 frames, interval 8 at 30 fps), 10 clips x 3 crops, short side 32, crop 32"
+    assert protocol in printed
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["tada2d_r50_8f.k400"]["protocol"] == protocol
+    assert main(common + ["--clips", "2", "--crops", "1", "--target-fps", "0"]) == 0
+    assert "interval sampling (8 frames, interval 8), 2 clips x 1 crop," in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag", ["--clips=0", "--target-fps=-1", "--num-frames=x", "--frame-interval=0"])
+def test_evaluate_rejects_bad_numbers_where_parsed(flag, capsys):
+    from tada_zoo.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", "--model", "tada2d_r50_8f", "--data-root", ".", "--val-list", "x", "--num-classes", "2", flag])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"argument {flag.split('=')[0]}" in err and ("must be" in err or "expected" in err)

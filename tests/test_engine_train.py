@@ -77,6 +77,14 @@ def test_recipes_scale_lr_with_batch():
     assert resolve_config(TrainConfig(model="tada2d_r50_8f", lr=0.5, epochs=3)).lr == 0.5
 
 
+@pytest.mark.parametrize("recipe, flip_labels", [("tada2d_k400", "none"), ("tada2d_ssv2", "ssv2"),
+                                                 ("tadaconvnext_ssv2", "ssv2"), ("tada2d_ek100", "none")])
+def test_ssv2_recipes_swap_direction_labels_on_flips(recipe, flip_labels):
+    """The original's SSV2 configs set SSV2_FLIP; the flag still wins."""
+    assert resolve_config(TrainConfig(model="tada2d_r50_8f", recipe=recipe)).flip_labels == flip_labels
+    assert resolve_config(TrainConfig(model="tada2d_r50_8f", recipe=recipe, flip_labels="none")).flip_labels == "none"
+
+
 def test_finetune_from_checkpoint_replaces_head(tmp_path):
     from safetensors.torch import save_file
 

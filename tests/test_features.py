@@ -66,6 +66,7 @@ def test_extract_files_index_resume_and_corrupt(videos, tmp_path):
         np.testing.assert_allclose(f["timestamps"][:, 0].numpy(), np.array(starts) / 4)
         np.testing.assert_allclose(f["timestamps"][:, 1].numpy(), np.minimum(np.array(starts) + 4, n) / 4)
         assert index[f"sub/v{i}.mp4"]["num_clips"] == len(starts)
+        assert (index[f"sub/v{i}.mp4"]["fps"], index[f"sub/v{i}.mp4"]["window_seconds"]) == (4.0, 1.0)  # 4 frames at 4 fps
     # same features as decoding and running the model by hand
     from tada_zoo.data import open_video
     with open_video(videos / "sub" / "v0.mp4") as rd:

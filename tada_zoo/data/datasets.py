@@ -8,7 +8,7 @@ import os
 import random
 import re
 import warnings
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from .decode import VideoDecodeError, open_video
 from .sampling import interval_indices, segment_indices
 
-__all__ = ["read_annotations", "write_annotations", "VideoDataset", "sampling_from_cfg"]
+__all__ = ["read_annotations", "write_annotations", "VideoDataset"]
 
 
 Label = Union[int, Tuple[int, ...]]
@@ -64,14 +64,6 @@ def write_annotations(samples: Sequence[Tuple[str, Label]], list_file) -> None:
     os.replace(tmp, list_file)
 
 
-def sampling_from_cfg(pretrained_cfg) -> dict:
-    """``num_frames`` / ``sampling`` / ``frame_interval`` VideoDataset kwargs matching a model's
-    pretrained cfg (dict or dataclass); keys the cfg does not set are left out."""
-    get = pretrained_cfg.get if isinstance(pretrained_cfg, dict) else lambda k: getattr(pretrained_cfg, k, None)
-    out = {k: get(k) for k in ("num_frames", "sampling", "frame_interval")}
-    return {k: v for k, v in out.items() if v is not None}
-
-
 class VideoDataset(Dataset):
     """Clips from the videos of an annotation list.
 
@@ -83,7 +75,14 @@ class VideoDataset(Dataset):
     ``train=True``: one random clip per sample (``interval``: random start; ``segment``:
     random frame per segment). ``train=False``: ``num_clips`` deterministic clips per sample,
     ``len = samples * num_clips``, item ``i`` is clip ``i % num_clips`` of sample
-    ``i // num_clips``.
+    ``i // num_clips``. Interval windows are measured at ``target_fps`` (the original's
+    ``DATA.TARGET_FPS: 30``; ``None`` counts frames of the file whatever its rate).
+
+    ``flip_labels`` (training): the original's ``SSV2_FLIP``: after the transform, with
+    probability 0.5 the clip is mirrored and its label swapped through the mapping (e.g.
+    "pushing left to right" <-> "right to left"; ``protocol.SSV2_FLIP_LABELS``).
+
+    Build it from a model's cfg with ``tada_zoo.data.protocol_from_cfg(...).dataset(...)``.
 
     Missing files are reported at construction (``check_files``). A video that fails to
     decode in training is skipped with a warning, counted in ``num_corrupt`` (per process)
@@ -96,9 +95,15 @@ class VideoDataset(Dataset):
     def __init__(self, data_root, list_file, num_frames: int, sampling: str = "interval",
                  frame_interval: int = 8, train: bool = True, num_clips: int = 1,
                  transform: Optional[Callable] = None, max_retries: int = 10, check_files: bool = True,
-                 target_fps: Optional[float] = None, backend: str = "pyav"):
+                 target_fps: Optional[float] = 30.0, backend: str = "pyav",
+                 flip_labels: Optional[Mapping[int, int]] = None):
         if sampling not in ("interval", "segment"):
             raise ValueError(f"sampling must be 'interval' or 'segment', got {sampling!r}")
+        if num_frames < 1 or frame_interval <= 0 or num_clips < 1:
+            raise ValueError(f"num_frames, frame_interval and num_clips must be positive, got "
+                             f"{num_frames}, {frame_interval}, {num_clips}")
+        if target_fps is not None and not target_fps > 0:
+            raise ValueError(f"target_fps must be positive or None, got {target_fps}")
         self.data_root = os.fspath(data_root)
         self.samples = read_annotations(list_file)
         self.num_frames = num_frames
@@ -110,6 +115,7 @@ class VideoDataset(Dataset):
         self.max_retries = max_retries
         self.target_fps = target_fps
         self.backend = backend
+        self.flip_labels = dict(flip_labels) if flip_labels else None
         self.num_corrupt = 0
         self.corrupt_files: List[str] = []
         if check_files:
@@ -163,6 +169,9 @@ class VideoDataset(Dataset):
             raise VideoDecodeError(self.samples[sample_index][0],
                                    f"{self.max_retries + 1} videos in a row failed to decode; is the dataset intact?")
         label = self.samples[sample_index][1]
+        if self.train and self.flip_labels is not None and random.random() < 0.5:
+            video = video.flip(-1 if self.transform is not None else -2)  # W of (C, T, H, W) or (T, H, W, C)
+            label = self.flip_labels.get(label, label)
         if isinstance(label, tuple):
             label = torch.tensor(label, dtype=torch.long)
         return dict(video=video, label=label, index=sample_index, clip_index=clip_index, skipped=attempt)

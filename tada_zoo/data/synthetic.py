@@ -43,7 +43,7 @@ def moving_shape_clip(label: int, num_frames: int = 16, size: int = 64,
     return frames
 
 
-def write_video(path, frames: np.ndarray, fps: int = 8) -> None:
+def write_video(path, frames: np.ndarray, fps: int = 30) -> None:
     """Frames ``(T, H, W, 3)`` uint8 -> an .mp4 (MPEG-4 part 2, every PyAV build has it), atomically."""
     import av
 
@@ -64,7 +64,7 @@ def write_video(path, frames: np.ndarray, fps: int = 8) -> None:
 
 
 def make_moving_shapes(root, num_train: int = 64, num_val: int = 32, num_frames: int = 16,
-                       size: int = 64, num_classes: int = 4, fps: int = 8, seed: int = 0) -> Tuple[Path, Path]:
+                       size: int = 64, num_classes: int = 4, fps: int = 30, seed: int = 0) -> Tuple[Path, Path]:
     """Write ``root/videos/{train,val}/*.mp4`` and the lists ``root/train.txt``, ``root/val.txt``.
 
     Classes are balanced; lines are ``videos/train/00000.mp4 <label>``. Existing files are

@@ -2,8 +2,10 @@
 
 Input: decoded frames, uint8 ``(T, H, W, C)`` numpy array or torch tensor. Output: float
 ``(C, T, H, W)`` normalised with the model's mean/std (``EvalTransform``: one clip per
-spatial crop, ``(num_crops, C, T, H, W)``). Geometry follows the original TAdaConv code:
-resize the short side (bilinear, no antialias), then crop.
+spatial crop, ``(num_crops, C, T, H, W)``). Both are the original TAdaConv code's
+(``tadaconv/datasets/utils/transformations.py`` and ``base_dataset._config_transform``):
+resize the short side (bilinear, no antialias), then crop. Which parameters a model uses
+is decided in one place, ``tada_zoo.data.protocol``.
 """
 import random
 from typing import Optional, Sequence, Tuple, Union
@@ -14,7 +16,7 @@ import torch.nn.functional as F
 from timm.data import Mixup
 from timm.data.mixup import mixup_target
 
-__all__ = ["TrainTransform", "EvalTransform", "transforms_from_cfg", "VideoMixup", "to_float_frames",
+__all__ = ["TrainTransform", "EvalTransform", "VideoMixup", "to_float_frames",
            "resize_short_side", "DEFAULT_MEAN", "DEFAULT_STD"]
 
 DEFAULT_MEAN = (0.45, 0.45, 0.45)  # Kinetics statistics of the original code base
@@ -53,64 +55,106 @@ def _normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
 class ClipRandAugment:
     """timm's RandAugment with the same ops and magnitudes on every frame of a clip.
 
-    timm draws its random choices from ``random`` and ``np.random``; replaying the same
-    generator state for each frame makes every frame see the same draws.
+    Set up like the original's ``creat_auto_augmentation``: translations up to 45 % of the
+    crop, the dataset mean as fill colour, bicubic resampling; float frames go to uint8 by
+    truncation and back, as the original's video RandAugment does. timm draws its random
+    choices from ``random`` and ``np.random``; replaying the same generator state for each
+    frame makes every frame see the same draws.
     """
 
-    def __init__(self, config_str: str, mean=DEFAULT_MEAN):
+    def __init__(self, config_str: str, crop_size: int = 224, mean=DEFAULT_MEAN):
+        from PIL import Image
         from timm.data.auto_augment import rand_augment_transform
 
-        hparams = dict(translate_const=100, img_mean=tuple(int(round(255 * m)) for m in mean))
+        hparams = dict(translate_const=int(crop_size * 0.45), img_mean=tuple(min(255, round(255 * m)) for m in mean),
+                       interpolation=Image.BICUBIC)
         self.ra = rand_augment_transform(config_str, hparams)
 
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``(T, C, H, W)`` float in [0, 1] -> the same, augmented."""
         from PIL import Image
 
+        frames = (x.permute(0, 2, 3, 1) * 255).numpy().astype(np.uint8)
         py_state, np_state = random.getstate(), np.random.get_state()
         out = []
         for f in frames:
             random.setstate(py_state)
             np.random.set_state(np_state)
-            out.append(np.asarray(self.ra(Image.fromarray(f))))
-        return np.stack(out)
+            out.append(np.asarray(self.ra(Image.fromarray(f)), dtype=np.float32))
+        return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).div_(255)
+
+
+def _grayscale(x: torch.Tensor) -> torch.Tensor:
+    """``(T, 3, H, W)`` -> ITU-R 601-2 luma in all three channels (the original's ``rgb_to_grayscale``)."""
+    luma = torch.einsum("tchw,c->thw", x, torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype))
+    return luma.unsqueeze(1).expand_as(x).contiguous()
 
 
 class TrainTransform:
-    """Random short-side resize in ``scale_range``, random ``crop_size`` crop, optional
-    horizontal flip, RandAugment, normalisation and random erasing, same draws for all frames.
+    """The original training augmentation, with the same random draws for every frame.
 
-    Keep ``hflip=False`` for datasets whose labels say left or right (Something-Something).
+    In the original's order: horizontal flip (p=0.5), then either a random short side in
+    ``scale_range`` and a random ``crop_size`` crop (``TRAIN_JITTER_SCALES`` in pixels, e.g.
+    TAda2D's [224, 340]) or, when ``scale_range`` is an area fraction (both values <= 1, e.g.
+    TAdaConvNeXtV2 / TAdaFormer's [0.08, 1]), a random-resized crop with aspect ratios in
+    ``ratio``; then RandAugment, grayscale with probability ``grayscale``, normalisation and
+    random erasing (one box through all frames). Output ``(C, T, H, W)``.
     """
 
-    def __init__(self, crop_size: int = 224, scale_range: Tuple[int, int] = (256, 320), hflip: bool = True,
+    def __init__(self, crop_size: int = 224, scale_range: Tuple[float, float] = (224, 340), hflip: bool = True,
                  mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD,
                  rand_augment: Optional[str] = None, random_erasing: float = 0.0,
-                 random_erasing_mode: str = "const"):
-        if scale_range[0] > scale_range[1]:
-            raise ValueError(f"scale_range must be (min, max), got {scale_range}")
+                 random_erasing_mode: str = "const", ratio: Tuple[float, float] = (0.75, 1.333),
+                 grayscale: float = 0.0):
+        lo, hi = scale_range
+        if not 0 < lo <= hi:
+            raise ValueError(f"scale_range must be (min, max) with 0 < min <= max, got {scale_range}")
         self.crop_size = int(crop_size)
-        self.scale_range = (max(scale_range[0], crop_size), max(scale_range[1], crop_size))
+        self.resized_crop = hi <= 1  # area fractions, as the original decides by TRAIN_JITTER_SCALES[0] <= 1
+        if self.resized_crop:
+            self.scale_range = (float(lo), float(hi))
+        elif lo <= 1:
+            raise ValueError(f"scale_range {scale_range} mixes an area fraction and a short side in pixels")
+        else:  # short sides in pixels; never below the crop
+            self.scale_range = (max(lo, crop_size), max(hi, crop_size))
+        if not 0 < ratio[0] <= ratio[1]:
+            raise ValueError(f"ratio must be (min, max) with 0 < min <= max, got {ratio}")
+        if not 0 <= grayscale <= 1:
+            raise ValueError(f"grayscale must be a probability, got {grayscale}")
+        self.ratio, self.grayscale = (float(ratio[0]), float(ratio[1])), float(grayscale)
         self.hflip = hflip
         self.mean, self.std = tuple(mean), tuple(std)
-        self.rand_augment = ClipRandAugment(rand_augment, mean) if rand_augment else None
+        self.rand_augment = ClipRandAugment(rand_augment, crop_size, mean) if rand_augment else None
         self.random_erasing = None
         if random_erasing > 0:
             from timm.data.random_erasing import RandomErasing
 
             self.random_erasing = RandomErasing(random_erasing, mode=random_erasing_mode, device="cpu")
 
+    def crop_box(self, h: int, w: int) -> Tuple[int, int, int, int]:
+        """``(top, left, height, width)`` of a random-resized crop (torchvision's rule)."""
+        from torchvision.transforms import RandomResizedCrop
+
+        return tuple(RandomResizedCrop.get_params(torch.empty(0, h, w), list(self.scale_range), list(self.ratio)))
+
     def __call__(self, frames) -> torch.Tensor:
         x = to_float_frames(frames)
-        x = resize_short_side(x, int(random.uniform(*self.scale_range)))
-        h, w = x.shape[-2:]
-        top = int(random.uniform(0, h - self.crop_size))
-        left = int(random.uniform(0, w - self.crop_size))
-        x = x[..., top:top + self.crop_size, left:left + self.crop_size]
         if self.hflip and random.random() < 0.5:
             x = x.flip(-1)
+        c = self.crop_size
+        if self.resized_crop:
+            top, left, h, w = self.crop_box(*x.shape[-2:])
+            x = F.interpolate(x[..., top:top + h, left:left + w], size=(c, c), mode="bilinear", align_corners=False)
+        else:
+            x = resize_short_side(x, int(random.uniform(*self.scale_range)))
+            h, w = x.shape[-2:]
+            top = int(random.uniform(0, h - c))
+            left = int(random.uniform(0, w - c))
+            x = x[..., top:top + c, left:left + c]
         if self.rand_augment is not None:
-            u8 = x.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-            x = to_float_frames(self.rand_augment(u8))
+            x = self.rand_augment(x)
+        if self.grayscale and random.random() < self.grayscale and x.shape[1] == 3:
+            x = _grayscale(x)
         x = _normalize(x, self.mean, self.std)
         if self.random_erasing is not None:
             c, t, h, w = x.shape
@@ -118,14 +162,18 @@ class TrainTransform:
         return x
 
     def __repr__(self):
-        return (f"{type(self).__name__}(crop_size={self.crop_size}, scale_range={self.scale_range}, "
-                f"hflip={self.hflip}, rand_augment={self.rand_augment is not None}, "
+        crop = (f"random_resized_crop(scale={self.scale_range}, ratio={self.ratio})" if self.resized_crop
+                else f"short_side_jitter{self.scale_range}")
+        return (f"{type(self).__name__}(crop_size={self.crop_size}, {crop}, hflip={self.hflip}, "
+                f"rand_augment={self.rand_augment is not None}, grayscale={self.grayscale}, "
                 f"random_erasing={self.random_erasing})")
 
 
 class EvalTransform:
-    """Resize the short side to ``short_side``, then 1 centre crop or 3 crops along the long
-    side (start, centre, end) of ``crop_size``; returns ``(num_crops, C, T, H, W)``."""
+    """The original test transform (``KineticsResizedCrop._get_controlled_crop``): resize the
+    short side to ``short_side``, then 1 centre crop or 3 crops of ``crop_size`` (left /
+    centre / right on landscape frames, top / centre / bottom on portrait and square ones);
+    returns ``(num_crops, C, T, H, W)``."""
 
     def __init__(self, crop_size: int = 256, short_side: int = 256, num_crops: int = 1,
                  mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD):
@@ -141,7 +189,7 @@ class EvalTransform:
         y_max, x_max = h - self.crop_size, w - self.crop_size
         if self.num_crops == 1:
             return [(y_max // 2, x_max // 2)]
-        if h > w:  # portrait: crops along the height
+        if w <= h:  # the width is the short side: crops along the height (the original's test)
             return [(0, x_max // 2), (y_max // 2, x_max // 2), (y_max, x_max // 2)]
         return [(y_max // 2, 0), (y_max // 2, x_max // 2), (y_max // 2, x_max)]
 
@@ -153,44 +201,6 @@ class EvalTransform:
 
     def __repr__(self):
         return f"{type(self).__name__}(crop_size={self.crop_size}, short_side={self.short_side}, num_crops={self.num_crops})"
-
-
-def _cfg_get(cfg, key, default=None):
-    if cfg is None:
-        return default
-    if isinstance(cfg, dict):
-        return cfg.get(key, default)
-    return getattr(cfg, key, default)
-
-
-def _labels_have_sides(cfg) -> bool:
-    """Something-Something labels say left / right, so flipping would change them."""
-    return str(_cfg_get(cfg, "dataset", "") or "").lower().startswith(("ssv2", "something"))
-
-
-def transforms_from_cfg(pretrained_cfg, train: bool, **overrides):
-    """TrainTransform / EvalTransform matching a model's timm ``pretrained_cfg`` (dict or dataclass).
-
-    mean/std come from the cfg; the train crop is ``input_size``, the test crop
-    ``test_input_size`` resized from a short side of crop / ``test_crop_pct``; the train
-    scale range is the original ``(256, 320)`` scaled to the crop. Horizontal flips are off
-    for Something-Something weights (``dataset == "ssv2"``). ``overrides`` win.
-    """
-    mean = _cfg_get(pretrained_cfg, "mean", DEFAULT_MEAN)
-    std = _cfg_get(pretrained_cfg, "std", DEFAULT_STD)
-    input_size = _cfg_get(pretrained_cfg, "input_size", (3, 224, 224))
-    if train:
-        crop = int(input_size[-1])
-        kwargs = dict(crop_size=crop, scale_range=(round(256 * crop / 224), round(320 * crop / 224)),
-                      hflip=not _labels_have_sides(pretrained_cfg), mean=mean, std=std)
-        kwargs.update(overrides)
-        return TrainTransform(**kwargs)
-    test_size = _cfg_get(pretrained_cfg, "test_input_size", None) or input_size
-    crop = int(test_size[-1])
-    pct = _cfg_get(pretrained_cfg, "test_crop_pct", None) or _cfg_get(pretrained_cfg, "crop_pct", None) or 1.0
-    kwargs = dict(crop_size=crop, short_side=int(round(crop / pct)), num_crops=1, mean=mean, std=std)
-    kwargs.update(overrides)
-    return EvalTransform(**kwargs)
 
 
 class VideoMixup(Mixup):

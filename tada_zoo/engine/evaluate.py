@@ -74,7 +74,7 @@ def write_predictions(path, scores: List[torch.Tensor], labels: torch.Tensor, na
 
 
 def register(subparsers) -> None:
-    from .train import add_data_args
+    from .train import add_data_args, positive_int
 
     p = subparsers.add_parser("evaluate", help="multi-view accuracy of one model or an ensemble",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -83,7 +83,8 @@ def register(subparsers) -> None:
     p.add_argument("--data-root", required=True)
     p.add_argument("--val-list", required=True)
     p.add_argument("--num-classes", required=True, help="N, or N1,N2 for several heads")
-    p.add_argument("--clips", type=int, default=None, help="clips per video (default: the cfg's eval_clips, else 1)")
+    p.add_argument("--clips", type=positive_int, default=None,
+                   help="clips per video (default: the views of the tag's reported accuracy, else 1)")
     p.add_argument("--crops", type=int, choices=(1, 3), default=None, help="crops per clip (default: the cfg's, else 1)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
@@ -95,8 +96,8 @@ def register(subparsers) -> None:
 
 
 def _main(args: argparse.Namespace) -> None:
-    from tada_zoo.data import VideoDataset
-    from .train import build_transforms, default_frame_interval
+    from tada_zoo.data import protocol_from_cfg
+    from .train import protocol_overrides
     from .trainer import _autocast_dtype
 
     device = init_distributed(args.device)
@@ -112,22 +113,17 @@ def _main(args: argparse.Namespace) -> None:
             if args.num_frames and len(args.model) == 1:
                 extra["num_frames"] = args.num_frames
             model = load_model_for_eval(name, ckpt, sum(heads), **extra)
-            pcfg = model.pretrained_cfg or {}
-            num_frames = (args.num_frames if len(args.model) == 1 else None) or model.num_frames
-            sampling = args.sampling or pcfg.get("sampling") or "interval"
-            interval = args.frame_interval or pcfg.get("frame_interval") or default_frame_interval(num_frames)
-            clips = args.clips or pcfg.get("eval_clips") or 1
-            crops = args.crops or pcfg.get("eval_crops") or 1
-            _, tf = build_transforms(pcfg, None, args.test_size, num_crops=crops)
-            ds = VideoDataset(args.data_root, args.val_list, num_frames, sampling, interval, train=False,
-                              num_clips=clips, transform=tf)
+            # flags override every member's protocol; --num-frames only a single model's (built with it)
+            over = dict(protocol_overrides(args), num_frames=model.num_frames, clips=args.clips, crops=args.crops)
+            protocol = protocol_from_cfg(model.pretrained_cfg, **over)
+            ds = protocol.dataset(args.data_root, args.val_list, train=False)
             if is_main_process():
-                print(f"{name}: {len(ds.samples)} videos x {clips} clips x {crops} crops, {num_frames} frames")
+                print(f"{name}: {len(ds.samples)} videos, {protocol.describe()}")
             res = evaluate_model(model, ds, heads, args.batch_size, args.workers, device,
                                  _autocast_dtype(args.amp, device), progress=not args.quiet)
             members.append(res["scores"])
             labels, names = res["labels"], [p for p, _ in ds.samples]
-            results[key] = compute_metrics(res["scores"], labels)
+            results[key] = dict(compute_metrics(res["scores"], labels), protocol=protocol.describe())
         if len(members) > 1:
             results["ensemble"] = compute_metrics(ensemble_scores(members), labels)
         final = results["ensemble"] if len(members) > 1 else results[key]

@@ -3,7 +3,8 @@ import argparse
 import dataclasses
 import json
 import os
-from typing import Optional
+
+from tada_zoo.data.protocol import FLIP_LABELS, protocol_from_cfg
 
 from .checkpoint import create_video_model
 from .distributed import cleanup_distributed, init_distributed, is_main_process
@@ -11,42 +12,48 @@ from .metrics import parse_num_classes
 from .recipes import RECIPES
 from .trainer import TrainConfig, fit, resolve_config, seed_everything
 
-__all__ = ["register", "default_frame_interval", "build_transforms"]
-
-_INTERVALS = {8: 8, 16: 5, 32: 2}  # Appendix C.1: interval per clip length
+__all__ = ["register", "add_data_args", "protocol_overrides"]
 
 
-def default_frame_interval(num_frames: int) -> int:
-    return _INTERVALS.get(num_frames, max(1, 64 // num_frames))
+def _number(kind, minimum, inclusive=False):
+    """argparse type: a number of ``kind`` above ``minimum`` (or equal with ``inclusive``)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {minimum}, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
 
 
-def build_transforms(pretrained_cfg, input_size: Optional[int], test_size: Optional[int],
-                     hflip: Optional[bool] = None, num_crops: int = 1, **train_overrides):
-    """(train, eval) transforms from the model's cfg; ``input_size`` / ``test_size`` override crops."""
-    from tada_zoo.data import transforms_from_cfg
-
-    tr = dict(train_overrides)
-    if input_size:
-        tr.update(crop_size=input_size, scale_range=(round(256 * input_size / 224), round(320 * input_size / 224)))
-    if hflip is not None:
-        tr["hflip"] = hflip
-    ev = dict(num_crops=num_crops)
-    test_size = test_size or (round(input_size * 256 / 224) if input_size else None)
-    if test_size:
-        ev.update(crop_size=test_size, short_side=test_size)
-    return transforms_from_cfg(pretrained_cfg, train=True, **tr), transforms_from_cfg(pretrained_cfg, train=False, **ev)
+positive_int = _number(int, 0)
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--num-frames", type=int, default=None, help="frames per clip (default: the model's)")
+    """Flags that override the model's data protocol (``tada_zoo.data.protocol_from_cfg``)."""
+    p.add_argument("--num-frames", type=positive_int, default=None, help="frames per clip (default: the model's)")
     p.add_argument("--sampling", choices=("interval", "segment"), default=None,
                    help="frame sampling (default: the pretrained cfg's, else interval)")
-    p.add_argument("--frame-interval", type=int, default=None, help="interval sampling stride (default 8/5/2 for 8/16/32 frames)")
-    p.add_argument("--test-size", type=int, default=None, help="evaluation crop and short side (default: the cfg's)")
+    p.add_argument("--frame-interval", type=positive_int, default=None,
+                   help="interval sampling stride in frames at --target-fps (default: the cfg's, else 8/5/2 for 8/16/32 frames)")
+    p.add_argument("--target-fps", type=_number(float, 0, inclusive=True), default=None,
+                   help="interval windows are measured at this frame rate, as in the original (default: the cfg's, 30); "
+                        "0 counts the file's own frames")
+    p.add_argument("--test-size", type=positive_int, default=None,
+                   help="evaluation crop (default: the cfg's); the short side keeps the cfg's crop fraction")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader processes per process")
     p.add_argument("--model-kwargs", type=json.loads, default={},
                    help='extra model arguments as JSON, e.g. \'{"layers": [1, 1, 1, 1]}\'')
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+
+
+def protocol_overrides(args: argparse.Namespace) -> dict:
+    """``protocol_from_cfg`` overrides from the data flags (``None`` = keep the cfg's)."""
+    return dict(num_frames=args.num_frames, sampling=args.sampling, frame_interval=args.frame_interval,
+                target_fps=args.target_fps, test_crop=args.test_size)
 
 
 def register(subparsers) -> None:
@@ -66,12 +73,16 @@ def register(subparsers) -> None:
     p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                    help="paper preset (default: tadaconvnext_k400 for ConvNeXt/former models, else tada2d_k400)")
     add_data_args(p)
-    p.add_argument("--input-size", type=int, default=None, help="training crop (default: the cfg's)")
+    p.add_argument("--input-size", type=positive_int, default=None,
+                   help="training crop (default: the cfg's); scales the short-side range and test size with it")
     p.add_argument("--no-hflip", action="store_true", help="no horizontal flips (direction-sensitive labels)")
-    p.add_argument("--val-clips", type=int, default=1, help="clips per video in per-epoch validation")
+    p.add_argument("--flip-labels", choices=sorted(FLIP_LABELS), default=None,
+                   help="mirror clips with p=0.5 and swap these direction labels (the original's SSV2_FLIP; "
+                        "default: the recipe's, 'ssv2' for the *_ssv2 recipes)")
+    p.add_argument("--val-clips", type=positive_int, default=1, help="clips per video in per-epoch validation")
     # every TrainConfig field not set above becomes a flag; None = recipe value
     skip = {"model", "num_classes", "output", "recipe", "workers", "progress", "stop_after_epoch", "resume", "amp",
-            "ema", "compile", "sync_bn"}
+            "ema", "compile", "sync_bn", "flip_labels"}
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
             continue
@@ -94,7 +105,6 @@ def register(subparsers) -> None:
 
 
 def _main(args: argparse.Namespace) -> None:
-    from tada_zoo.data import VideoDataset
 
     device = init_distributed(args.device)
     try:
@@ -109,24 +119,21 @@ def _main(args: argparse.Namespace) -> None:
             args.model, sum(heads), pretrained=args.pretrained, checkpoint_init=args.checkpoint_init,
             inflate_from=args.inflate_from, drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate,
             **(dict(num_frames=args.num_frames) if args.num_frames else {}), **args.model_kwargs)
-        pcfg = model.pretrained_cfg or {}
-        num_frames = args.num_frames or getattr(model, "num_frames", None) or pcfg.get("num_frames") or 8
-        sampling = args.sampling or pcfg.get("sampling") or "interval"
-        interval = args.frame_interval or pcfg.get("frame_interval") or default_frame_interval(num_frames)
-        train_tf, eval_tf = build_transforms(
-            pcfg, args.input_size, args.test_size, hflip=False if args.no_hflip else None,
-            rand_augment=cfg.rand_augment, random_erasing=cfg.random_erasing or 0.0)
-        common = dict(num_frames=num_frames, sampling=sampling, frame_interval=interval)
-        train_set = VideoDataset(args.data_root, args.train_list, train=True, transform=train_tf, **common)
+        over = dict(protocol_overrides(args), train_crop=args.input_size, hflip=False if args.no_hflip else None,
+                    flip_labels=args.flip_labels or cfg.flip_labels, rand_augment=cfg.rand_augment,
+                    random_erasing=cfg.random_erasing or None)
+        over["num_frames"] = args.num_frames or getattr(model, "num_frames", None)
+        protocol = protocol_from_cfg(model.pretrained_cfg, **over)
+        train_set = protocol.dataset(args.data_root, args.train_list, train=True)
         val_set = None
         if args.val_list:
-            val_set = VideoDataset(args.data_root, args.val_list, train=False, num_clips=args.val_clips,
-                                   transform=eval_tf, **common)
+            val_set = protocol.dataset(args.data_root, args.val_list, train=False, clips=args.val_clips, crops=1)
         if is_main_process():
             print(f"{args.model}: {len(train_set.samples)} training videos, "
-                  f"{len(val_set.samples) if val_set else 0} validation videos, {num_frames} frames "
-                  f"({sampling}{f', interval {interval}' if sampling == 'interval' else ''}), recipe {cfg.recipe}, "
-                  f"{cfg.opt} lr {cfg.lr:.3g} (head {cfg.head_lr:.3g}), {cfg.epochs} epochs on {device}")
+                  f"{len(val_set.samples) if val_set else 0} validation videos, recipe {cfg.recipe}, "
+                  f"{cfg.opt} lr {cfg.lr:.3g} (head {cfg.head_lr:.3g}), {cfg.epochs} epochs on {device}\n"
+                  f"  training data: {protocol.describe(train=True)}\n"
+                  f"  validation: {protocol.describe(clips=args.val_clips, crops=1)}")
         summary = fit(model, train_set, val_set, cfg, device)
         if is_main_process():
             print(json.dumps(dict(best=summary["best"], ranks_in_sync=summary["ranks_in_sync"],

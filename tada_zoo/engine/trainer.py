@@ -61,8 +61,9 @@ class TrainConfig:
     mixup: Optional[float] = None
     cutmix: Optional[float] = None
     mixup_prob: float = 1.0
-    rand_augment: Optional[str] = None
+    rand_augment: Optional[str] = None  # None: the model's data protocol (its original config)
     random_erasing: Optional[float] = None
+    flip_labels: Optional[str] = None  # "ssv2": the original's SSV2_FLIP label swap on mirrored clips
     ema: bool = False
     ema_decay: float = 0.9998
     amp: str = "none"  # none | bf16 | fp16

@@ -1,30 +1,42 @@
 """Pretrained-cfg helpers shared by every family: timm's cfg plus the video facts users need."""
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 from timm.models import PretrainedCfg, generate_default_cfgs
 
-__all__ = ["HUB_ORG", "VideoPretrainedCfg", "video_cfg", "generate_video_cfgs"]
+__all__ = ["HUB_ORG", "VideoPretrainedCfg", "video_cfg", "generate_video_cfgs", "V2_TRAIN_AUG"]
 
 HUB_ORG = "tada-zoo"  # Hugging Face organisation of the converted checkpoints
 
 KINETICS_MEAN = (0.45, 0.45, 0.45)
 KINETICS_STD = (0.225, 0.225, 0.225)
 
+# training augmentation of every TAdaConvNeXtV2 / TAdaFormer config of the original (K400 and SSV2):
+# TRAIN_JITTER_SCALES [0.08, 1.0] (random-resized crop), RATIO [0.75, 1.333], AUTOAUGMENT
+# rand-m9-n4-mstd0.5-inc1, COLOR_AUG with COLOR_P 0 and GRAYSCALE 0.2 (grayscale only)
+V2_TRAIN_AUG = dict(train_scale=(0.08, 1.0), train_ratio=(0.75, 1.333), rand_augment="rand-m9-n4-mstd0.5-inc1",
+                    grayscale=0.2)
+
 
 @dataclass
 class VideoPretrainedCfg(PretrainedCfg):
     """timm's ``PretrainedCfg`` with how the weights were trained and evaluated.
 
-    ``model.pretrained_cfg`` then says how to feed the model (frames, sampling) and what
-    the original code base reported for these weights.
+    ``model.pretrained_cfg`` then says how to feed the model (frames, sampling, views,
+    augmentation: the original config's values, read by ``tada_zoo.data.protocol_from_cfg``)
+    and what the original code base reported for these weights.
     """
     num_frames: Optional[int] = None  # frames per clip the weights were trained on
     sampling: Optional[str] = None  # "interval" (Kinetics) or "segment" (SSV2)
-    frame_interval: Optional[int] = None  # for interval sampling
+    frame_interval: Optional[int] = None  # for interval sampling, in frames at target_fps
+    target_fps: Optional[float] = 30.0  # DATA.TARGET_FPS of every original config
     dataset: Optional[str] = None
     eval_clips: Optional[int] = None  # views of the reported accuracy: clips x crops
     eval_crops: Optional[int] = None
+    train_scale: Optional[Tuple[float, float]] = None  # DATA.TRAIN_JITTER_SCALES (px, or area if <= 1)
+    train_ratio: Optional[Tuple[float, float]] = None  # AUGMENTATION.RATIO of the random-resized crop
+    rand_augment: Optional[str] = None  # AUGMENTATION.AUTOAUGMENT.TYPE
+    grayscale: Optional[float] = None  # AUGMENTATION.GRAYSCALE probability
     top1: Optional[float] = None
     top5: Optional[float] = None
     original_file: Optional[str] = None  # name of the released original checkpoint
@@ -48,6 +60,7 @@ def video_cfg(**kwargs) -> VideoPretrainedCfg:
         interpolation="bilinear",
         mean=KINETICS_MEAN,
         std=KINETICS_STD,
+        train_scale=(224, 340),  # the original ResNet configs: short side in [224, 340], crop 224
         license="apache-2.0",
         first_conv="conv1",
         classifier="fc",

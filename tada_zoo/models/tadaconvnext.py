@@ -43,7 +43,7 @@ from ..layers import (
     route_func_transformer_from_original, temporal_sum)
 from ..hub import build_video_model
 from ._base import check_output_fmt
-from ._cfg import generate_video_cfgs, video_cfg
+from ._cfg import V2_TRAIN_AUG, generate_video_cfgs, video_cfg
 
 __all__ = ["TAdaConvNeXt", "TAdaConvNeXtBlock", "checkpoint_filter_fn"]
 
@@ -407,7 +407,7 @@ def _create(variant: str, pretrained: bool = False, **kwargs) -> TAdaConvNeXt:
 _V2_ZOO = "https://github.com/alibaba-mmai-research/TAdaConv/blob/main/MODEL_ZOO.md"
 _DRIVE = "https://drive.google.com/file/d/{}/view?usp=sharing"
 _V2 = dict(paper_ids="arXiv:2308.05787", paper_name="Temporally-Adaptive Models for Efficient Video Understanding",
-           first_conv="stem.0", classifier="head.fc", origin_url=_V2_ZOO, init_license="mit")
+           first_conv="stem.0", classifier="head.fc", origin_url=_V2_ZOO, init_license="mit", **V2_TRAIN_AUG)
 _IN1K = "ImageNet-1k ConvNeXt (facebookresearch/ConvNeXt convnext_*_1k_224_ema.pth)"
 _IN22K = "ImageNet-22k ConvNeXt (facebookresearch/ConvNeXt convnext_*_22k_224.pth)"
 

@@ -42,7 +42,7 @@ from ..layers import QuickGELUMlp, TAdaConv2d, TemporalAggregation, check_video
 from ..layers.calibration import RouteFuncTransformer, route_func_transformer_from_original
 from ..hub import build_video_model
 from ._base import check_output_fmt
-from ._cfg import generate_video_cfgs, video_cfg
+from ._cfg import V2_TRAIN_AUG, generate_video_cfgs, video_cfg
 
 __all__ = ["TAdaFormer", "TAdaFormerBlock", "TAdaBlock", "TemporalLinear", "checkpoint_filter_fn"]
 
@@ -495,7 +495,7 @@ def _cfg(arch: str, frames: int, file: str = None, drive_id: str = None, **kwarg
         test_input_size=(3, 224, 224), crop_pct=1.0, test_crop_pct=1.0,
         first_conv="patch_embed.proj", classifier="head", origin_url=_ZOO,
         original_file=file, original_url=_DRIVE.format(drive_id) if drive_id else None,
-        init=_CLIP[arch], init_license="mit", **_PAPER)
+        init=_CLIP[arch], init_license="mit", **_PAPER, **V2_TRAIN_AUG)
     cfg.update(kwargs)
     return video_cfg(**cfg)
 
