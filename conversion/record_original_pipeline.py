@@ -5,7 +5,10 @@ Maintainer script. It runs the original functions unchanged from a checkout of
 ``BaseVideoDataset._interval_based_sampling`` / ``_segment_based_sampling``
 (``tadaconv/datasets/base/base_dataset.py``, taken out of the class with ``ast`` because the
 module imports decord and OSS clients) and ``KineticsResizedCrop._get_controlled_crop``
-(``tadaconv/datasets/utils/transformations.py``, imported as it is). The cases cover more
+(``tadaconv/datasets/utils/transformations.py``, imported as it is), and the data settings of
+every released config after the original ``Config`` class (``tadaconv/utils/config.py``, taken
+out with ``ast`` and given a no-op checkpoint-directory maker) has merged its ``_BASE`` chain
+with ``configs/pool/base.yaml``, as ``runs/run.py --cfg FILE`` does. The cases cover more
 lengths, frame rates, clip counts, protocols and frame sizes than the four reference videos
 of ``../shared/reference/pipeline``, so that the tests check the original's semantics, not a
 fit to a few videos.
@@ -39,6 +42,18 @@ SUBSAMPLE = 24  # stored view pixels: every 24th row and column (not a divisor o
 FRAME_SIZES = [(256, 340), (240, 320), (256, 456), (426, 240), (360, 640), (181, 322), (480, 480),
                (300, 300), (224, 224), (720, 1280), (257, 257)]
 SCALES = [(256, 256), (224, 224), (256, 224)]
+# tada-zoo tag -> the original config its weights were trained with (every released config whose
+# weights were released; tadaconvnextv2_base_ssv2_16f.yaml has none)
+CONFIGS = {
+    "tada2d_r50_8f.k400": "configs/projects/tada/k400/tada2d_8x8.yaml",
+    "tada2d_r50_16f.k400": "configs/projects/tada/k400/tada2d_16x5.yaml",
+    "tada2d_r50_8f.ssv2": "configs/projects/tada/ssv2/tada2d_8f.yaml",
+    "tada2d_r50_16f.ssv2": "configs/projects/tada/ssv2/tada2d_16f.yaml",
+    **{f"tadaconvnextv2_{s[0]}_16f.{d}": f"configs/projects/tadaconvnextv2/tadaconvnextv2_{s}_{d}_16f.yaml"
+       for s in ("tiny", "small", "base") for d in ("k400", "ssv2") if (s, d) != ("base", "ssv2")},
+    **{f"tadaformer_{a}_16f.{d}": f"configs/projects/tadaformer/tadaformer_{a}_{d}_16f.yaml"
+       for a in ("b16", "l14") for d in ("k400", "ssv2")},
+}
 
 
 def pattern_clip(t: int, h: int, w: int) -> torch.Tensor:
@@ -59,6 +74,45 @@ def _sampling_functions(original: Path):
     namespace = dict(torch=torch, random=random)
     exec(compile(ast.Module(body=wanted, type_ignores=[]), "base_dataset.py", "exec"), namespace)
     return namespace["_interval_based_sampling"], namespace["_segment_based_sampling"]
+
+
+def _merged_config(original: Path, cfg_file: str) -> dict:
+    """The original Config's merge of ``cfg_file`` (run from the checkout, as run.py is)."""
+    src = (original / "tadaconv/utils/config.py").read_text()
+    cls = next(n for n in ast.parse(src).body if isinstance(n, ast.ClassDef) and n.name == "Config")
+    import argparse as _argparse
+    import copy as _copy
+    import yaml
+
+    namespace = dict(os=os, yaml=yaml, json=json, copy=_copy, argparse=_argparse,
+                     ckp=SimpleNamespace(make_checkpoint_dir=lambda path: None),
+                     logger=SimpleNamespace(info=print, warning=print))
+    exec(compile(ast.Module(body=[cls], type_ignores=[]), "config.py", "exec"), namespace)
+    cwd, argv = os.getcwd(), sys.argv
+    try:
+        os.chdir(original)
+        sys.argv = ["run.py", "--cfg", cfg_file]
+        return namespace["Config"](load=True).cfg_dict
+    finally:
+        os.chdir(cwd)
+        sys.argv = argv
+
+
+def _data_facts(cfg: dict) -> dict:
+    """What the data pipeline reads from a merged config."""
+    data, aug = cfg["DATA"], cfg["AUGMENTATION"]
+    return dict(
+        train_dataset=cfg["TRAIN"]["DATASET"], sampling_mode=data["SAMPLING_MODE"],
+        num_input_frames=data["NUM_INPUT_FRAMES"], sampling_rate=data["SAMPLING_RATE"],
+        target_fps=data["TARGET_FPS"], minus_interval=data.get("MINUS_INTERVAL", False),
+        train_jitter_scales=data["TRAIN_JITTER_SCALES"], train_crop_size=data["TRAIN_CROP_SIZE"],
+        test_scale=data["TEST_SCALE"], test_crop_size=data["TEST_CROP_SIZE"], mean=data["MEAN"], std=data["STD"],
+        ratio=aug["RATIO"], color_aug=aug["COLOR_AUG"],
+        color_p=aug.get("COLOR_P", 0.0), grayscale=aug["GRAYSCALE"], gray_first=aug["GRAY_FIRST"],
+        autoaugment=aug.get("AUTOAUGMENT", {}).get("TYPE") if aug.get("AUTOAUGMENT", {}).get("ENABLE") else None,
+        random_erasing=aug["RANDOM_ERASING"]["PROB"] if aug["RANDOM_ERASING"]["ENABLE"] else 0.0,
+        mixup=aug["MIXUP"]["ENABLE"], cutmix=aug["CUTMIX"]["ENABLE"], ssv2_flip=aug["SSV2_FLIP"],
+        use_gpu=aug["USE_GPU"])
 
 
 def _transformations(original: Path):
@@ -106,20 +160,25 @@ def main(argv=None):
                 crop_cases.append(dict(height=h, width=w, short_side=scale, crop=size, crops=crops,
                                        subsample=SUBSAMPLE, views=views))
 
+    configs = {tag: dict(config=path, **_data_facts(_merged_config(args.original, path)))
+               for tag, path in CONFIGS.items()}
+
     commit = args.commit or os.popen(f"git -C {args.original} rev-parse HEAD 2>/dev/null").read().strip() or "unknown"
     out = dict(
         about=("Recorded by conversion/record_original_pipeline.py from the original TAdaConv code "
                f"(commit {commit}): interval/segment test-clip indices (TARGET_FPS 30, MINUS_INTERVAL false) "
                "and KineticsResizedCrop controlled crops of pattern_clip frames after ToTensorVideo "
-               f"(every {SUBSAMPLE}th row and column of each (C, T, crop, crop) view, flattened, 5 decimals)."),
-        torch=torch.__version__, interval=interval_cases, segment=segment_cases, crops=crop_cases)
+               f"(every {SUBSAMPLE}th row and column of each (C, T, crop, crop) view, flattened, 5 decimals); "
+               "the data settings of the released configs, merged by the original Config class."),
+        torch=torch.__version__, interval=interval_cases, segment=segment_cases, crops=crop_cases,
+        configs=configs)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.output.with_suffix(".tmp")
     with gzip.open(tmp, "wt", compresslevel=9) as f:
         json.dump(out, f, separators=(",", ":"))
     os.replace(tmp, args.output)
     print(f"wrote {args.output}: {len(interval_cases)} interval, {len(segment_cases)} segment, "
-          f"{len(crop_cases)} crop cases ({args.output.stat().st_size / 1e3:.0f} kB)")
+          f"{len(crop_cases)} crop cases, {len(configs)} configs ({args.output.stat().st_size / 1e3:.0f} kB)")
 
 
 if __name__ == "__main__":

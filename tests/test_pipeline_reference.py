@@ -100,3 +100,37 @@ def test_crop_geometry_is_the_originals():
             got = views[k][..., ::s, ::s].flatten()
             torch.testing.assert_close(got, torch.tensor(expected), atol=1e-5, rtol=0,
                                        msg=f"{c['height']}x{c['width']} -> {c['short_side']}/{c['crop']}, crop {k}")
+
+
+def _released_configs():
+    with gzip.open(FIXTURES / "original_pipeline_cases.json.gz", "rt") as f:
+        return json.load(f)["configs"]
+
+
+@pytest.mark.parametrize("tag, facts", sorted(_released_configs().items()), ids=lambda v: v if isinstance(v, str) else "")
+def test_tag_protocol_is_its_released_config(tag, facts):
+    """Every data value of the 13 released configs (merged by the original Config class) is the tag's
+    protocol: sampling, 30-fps window, test resize / crop, statistics and the training augmentation."""
+    from tada_zoo.engine.recipes import RECIPES
+
+    p = protocol_from_cfg(get_pretrained_cfg(tag))
+    assert p.sampling == facts["sampling_mode"].replace("_based", "") and p.num_frames == facts["num_input_frames"]
+    if p.sampling == "interval":
+        assert p.frame_interval == facts["sampling_rate"] and not facts["minus_interval"]
+    assert p.target_fps == facts["target_fps"]
+    assert (p.test_short_side, p.test_crop) == (facts["test_scale"], facts["test_crop_size"])
+    assert p.mean == pytest.approx(facts["mean"]) and p.std == pytest.approx(facts["std"])
+    tf = p.train_transform()
+    assert tf.crop_size == facts["train_crop_size"] and p.train_scale == tuple(facts["train_jitter_scales"])
+    assert tf.resized_crop == (facts["train_jitter_scales"][0] <= 1)
+    if tf.resized_crop:
+        assert tf.ratio == tuple(facts["ratio"])
+    assert p.rand_augment == facts["autoaugment"]
+    assert not facts["color_aug"] or facts["color_p"] == 0  # colour jitter never fires: grayscale only
+    assert p.grayscale == (facts["grayscale"] if facts["color_aug"] else 0)
+    assert p.random_erasing == facts["random_erasing"] and not facts["mixup"] and not facts["cutmix"]
+    assert p.hflip  # RandomHorizontalFlipVideo is in every training transform
+    # SSV2_FLIP acts when the training set is SSV2: the recipe for that dataset turns it on
+    swap = facts["ssv2_flip"] and "ssv2" in facts["train_dataset"]
+    family = "tada2d" if tag.startswith("tada2d") else "tadaconvnext"
+    assert (RECIPES[f"{family}_{'ssv2' if 'ssv2' in facts['train_dataset'] else 'k400'}"]["flip_labels"] == "ssv2") == swap
