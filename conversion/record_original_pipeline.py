@@ -18,6 +18,7 @@ fit to a few videos.
 import argparse
 import ast
 import gzip
+import hashlib
 import importlib.util
 import json
 import os
@@ -27,6 +28,7 @@ from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "original_pipeline_cases.json.gz"
@@ -115,12 +117,20 @@ def _data_facts(cfg: dict) -> dict:
         use_gpu=aug["USE_GPU"])
 
 
-def _transformations(original: Path):
-    path = original / "tadaconv/datasets/utils/transformations.py"
-    spec = importlib.util.spec_from_file_location("original_transformations", path)
+def _original_module(original: Path, rel: str, name: str):
+    spec = importlib.util.spec_from_file_location(name, original / rel)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def clip_digest(clip: torch.Tensor) -> str:
+    """sha256 of a float clip in [0, 1] that holds uint8 levels (k / 255)."""
+    return hashlib.sha256((clip * 255).round().to(torch.uint8).contiguous().numpy().tobytes()).hexdigest()
+
+
+def _transformations(original: Path):
+    return _original_module(original, "tadaconv/datasets/utils/transformations.py", "original_transformations")
 
 
 def main(argv=None):
@@ -160,6 +170,21 @@ def main(argv=None):
                 crop_cases.append(dict(height=h, width=w, short_side=scale, crop=size, crops=crops,
                                        subsample=SUBSAMPLE, views=views))
 
+    # the original's video RandAugment (creat_auto_augmentation) of every V2 / TAdaFormer config, seeded
+    aa = _original_module(args.original, "tadaconv/datasets/utils/auto_augment.py", "original_auto_augment")
+    ra_clip = pattern_clip(3, 48, 64).permute(3, 0, 1, 2).float() / 255  # (C, T, H, W)
+    randaugment = dict(config="rand-m9-n4-mstd0.5-inc1", crop=224, mean=[0.45, 0.45, 0.45], clip=[3, 48, 64],
+                       cases=[])
+    op = aa.creat_auto_augmentation(randaugment["config"], randaugment["crop"], randaugment["mean"])
+    for seed in range(48):
+        random.seed(seed)
+        np.random.seed(seed)
+        try:
+            digest = clip_digest(op(ra_clip.clone()))
+        except ValueError as e:  # posterize to 0 bits: modern Pillow refuses what the original asks for
+            digest = f"raises: {e}"
+        randaugment["cases"].append(dict(seed=seed, sha256=digest))
+
     configs = {tag: dict(config=path, **_data_facts(_merged_config(args.original, path)))
                for tag, path in CONFIGS.items()}
 
@@ -169,9 +194,10 @@ def main(argv=None):
                f"(commit {commit}): interval/segment test-clip indices (TARGET_FPS 30, MINUS_INTERVAL false) "
                "and KineticsResizedCrop controlled crops of pattern_clip frames after ToTensorVideo "
                f"(every {SUBSAMPLE}th row and column of each (C, T, crop, crop) view, flattened, 5 decimals); "
-               "the data settings of the released configs, merged by the original Config class."),
+               "the data settings of the released configs, merged by the original Config class; sha256 of the "
+               "original video RandAugment's output on pattern_clip frames per seed (random and np.random seeded)."),
         torch=torch.__version__, interval=interval_cases, segment=segment_cases, crops=crop_cases,
-        configs=configs)
+        configs=configs, randaugment=randaugment)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.output.with_suffix(".tmp")
     with gzip.open(tmp, "wt", compresslevel=9) as f:

@@ -1,23 +1,11 @@
 """Frame samplers: test clips against indices recorded from the ORIGINAL code; training ranges."""
-import gzip
-import json
 import random
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from original_fixtures import original_cases
 from tada_zoo.data import interval_indices, segment_indices, sliding_windows
-
-CASES = Path(__file__).parent / "fixtures" / "original_pipeline_cases.json.gz"
-
-
-@lru_cache()
-def original_cases() -> dict:
-    """What the original functions returned (conversion/record_original_pipeline.py)."""
-    with gzip.open(CASES, "rt") as f:
-        return json.load(f)
 
 
 def test_interval_test_clips_are_the_originals():

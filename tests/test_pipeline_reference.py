@@ -7,7 +7,6 @@ Each entry names the tada-zoo tag of those weights: the tag's own data protocol,
 flag, must pick the same frames for every clip and produce the same normalised views.
 Also the crop geometry against the original ``KineticsResizedCrop`` on more frame sizes.
 """
-import gzip
 import json
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 import tada_zoo  # noqa: F401  (registers the tags)
+from original_fixtures import original_cases, pattern_clip
 from tada_zoo.data import EvalTransform, open_video, protocol_from_cfg
 from timm.models import get_pretrained_cfg
 
@@ -78,23 +78,13 @@ def test_views_are_the_originals(entry, video, tmp_path):
                                        atol=ATOL, rtol=0, msg=key)
 
 
-def _pattern_clip(t, h, w):
-    """conversion/record_original_pipeline.py's pattern_clip."""
-    y = torch.arange(h).view(1, h, 1, 1)
-    x = torch.arange(w).view(1, 1, w, 1)
-    c = torch.arange(3).view(1, 1, 1, 3)
-    f = torch.arange(t).view(t, 1, 1, 1)
-    return ((y * y * 3 + x * 5 + x * y + c * 50 + f * 17) % 256).to(torch.uint8)
-
-
 def test_crop_geometry_is_the_originals():
     """Landscape, portrait, square and odd frames; 1 and 3 crops; crop smaller than the short side."""
-    with gzip.open(FIXTURES / "original_pipeline_cases.json.gz", "rt") as f:
-        cases = json.load(f)["crops"]
+    cases = original_cases()["crops"]
     assert any(c["height"] == c["width"] and c["crop"] < c["short_side"] and c["crops"] == 3 for c in cases)
     for c in cases:
         tf = EvalTransform(c["crop"], c["short_side"], num_crops=c["crops"], mean=(0, 0, 0), std=(1, 1, 1))
-        views = tf(_pattern_clip(1, c["height"], c["width"]))
+        views = tf(pattern_clip(1, c["height"], c["width"]))
         s = c["subsample"]
         for k, expected in enumerate(c["views"]):
             got = views[k][..., ::s, ::s].flatten()
@@ -102,12 +92,7 @@ def test_crop_geometry_is_the_originals():
                                        msg=f"{c['height']}x{c['width']} -> {c['short_side']}/{c['crop']}, crop {k}")
 
 
-def _released_configs():
-    with gzip.open(FIXTURES / "original_pipeline_cases.json.gz", "rt") as f:
-        return json.load(f)["configs"]
-
-
-@pytest.mark.parametrize("tag, facts", sorted(_released_configs().items()), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("tag, facts", sorted(original_cases()["configs"].items()), ids=lambda v: v if isinstance(v, str) else "")
 def test_tag_protocol_is_its_released_config(tag, facts):
     """Every data value of the 13 released configs (merged by the original Config class) is the tag's
     protocol: sampling, 30-fps window, test resize / crop, statistics and the training augmentation."""
