@@ -1,4 +1,8 @@
-"""Shared test fixtures: the original implementation's reference outputs in ../shared/reference."""
+"""Shared test fixtures: the original implementation's reference outputs.
+
+``tests/fixtures/reference`` is a copy of ``shared/reference`` (conversion/pack_reference_fixtures.py),
+so the suite passes on a plain clone; ``TADA_ZOO_REFERENCE`` points the tests at another copy.
+"""
 import importlib.util
 import json
 import os
@@ -7,14 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-REFERENCE_DIR = Path(os.environ.get(
-    "TADA_ZOO_REFERENCE", Path(__file__).resolve().parents[1].parent / "shared" / "reference"))
+REFERENCE_DIR = Path(os.environ.get("TADA_ZOO_REFERENCE", Path(__file__).resolve().parent / "fixtures" / "reference"))
 
 
 def _fill_module():
     if not (REFERENCE_DIR / "fill.py").exists():
         raise FileNotFoundError(
-            f"reference fixtures not found at {REFERENCE_DIR}; set TADA_ZOO_REFERENCE to shared/reference")
+            f"reference fixtures not found at {REFERENCE_DIR}; run conversion/pack_reference_fixtures.py "
+            "or set TADA_ZOO_REFERENCE to shared/reference")
     spec = importlib.util.spec_from_file_location("reference_fill", REFERENCE_DIR / "fill.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

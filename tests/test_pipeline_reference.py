@@ -1,8 +1,8 @@
 """The whole test-time path against the ORIGINAL pipeline on real files: decode, sample, resize, crop, normalise.
 
-``tests/fixtures/pipeline`` holds what the original TAdaConv code fed its model for four
+``tests/fixtures/reference/pipeline`` holds what the original TAdaConv code fed its model for four
 videos (H.264 with B-frames at 25/30 fps, portrait, VP9 at 12 fps) under three released
-configs (packed from ``shared/reference/pipeline`` by conversion/pack_pipeline_fixtures.py).
+configs (packed from ``shared/reference/pipeline`` by conversion/pack_reference_fixtures.py).
 Each entry names the tada-zoo tag of those weights: the tag's own data protocol, with no
 flag, must pick the same frames for every clip and produce the same normalised views.
 Also the crop geometry against the original ``KineticsResizedCrop`` on more frame sizes.
@@ -21,7 +21,7 @@ from tada_zoo.data import EvalTransform, open_video, protocol_from_cfg
 from timm.models import get_pretrained_cfg
 
 FIXTURES = Path(__file__).parent / "fixtures"
-PIPELINE = FIXTURES / "pipeline"
+PIPELINE = FIXTURES / "reference" / "pipeline"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "pipeline"
 ENTRIES = json.loads((PIPELINE / "entries.json").read_text())
 VIDEOS = sorted(p for p in (PIPELINE / "videos").iterdir() if p.suffix in (".mp4", ".webm"))
