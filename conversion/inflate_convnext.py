@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tada_zoo  # noqa: E402,F401  (registers the models)
-from tada_zoo.engine.checkpoint import load_state_dict_file  # noqa: E402
+from tada_zoo.models._helpers import read_checkpoint  # noqa: E402
 from tada_zoo.inflate import inflate_convnext  # noqa: E402
 
 
@@ -40,7 +40,7 @@ def _atomic(path: Path, write) -> None:
 
 
 def inflate_file(source: Path, model_name: str, output: Path, model_args: dict) -> Path:
-    state_dict = load_state_dict_file(source)
+    state_dict = read_checkpoint(source)[0]
     num_classes = state_dict["head.fc.weight"].shape[0] if "head.fc.weight" in state_dict else (
         state_dict["head.weight"].shape[0] if "head.weight" in state_dict else 0)
     model = timm.create_model(model_name, pretrained=False, num_classes=num_classes, **model_args)

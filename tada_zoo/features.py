@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
-import timm
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
@@ -61,25 +60,11 @@ class FeatureExtractor:
     def from_name(cls, name: str, checkpoint: Optional[str] = None, pretrained: bool = False,
                   model_kwargs: Optional[dict] = None, **kwargs) -> "FeatureExtractor":
         """A model without classifier, from registered weights or a local checkpoint (head ignored)."""
-        model = timm.create_model(name, pretrained=pretrained, **(model_kwargs or {}))
-        if checkpoint:
-            from .engine.checkpoint import load_state_dict_file
-            import importlib
+        from .engine.checkpoint import create_video_model
 
-            sd = load_state_dict_file(checkpoint)
-            module = importlib.import_module(type(model).__module__)
-            if hasattr(module, "checkpoint_filter_fn"):
-                sd = module.checkpoint_filter_fn(sd, model)
-            head = (model.pretrained_cfg or {}).get("classifier") or "fc"
-            sd = {k: v for k, v in sd.items() if not k.startswith(head + ".")}
-            model.reset_classifier(0)
-            try:
-                model.load_state_dict(sd)
-            except RuntimeError as e:
-                raise ValueError(f"{checkpoint} does not fit {name}: {str(e).splitlines()[0]}; "
-                                 "check --model and --model-kwargs") from None
-        else:
-            model.reset_classifier(0)
+        model = create_video_model(name, pretrained=pretrained or None, checkpoint=checkpoint, head="ignore",
+                                   **(model_kwargs or {}))
+        model.reset_classifier(0)
         return cls(model, **kwargs)
 
     def feature_shape(self, clip_shape: Sequence[int]) -> tuple:

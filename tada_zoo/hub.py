@@ -20,12 +20,12 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 import timm
 import torch
 import torch.nn as nn
-from huggingface_hub.errors import (
-    EntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)
-from timm.models import PretrainedCfg, build_model_with_cfg, get_pretrained_cfg
+from timm.models import PretrainedCfg, get_pretrained_cfg
 from timm.models._hub import save_config_for_hf
 
 from .data.protocol import protocol_from_cfg
+from .models._builder import (WEIGHTS_NAME, WeightsNotAvailableError, build_video_model, how_to_convert,
+                              registered_cfg, released_models)
 from .models._cfg import HUB_ORG, VideoPretrainedCfg
 
 __all__ = [
@@ -35,7 +35,6 @@ __all__ = [
 ]
 
 VIDEO_TASK = "video-classification"  # the Hub pipeline tag (timm's default would say image-classification)
-WEIGHTS_NAME = "model.safetensors"
 PROFILE_SIZE = 224  # spatial size of the params / GFLOPs in the cards (the papers' convention)
 
 # video facts of VideoPretrainedCfg that timm's PretrainedCfg does not know: they go to a
@@ -73,29 +72,7 @@ _LICENSE_NAMES = {
 }
 
 
-# ---- names and cfgs ------------------------------------------------------------------
-
-def registered_cfg(name: str) -> VideoPretrainedCfg:
-    """The registered pretrained cfg of ``arch[.tag]``; ValueError naming the choices if unknown."""
-    try:
-        cfg = get_pretrained_cfg(name, allow_unregistered=False) if timm.is_model(name.split(".")[0]) else None
-    except RuntimeError:
-        cfg = None
-    if cfg is None:
-        raise ValueError(f"unknown model {name!r}; tada-zoo models with released weights: "
-                         f"{', '.join(released_models())} (or an architecture from timm.list_models())")
-    return cfg
-
-
-def released_models() -> List[str]:
-    """``arch.tag`` of every registered model converted from a released original checkpoint."""
-    names = []
-    for name in timm.list_pretrained():
-        cfg = get_pretrained_cfg(name)
-        if "." in name and isinstance(cfg, VideoPretrainedCfg) and cfg.original_file:  # not arch = default tag
-            names.append(name)
-    return sorted(names)
-
+# ---- names ----------------------------------------------------------------------------
 
 def hub_models() -> List[str]:
     """``arch.tag`` of every registered model with a tada-zoo Hub repo: the released conversions
@@ -112,69 +89,6 @@ def repo_id(name: str) -> str:
     """Hub repo of ``arch.tag`` (its cfg's ``hf_hub_id``; ``tada-zoo/<arch>.<tag>`` by default)."""
     hub_id = registered_cfg(name).hf_hub_id
     return hub_id if hub_id and not hub_id.endswith("/") else f"{HUB_ORG}/{name}"
-
-
-# ---- "not published yet" --------------------------------------------------------------
-
-class WeightsNotAvailableError(RuntimeError):
-    """Pretrained weights are neither on the Hub nor in the local HF cache."""
-
-
-_HUB_MISSING = (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError, OfflineModeIsEnabled)
-
-
-def how_to_convert(name: str, cfg=None) -> str:
-    """The local-conversion recipe for ``arch.tag``, for error messages and docs."""
-    cfg = cfg if cfg is not None else registered_cfg(name)
-    if name.endswith("_inflated") and not getattr(cfg, "original_file", None):
-        return (f"build them locally from the 2D weights ({getattr(cfg, 'origin_url', None) or cfg.init}):\n"
-                f"  python conversion/inflate_convnext.py --source model.safetensors --model {name.split('.')[0]} "
-                f"--output {name}/\nthen load them with\n"
-                f"  timm.create_model({name!r}, pretrained=True, "
-                f"pretrained_cfg_overlay=dict(file={name + '/' + WEIGHTS_NAME!r}))")
-    original = getattr(cfg, "original_file", None) or "ORIGINAL.pyth"
-    url = getattr(cfg, "original_url", None) or getattr(cfg, "origin_url", None)
-    where = f" (download: {url})" if url else ""
-    return (f"convert the original checkpoint{where} locally:\n"
-            f"  tada-zoo convert --model {name} --checkpoint {original} --output {name}/\n"
-            f"then load it with\n"
-            f"  timm.create_model({name!r}, pretrained=True, "
-            f"pretrained_cfg_overlay=dict(file={name + '/' + WEIGHTS_NAME!r}))")
-
-
-def _cfg_for_message(variant: str, kwargs: dict) -> PretrainedCfg:
-    """The pretrained cfg ``build_model_with_cfg`` was resolving: a cfg, a Hub config's dict or a tag."""
-    cfg = kwargs.get("pretrained_cfg")
-    if isinstance(cfg, dict):
-        cfg = PretrainedCfg(**{k: v for k, v in cfg.items() if k in _TIMM_FIELDS})
-    elif not isinstance(cfg, PretrainedCfg):
-        try:
-            cfg = get_pretrained_cfg(f"{variant}.{cfg}" if isinstance(cfg, str) and cfg else variant)
-        except RuntimeError:
-            cfg = None
-    overlay = {k: v for k, v in (kwargs.get("pretrained_cfg_overlay") or {}).items() if hasattr(cfg, k)}
-    return dataclasses.replace(cfg or PretrainedCfg(architecture=variant), **overlay)
-
-
-def build_video_model(model_cls, variant: str, pretrained: bool, **kwargs):
-    """``timm.models.build_model_with_cfg`` whose failure to find the weights on the Hub (or in
-    the offline cache) says how to convert them locally instead of a bare 404."""
-    try:
-        return build_model_with_cfg(model_cls, variant, pretrained, **kwargs)
-    except _HUB_MISSING as e:
-        if not pretrained:
-            raise
-        cfg = _cfg_for_message(variant, kwargs)
-        name = f"{variant}.{cfg.tag}" if cfg.tag else variant
-        if getattr(cfg, "published", True) is False:
-            why = f"the weights of {name} are not published on the Hugging Face Hub yet ({cfg.hf_hub_id})"
-        else:
-            why = f"could not fetch {cfg.hf_hub_id} from the Hugging Face Hub or the local cache ({type(e).__name__})"
-        try:  # the registry knows the original file even when the cfg came from a Hub config
-            recipe_cfg = get_pretrained_cfg(name) if cfg.tag else cfg
-        except RuntimeError:
-            recipe_cfg = cfg
-        raise WeightsNotAvailableError(f"{why}; {how_to_convert(name, recipe_cfg or cfg)}") from e
 
 
 # ---- params / GFLOPs ----------------------------------------------------------------

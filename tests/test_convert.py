@@ -9,7 +9,7 @@ import torch
 
 import tada_zoo  # noqa: F401
 from tada_zoo.cli import main as cli
-from tada_zoo.convert import load_original_checkpoint
+from tada_zoo.models._helpers import read_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -176,17 +176,17 @@ def test_containers_ema_ddp_and_bare(tmp_path):
     path = tmp_path / "c.pyth"
     ema = {f"module.{k}": v + 1 for k, v in sd.items()}
     torch.save({"model_state": sd, "model_ema_state": ema, "cfg": "{\"MODEL\": {\"NAME\": \"TAda2D\"}}"}, path)
-    state, info = load_original_checkpoint(path)
+    state, info = read_checkpoint(path)
     assert info["state_key"] == "model_state" and info["cfg"] == {"MODEL": {"NAME": "TAda2D"}}
     assert torch.equal(state["backbone.conv1.a.weight"], torch.ones(2))
-    state, info = load_original_checkpoint(path, ema=True)
+    state, info = read_checkpoint(path, ema=True)
     assert set(state) == set(sd) and torch.equal(state["backbone.conv1.a.weight"], torch.full((2,), 2.0))
 
     torch.save({f"module.{k}": v for k, v in sd.items()}, path)  # bare DDP state dict
-    state, info = load_original_checkpoint(path)
+    state, info = read_checkpoint(path)
     assert set(state) == set(sd) and info["cfg"] is None
     with pytest.raises(ValueError, match="no 'model_ema_state'"):
-        load_original_checkpoint(path, ema=True)
+        read_checkpoint(path, ema=True)
     torch.save({"epoch": 3, "optimizer_state": {}}, path)
     with pytest.raises(ValueError, match="no 'model_state'"):
-        load_original_checkpoint(path)
+        read_checkpoint(path)

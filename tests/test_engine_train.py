@@ -91,14 +91,14 @@ def test_finetune_from_checkpoint_replaces_head(tmp_path):
     src = tiny_model(num_classes=2)
     save_file(src.state_dict(), tmp_path / "w.safetensors")
     from _engine_utils import TINY
-    model = create_video_model("tada2d_r50_8f", 5, checkpoint_init=tmp_path / "w.safetensors", **TINY)
+    model = create_video_model("tada2d_r50_8f", 5, checkpoint=tmp_path / "w.safetensors", **TINY)
     assert model.fc.out_features == 5
     assert torch.equal(model.layer1[0].conv1.weight, src.layer1[0].conv1.weight)
     with pytest.raises(ValueError, match="at most one"):
-        create_video_model("tada2d_r50_8f", 5, pretrained=True, checkpoint_init="x")
-    with pytest.raises(ValueError, match="does not match"):  # TSN weights into TAda2D: calibration missing
+        create_video_model("tada2d_r50_8f", 5, pretrained=True, checkpoint="x")
+    with pytest.raises(ValueError, match="does not fit"):  # TSN weights into TAda2D: calibration missing
         save_file(tiny_model("tsn_r50_8f").state_dict(), tmp_path / "tsn.safetensors")
-        create_video_model("tada2d_r50_8f", 2, checkpoint_init=tmp_path / "tsn.safetensors", **TINY)
+        create_video_model("tada2d_r50_8f", 2, checkpoint=tmp_path / "tsn.safetensors", **TINY)
 
 
 def test_cli_killed_mid_run_resumes_identically(tmp_path):

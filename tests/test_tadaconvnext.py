@@ -52,7 +52,7 @@ def test_original_checkpoint_format_and_ssv2_head(reference):
     ckpt = ref.checkpoint()
     ckpt["model_state"]["head.out.weight"] = ckpt["model_state"]["head.out.weight"][:174]
     ckpt["model_state"]["head.out.bias"] = ckpt["model_state"]["head.out.bias"][:174]
-    sd = checkpoint_filter_fn(ckpt, model)
+    sd = checkpoint_filter_fn(ckpt["model_state"], model)
     own = model.state_dict()
     assert sorted(sd) == sorted(own)
     assert all(sd[k].shape == own[k].shape for k in own)

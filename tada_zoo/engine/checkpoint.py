@@ -14,10 +14,12 @@ from typing import Dict, Optional, Union
 import numpy as np
 import timm
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from tada_zoo.models._helpers import classifier_keys, load_checkpoint, read_checkpoint
 
 __all__ = [
-    "atomic_save", "save_safetensors", "load_state_dict_file", "get_rng_state", "set_rng_state",
+    "atomic_save", "save_safetensors", "get_rng_state", "set_rng_state",
     "create_video_model", "load_init_weights", "unwrap_model",
 ]
 
@@ -60,26 +62,6 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
-def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
-    """Weights from a ``.safetensors`` file or one of our ``.pt`` training checkpoints.
-
-    Pickled files are opened with ``weights_only=True``; a dict with a ``model`` (ours),
-    ``state_dict`` or ``model_state`` (original code base) entry is unwrapped.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("model", "state_dict", "model_state"):
-        if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
-            return ckpt[key]
-    if isinstance(ckpt, dict) and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-        return ckpt
-    raise ValueError(f"{path} holds no state dict (expected a safetensors file or a dict with 'model')")
-
-
 def get_rng_state() -> dict:
     """Every RNG a training step touches, as tensors and plain values (weights_only-loadable)."""
     np_state = np.random.get_state()
@@ -104,73 +86,59 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _head_keys(model: torch.nn.Module) -> set:
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
-    if head is None:
-        return set()
-    names = {id(p): n for n, p in model.named_parameters()}
-    return {names[id(p)] for p in head.parameters() if id(p) in names}
-
-
-def load_init_weights(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Load fine-tuning start weights; the classifier is dropped when its shape differs.
-
-    Original-format state dicts go through the model family's ``checkpoint_filter_fn``.
-    Anything else missing or unexpected is an error (a silent partial load is how
-    fine-tuning runs quietly start from scratch).
-    """
-    import importlib
-
-    module = importlib.import_module(type(model).__module__)
-    if hasattr(module, "checkpoint_filter_fn"):
-        state_dict = module.checkpoint_filter_fn(state_dict, model)
-    own = model.state_dict()
-    dropped = []
-    for k in sorted(_head_keys(model)):
-        if k in state_dict and state_dict[k].shape != own[k].shape:
-            dropped.append(k)
-            del state_dict[k]
-    missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    missing = [k for k in missing if k not in dropped]
-    if missing or unexpected:
-        raise ValueError(
-            f"{source} does not match {type(model).__name__}: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}; "
-            "check --model (architecture and frame count) against the file")
-    if dropped:
-        print(f"{source}: classifier {dropped} re-initialised for {model.num_classes} classes")
+def load_init_weights(model: torch.nn.Module, checkpoint: Union[PathLike, Dict[str, torch.Tensor]],
+                      source: Optional[str] = None) -> None:
+    """Fine-tuning start weights: everything must fit except a classifier of another size,
+    which stays freshly initialised (a silent partial load is how fine-tuning runs quietly
+    start from scratch). Original-format files go through the family's key map."""
+    source = source or str(checkpoint)
+    kept = load_checkpoint(model, checkpoint, head="fit", context=f"{source}: check --model (architecture and "
+                           "frame count) against the file")["classifier_kept"]
+    if kept:
+        print(f"{source}: classifier {kept} re-initialised for {model.num_classes} classes")
 
 
 def create_video_model(
         name: str,
-        num_classes: int,
+        num_classes: Optional[int] = None,
         pretrained: Optional[Union[bool, str]] = None,
-        checkpoint_init: Optional[PathLike] = None,
+        checkpoint: Optional[PathLike] = None,
         inflate_from: Optional[str] = None,
+        head: str = "fit",
         **kwargs,
 ) -> torch.nn.Module:
-    """A registered model with a fresh ``num_classes`` head, started from at most one source.
+    """The one factory behind train, evaluate and extract: a registered model started from at
+    most one source of weights.
 
     Args:
         name: registered architecture, optionally ``name.tag``.
+        num_classes: classifier size (default: the cfg's).
         pretrained: ``True`` (the default tag of ``name``) or a tag: weights from the
             timm / Hugging Face cache; the head is replaced when ``num_classes`` differs.
-        checkpoint_init: a local ``.safetensors`` or training checkpoint.
+        checkpoint: a local ``.safetensors``, training checkpoint or original ``.pyth``, read
+            and mapped by ``tada_zoo.models._helpers.load_checkpoint`` with ``head``:
+            ``"fit"`` (fine-tuning: a classifier of another size is re-initialised),
+            ``"strict"`` (evaluation: everything must fit) or ``"ignore"`` (features).
         inflate_from: a timm 2D ImageNet model name or a 2D state-dict file, inflated by
             ``tada_zoo.inflate.inflate``.
         kwargs: more model arguments (``num_frames``, ``drop_path_rate``, ...).
     """
-    sources = [s for s in (pretrained, checkpoint_init, inflate_from) if s]
+    sources = [s for s in (pretrained, checkpoint, inflate_from) if s]
     if len(sources) > 1:
         raise ValueError("give at most one of --pretrained, --checkpoint-init, --inflate-from")
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
     if isinstance(pretrained, str) and pretrained:
         name = f"{name.split('.')[0]}.{pretrained}"
         pretrained = True
     if pretrained:
-        return timm.create_model(name, pretrained=True, num_classes=num_classes, **kwargs)
-    model = timm.create_model(name, num_classes=num_classes, **kwargs)
-    if checkpoint_init:
-        load_init_weights(model, load_state_dict_file(checkpoint_init), source=str(checkpoint_init))
+        return timm.create_model(name, pretrained=True, **kwargs)
+    model = timm.create_model(name, **kwargs)
+    if checkpoint and head == "fit":
+        load_init_weights(model, checkpoint)
+    elif checkpoint:
+        load_checkpoint(model, checkpoint, head=head, context=f"file: {checkpoint}; check --model (architecture "
+                        "and frame count), --num-classes and --model-kwargs against it")
     elif inflate_from:
         try:
             from tada_zoo.inflate import inflate
@@ -178,11 +146,11 @@ def create_video_model(
             raise RuntimeError(
                 f"--inflate-from needs tada_zoo.inflate.inflate, which this install lacks ({e})") from e
         if Path(inflate_from).is_file():
-            sd2d = load_state_dict_file(inflate_from)
+            sd2d = read_checkpoint(inflate_from)[0]
         else:
             sd2d = timm.create_model(inflate_from, pretrained=True).state_dict()
-        head = _head_keys(model)  # the ImageNet classifier never fits the new head
+        head_keys = classifier_keys(model)  # the ImageNet classifier never fits the new head
         own = model.state_dict()
-        sd2d = {k: v for k, v in sd2d.items() if k not in head or v.shape == own[k].shape}
+        sd2d = {k: v for k, v in sd2d.items() if k not in head_keys or v.shape == own[k].shape}
         inflate(model, sd2d)
     return model

@@ -8,32 +8,14 @@ import os
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-import timm
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from .checkpoint import load_state_dict_file
+from .checkpoint import create_video_model
 from .distributed import cleanup_distributed, get_rank, get_world_size, init_distributed, is_main_process
 from .metrics import collect_scores, compute_metrics, ensemble_scores, parse_num_classes
 
-__all__ = ["evaluate_model", "load_model_for_eval", "write_predictions", "register"]
-
-
-def load_model_for_eval(name: str, checkpoint: Optional[str], num_classes: int, **kwargs) -> torch.nn.Module:
-    """A model with exactly the checkpoint's weights (original-format files are converted)."""
-    model = timm.create_model(name, num_classes=num_classes, **kwargs)
-    if checkpoint:
-        sd = load_state_dict_file(checkpoint)
-        import importlib
-        module = importlib.import_module(type(model).__module__)
-        if hasattr(module, "checkpoint_filter_fn"):
-            sd = module.checkpoint_filter_fn(sd, model)
-        try:
-            model.load_state_dict(sd)
-        except RuntimeError as e:
-            raise ValueError(f"{checkpoint} does not fit {name} with {num_classes} classes: "
-                             f"{str(e).splitlines()[0]}; check --model and --num-classes") from None
-    return model.eval()
+__all__ = ["evaluate_model", "write_predictions", "register"]
 
 
 def evaluate_model(model: torch.nn.Module, dataset, heads: Sequence[int], batch_size: int = 8, workers: int = 2,
@@ -112,7 +94,7 @@ def _main(args: argparse.Namespace) -> None:
             extra = dict(args.model_kwargs)
             if args.num_frames and len(args.model) == 1:
                 extra["num_frames"] = args.num_frames
-            model = load_model_for_eval(name, ckpt, sum(heads), **extra)
+            model = create_video_model(name, sum(heads), checkpoint=ckpt, head="strict", **extra).eval()
             # flags override every member's protocol; --num-frames only a single model's (built with it)
             over = dict(protocol_overrides(args), num_frames=model.num_frames, clips=args.clips, crops=args.crops)
             protocol = protocol_from_cfg(model.pretrained_cfg, **over)

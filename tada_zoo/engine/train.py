@@ -116,7 +116,7 @@ def _main(args: argparse.Namespace) -> None:
         cfg = resolve_config(cfg)
         seed_everything(cfg.seed)  # same initial weights on every rank
         model = create_video_model(
-            args.model, sum(heads), pretrained=args.pretrained, checkpoint_init=args.checkpoint_init,
+            args.model, sum(heads), pretrained=args.pretrained, checkpoint=args.checkpoint_init,
             inflate_from=args.inflate_from, drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate,
             **(dict(num_frames=args.num_frames) if args.num_frames else {}), **args.model_kwargs)
         over = dict(protocol_overrides(args), train_crop=args.input_size, hflip=False if args.no_hflip else None,

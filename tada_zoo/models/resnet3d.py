@@ -28,10 +28,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 
 from ..layers import RouteFuncMLP, TAdaConv2d, TemporalAggregation, check_video
 from ._base import StagedVideoMixin
+from ._builder import build_video_model
 from ._cfg import video_cfg
 
 __all__ = ["ResNet3d", "Bottleneck3d", "tada_from_baseline", "inflate_2d_state_dict"]
@@ -325,15 +326,11 @@ def inflate_2d_state_dict(state_dict: dict, model: nn.Module, prefix: str = "") 
 
 
 def checkpoint_filter_fn(state_dict: dict, model: ResNet3d) -> dict:
-    """Original SlowOnly keys (via ``slowfast.py``), our own, or a baseline's for a TAda model.
+    """Our own keys, or a baseline's for a TAda model (SlowOnly's original keys: ``slowfast.py``).
 
     The original code base has no R3D / R(2+1)D ResNet-50s: its ``R2Plus1D`` (R(2+1)D-10)
     and ``R2D3D`` (R-2D3D-18) are different networks (see docs/models.md).
     """
-    state_dict = state_dict.get("model_state", state_dict)
-    if any(k.startswith("backbone.slow_conv") for k in state_dict):
-        from .slowfast import checkpoint_filter_fn as slowfast_filter_fn
-        return slowfast_filter_fn(state_dict, model)
     if any(k.startswith("backbone.") for k in state_dict):
         raise ValueError(
             f"{type(model).__name__}: this original checkpoint is not a SlowOnly / SlowFast one; the "
@@ -347,7 +344,7 @@ def checkpoint_filter_fn(state_dict: dict, model: ResNet3d) -> dict:
 # ---- registry ------------------------------------------------------------------------
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> ResNet3d:
-    return build_model_with_cfg(
+    return build_video_model(
         ResNet3d, variant, pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3, 4)),

@@ -25,11 +25,12 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
 from ..layers import check_video
 from ._base import FcHeadMixin, check_output_fmt
+from ._builder import build_video_model
 from ._cfg import video_cfg
 from .resnet3d import Bottleneck3d, ResNet3d, init_weights, tada_from_baseline
 
@@ -260,7 +261,6 @@ def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict:
     pathway's keys without the ``slow.`` prefix. A baseline state dict given to a TAda
     model is mapped by ``tada_from_baseline``.
     """
-    state_dict = state_dict.get("model_state", state_dict)
     if any(k.startswith("backbone.") for k in state_dict):
         out = {}
         for key, value in state_dict.items():
@@ -296,14 +296,14 @@ default_cfgs = generate_default_cfgs({
 
 def _slowonly(variant: str, pretrained: bool, tada: bool, **kwargs) -> ResNet3d:
     model_args = dict(stem_pool=True, temporal_kernels=(1, 1, 3, 3), num_frames=8, tada=("2d",) if tada else ())
-    return build_model_with_cfg(
+    return build_video_model(
         ResNet3d, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3, 4)), **dict(model_args, **kwargs))
 
 
 def _slowfast(variant: str, pretrained: bool, tada: bool, alpha: int, fusion_kernel: int, **kwargs) -> SlowFast:
     model_args = dict(alpha=alpha, fusion_kernel=fusion_kernel, tada=("2d",) if tada else ())
-    return build_model_with_cfg(
+    return build_video_model(
         SlowFast, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(feature_cls="getter", out_indices=tuple(range(10))), **dict(model_args, **kwargs))
 

@@ -22,7 +22,7 @@ import torch.nn as nn
 from timm.layers import DropPath
 from timm.models import register_model
 
-from ..hub import build_video_model
+from ._builder import build_video_model
 from ..layers import RouteFuncMLP, TAdaConv2d, TemporalAggregation, check_video
 from ._base import StagedVideoMixin
 from ._cfg import generate_video_cfgs, video_cfg

@@ -41,7 +41,7 @@ from timm.models._features import feature_take_indices
 from ..layers import (
     QuickGELUMlp, RouteFuncMLP, RouteFuncTransformer, TAdaConv2d, check_video,
     route_func_transformer_from_original, temporal_sum)
-from ..hub import build_video_model
+from ._builder import build_video_model
 from ._base import check_output_fmt
 from ._cfg import V2_TRAIN_AUG, generate_video_cfgs, video_cfg
 
@@ -360,16 +360,12 @@ def _original_block_key(rest: str) -> str:
 def checkpoint_filter_fn(state_dict: dict, model: TAdaConvNeXt) -> dict:
     """Original TAdaConv-repo ConvNeXt keys (``backbone.downsample_layers...``) -> ours.
 
-    Accepts a bare state dict or an original ``.pyth`` dict (``model_state``); ours pass
-    through. TAdaConv's ``(1, 1, C, 1, 7, 7)`` weight / ``(1, 1, C)`` bias become a Conv2d's,
+    State dicts already in our layout pass through (``models._helpers.read_checkpoint`` has
+    taken the weights out of a ``.pyth`` and removed DDP prefixes). TAdaConv's ``(1, 1, C, 1, 7, 7)`` weight / ``(1, 1, C)`` bias become a Conv2d's,
     the 1x2x2 downsampling Conv3d become Conv2d, the route functions' Conv3d become
     Conv1d / Linear (``route_func_transformer_from_original``); ``backbone.norm`` is the
     head's norm and ``head.out`` its ``fc``.
     """
-    if "model_state" in state_dict:
-        state_dict = state_dict["model_state"]
-    if any(k.startswith("module.") for k in state_dict):
-        state_dict = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
     if "backbone.downsample_layers.0.0.weight" not in state_dict:
         return state_dict
     out = {}

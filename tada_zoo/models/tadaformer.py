@@ -40,7 +40,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..layers import QuickGELUMlp, TAdaConv2d, TemporalAggregation, check_video
 from ..layers.calibration import RouteFuncTransformer, route_func_transformer_from_original
-from ..hub import build_video_model
+from ._builder import build_video_model
 from ._base import check_output_fmt
 from ._cfg import V2_TRAIN_AUG, generate_video_cfgs, video_cfg
 
