@@ -20,9 +20,9 @@ sys.path.insert(0, str(ROOT))
 import tada_zoo  # noqa: E402,F401  (registers the models)
 from tada_zoo.hub import _write_text_atomic, hub_models, registered_cfg, released_models, repo_id, \
     write_hub_files  # noqa: E402
+from tada_zoo.models._helpers import family  # noqa: E402
 
 RELEASES = ROOT / "conversion" / "releases.json"
-FAMILIES = {"tada2d": "TAda2D", "tadaconvnextv2": "TAdaConvNeXtV2", "tadaformer": "TAdaFormer"}
 
 
 def release_manifest() -> dict:
@@ -31,7 +31,7 @@ def release_manifest() -> dict:
     for name in released_models():
         cfg = registered_cfg(name)
         entries.append(dict(
-            model=name, family=FAMILIES[name.split("_")[0]], dataset=cfg.dataset, frames=cfg.num_frames,
+            model=name, family=family(name).display_name(name), dataset=cfg.dataset, frames=cfg.num_frames,
             sampling_rate=cfg.frame_interval, init=cfg.init, original_file=cfg.original_file,
             original_url=cfg.original_url, repo_id=repo_id(name)))
     return {

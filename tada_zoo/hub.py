@@ -26,7 +26,7 @@ from timm.models._hub import save_config_for_hf
 from .data.protocol import protocol_from_cfg
 from .models._builder import (WEIGHTS_NAME, WeightsNotAvailableError, build_video_model, how_to_convert,
                               registered_cfg, released_models)
-from .models._cfg import HUB_ORG, VideoPretrainedCfg
+from .models._cfg import HUB_ORG, PAPERS, VideoPretrainedCfg
 
 __all__ = [
     "VIDEO_TASK", "WEIGHTS_NAME", "WeightsNotAvailableError", "build_video_model", "released_models", "hub_models",
@@ -49,21 +49,6 @@ _DATASETS = {  # cfg.dataset -> (display name, Hub dataset tag)
     "ssv2": ("Something-Something V2", "something-something-v2"),
     "ek100": ("EPIC-KITCHENS-100", "epic-kitchens-100"),
     "imagenet-1k": ("ImageNet-1k", "imagenet-1k"),
-}
-
-_CITATIONS = {
-    "arXiv:2110.06178": """@inproceedings{huang2022tada,
-  title={{TAda}! Temporally-Adaptive Convolutions for Video Understanding},
-  author={Huang, Ziyuan and Zhang, Shiwei and Pan, Liang and Qing, Zhiwu and Tang, Mingqian and Liu, Ziwei and Ang Jr, Marcelo H.},
-  booktitle={International Conference on Learning Representations (ICLR)},
-  year={2022}
-}""",
-    "arXiv:2308.05787": """@article{huang2023tadaconvv2,
-  title={Temporally-Adaptive Models for Efficient Video Understanding},
-  author={Huang, Ziyuan and Zhang, Shiwei and Pan, Liang and Qing, Zhiwu and Zhang, Yingya and Liu, Ziwei and Ang Jr, Marcelo H.},
-  journal={arXiv preprint arXiv:2308.05787},
-  year={2023}
-}""",
 }
 
 _LICENSE_NAMES = {
@@ -198,7 +183,7 @@ def render_model_card(name: str, stats: dict, provenance: Optional[dict] = None)
     if dataset_tag:
         front += ["datasets:", f"- {dataset_tag}"]
     front.append("---")
-    citation = _CITATIONS.get(cfg.paper_ids)
+    citation = PAPERS.get(cfg.paper_ids)
     init_lic = _LICENSE_NAMES.get(cfg.init_license, cfg.init_license or "unknown")
     t, h, w = stats["input"][2:]
     clip, views = _fmt_clip(cfg)
@@ -293,7 +278,7 @@ def _inflated_card(name: str, stats: dict, cfg) -> str:
     clip, _ = _fmt_clip(cfg)
     mean = ", ".join(f"{v:g}" for v in cfg.mean)
     std = ", ".join(f"{v:g}" for v in cfg.std)
-    citation = _CITATIONS.get(cfg.paper_ids)
+    citation = PAPERS.get(cfg.paper_ids)
     lines = [
         "---", "tags:", f"- {VIDEO_TASK}", "- timm", "- tada-zoo", "- video", "library_name: timm",
         f"pipeline_tag: {VIDEO_TASK}", f"license: {lic}", "datasets:", "- imagenet-1k", "---",

@@ -294,3 +294,15 @@ def test_model_pretrained_cfg(name):
     for tag in timm.list_pretrained(cfg["architecture"] + ".*") or [cfg["architecture"]]:
         tag_cfg = timm.models.get_pretrained_cfg(tag)
         assert isinstance(tag_cfg, VideoPretrainedCfg) and tag_cfg.num_frames >= 1, tag
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_model_family_declared(name):
+    """Every family file declares FAMILY: what recipes, release lists and inflation read instead of tables."""
+    from tada_zoo.engine.recipes import RECIPES, default_recipe
+    from tada_zoo.models._cfg import VideoFamily
+    from tada_zoo.models._helpers import family
+
+    fam = family(name)
+    assert isinstance(fam, VideoFamily) and fam.display_name(name)
+    assert default_recipe(name) in RECIPES

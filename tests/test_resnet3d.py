@@ -123,6 +123,11 @@ def test_inflate_timm_resnet50_into_r3d_and_r2plus1d():
             torch.testing.assert_close(sd["layer3.2.conv2.weight"].sum(2), src["layer3.2.conv2.weight"])
             torch.testing.assert_close(sd["conv1.weight"][:, :, 1] * 3, src["conv1.weight"])
         model.load_state_dict(sd)
+        # the family's rule (FAMILY.inflate in resnet3d.py), as `tada-zoo train --inflate-from` runs it
+        from tada_zoo.inflate import inflate
+
+        inflated = inflate(timm.create_model(name), src)
+        assert all(torch.equal(v, sd[k]) for k, v in inflated.state_dict().items() if k not in kept), name
 
 
 def test_bad_configs():

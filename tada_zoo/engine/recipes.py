@@ -9,6 +9,8 @@ scaled linearly to the actual global batch unless ``--lr`` sets one directly.
 """
 from typing import Dict
 
+from tada_zoo.models._helpers import family
+
 __all__ = ["RECIPES", "default_recipe"]
 
 _SGD = dict(
@@ -38,8 +40,5 @@ RECIPES: Dict[str, dict] = {
 
 
 def default_recipe(model_name: str) -> str:
-    """AdamW recipe for the ConvNeXt / transformer families, SGD for the ResNet ones."""
-    arch = model_name.split(".")[0]
-    if arch.startswith(("tadaconvnext", "tadaformer")):
-        return "tadaconvnext_k400"
-    return "tada2d_k400"
+    """The K400 preset of the model's family (``FAMILY.recipe`` in its model file)."""
+    return f"{family(model_name).recipe}_k400"

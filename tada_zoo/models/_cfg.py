@@ -1,10 +1,12 @@
-"""Pretrained-cfg helpers shared by every family: timm's cfg plus the video facts users need."""
-from dataclasses import dataclass
-from typing import Optional, Tuple
+"""What the model layer knows besides the networks: pretrained cfgs with the video facts users
+need, the papers, and what each family file declares about itself (``FAMILY``)."""
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional, Tuple
 
 from timm.models import PretrainedCfg, generate_default_cfgs
 
-__all__ = ["HUB_ORG", "VideoPretrainedCfg", "video_cfg", "generate_video_cfgs", "V2_TRAIN_AUG"]
+__all__ = ["HUB_ORG", "VideoPretrainedCfg", "VideoFamily", "PAPERS", "video_cfg", "generate_video_cfgs",
+           "V2_TRAIN_AUG"]
 
 HUB_ORG = "tada-zoo"  # Hugging Face organisation of the converted checkpoints
 
@@ -16,6 +18,40 @@ KINETICS_STD = (0.225, 0.225, 0.225)
 # rand-m9-n4-mstd0.5-inc1, COLOR_AUG with COLOR_P 0 and GRAYSCALE 0.2 (grayscale only)
 V2_TRAIN_AUG = dict(train_scale=(0.08, 1.0), train_ratio=(0.75, 1.333), rand_augment="rand-m9-n4-mstd0.5-inc1",
                     grayscale=0.2)
+
+
+@dataclass(frozen=True)
+class VideoFamily:
+    """What a family file declares about itself as ``FAMILY``, so that nothing outside it needs
+    a table of families: its display name (``names`` maps architecture prefixes to the names
+    of sub-families, e.g. ``tadaconvnextv2`` -> "TAdaConvNeXtV2"), the recipe prefix of the
+    paper's training presets (``<recipe>_k400`` ...) and how 2D ImageNet weights inflate into
+    its models (``inflate(model, state_dict_2d) -> model``, or None)."""
+    name: str
+    recipe: str = "tada2d"
+    inflate: Optional[Callable] = None
+    names: Dict[str, str] = field(default_factory=dict)
+
+    def display_name(self, arch: str) -> str:
+        prefixes = sorted((p for p in self.names if arch.startswith(p)), key=len)
+        return self.names[prefixes[-1]] if prefixes else self.name
+
+
+# BibTeX of the papers a cfg's ``paper_ids`` can name (model cards cite them)
+PAPERS = {
+    "arXiv:2110.06178": """@inproceedings{huang2022tada,
+  title={{TAda}! Temporally-Adaptive Convolutions for Video Understanding},
+  author={Huang, Ziyuan and Zhang, Shiwei and Pan, Liang and Qing, Zhiwu and Tang, Mingqian and Liu, Ziwei and Ang Jr, Marcelo H.},
+  booktitle={International Conference on Learning Representations (ICLR)},
+  year={2022}
+}""",
+    "arXiv:2308.05787": """@article{huang2023tadaconvv2,
+  title={Temporally-Adaptive Models for Efficient Video Understanding},
+  author={Huang, Ziyuan and Zhang, Shiwei and Pan, Liang and Qing, Zhiwu and Zhang, Yingya and Liu, Ziwei and Ang Jr, Marcelo H.},
+  journal={arXiv preprint arXiv:2308.05787},
+  year={2023}
+}""",
+}
 
 
 @dataclass

@@ -18,8 +18,8 @@ import timm
 import torch
 import torch.nn as nn
 
-__all__ = ["read_checkpoint", "family_module", "checkpoint_filter", "map_checkpoint", "load_checkpoint",
-           "classifier_keys"]
+__all__ = ["read_checkpoint", "family_module", "family", "checkpoint_filter", "map_checkpoint", "load_checkpoint",
+           "load_inflated", "classifier_keys"]
 
 PathLike = Union[str, Path]
 _SHOW = 12  # keys listed per kind of mismatch
@@ -106,6 +106,15 @@ def family_module(model_or_name: Union[nn.Module, str]) -> ModuleType:
     return sys.modules[timm.models.model_entrypoint(arch).__module__]
 
 
+def family(model_or_name: Union[nn.Module, str]):
+    """The ``VideoFamily`` its family file declares (name, recipe prefix, 2D inflation)."""
+    module = family_module(model_or_name)
+    declared = getattr(module, "FAMILY", None)
+    if declared is None:
+        raise ValueError(f"{module.__name__} declares no FAMILY = VideoFamily(...)")
+    return declared
+
+
 def checkpoint_filter(model_or_name: Union[nn.Module, str]) -> Optional[Callable]:
     """The family's ``checkpoint_filter_fn(state_dict, model)``: original keys -> ours (ours pass through)."""
     return getattr(family_module(model_or_name), "checkpoint_filter_fn", None)
@@ -184,3 +193,18 @@ def load_checkpoint(model: nn.Module, checkpoint: Union[PathLike, Dict[str, torc
     kept = sorted(set(model.state_dict()) - set(mapped))
     model.load_state_dict(mapped, strict=not kept)
     return dict(info, classifier_kept=kept)
+
+
+def load_inflated(model: nn.Module, state_dict: Dict[str, torch.Tensor], new_parts=()) -> None:
+    """Load inflated 2D weights: every model key must be covered, except those containing one of
+    ``new_parts`` (what the 2D network does not have; they keep their identity init)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict and not any(p in k for p in new_parts)]
+    unexpected = [k for k in state_dict if k not in own]
+    wrong = [f"{k}: {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+             for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
+    if missing or unexpected or wrong:
+        parts = [f"{len(x)} {what} (first: {x[:5]})"
+                 for what, x in (("missing", missing), ("unexpected", unexpected), ("mismatched", wrong)) if x]
+        raise ValueError(f"cannot inflate into {type(model).__name__}: " + "; ".join(parts))
+    model.load_state_dict(state_dict, strict=False)

@@ -33,7 +33,7 @@ from timm.models import generate_default_cfgs, register_model
 from ..layers import RouteFuncMLP, TAdaConv2d, TemporalAggregation, check_video
 from ._base import StagedVideoMixin
 from ._builder import build_video_model
-from ._cfg import video_cfg
+from ._cfg import VideoFamily, video_cfg
 
 __all__ = ["ResNet3d", "Bottleneck3d", "tada_from_baseline", "inflate_2d_state_dict"]
 
@@ -339,6 +339,16 @@ def checkpoint_filter_fn(state_dict: dict, model: ResNet3d) -> dict:
     if model.tada and not any("_rf." in k for k in state_dict):
         return tada_from_baseline(state_dict, model)
     return state_dict
+
+
+def inflate_resnet3d(model: nn.Module, state_dict_2d: dict) -> nn.Module:
+    """ImageNet 2D ResNet weights into R3D / R(2+1)D / SlowOnly (``inflate_2d_state_dict``), in place."""
+    model.load_state_dict(inflate_2d_state_dict(state_dict_2d, model)[0])
+    return model
+
+
+FAMILY = VideoFamily("ResNet3D", recipe="tada2d", inflate=inflate_resnet3d,
+                     names={"r2plus1d": "R(2+1)D", "r3d": "R3D"})
 
 
 # ---- registry ------------------------------------------------------------------------

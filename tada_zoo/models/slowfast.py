@@ -31,8 +31,8 @@ from timm.models._features import feature_take_indices
 from ..layers import check_video
 from ._base import FcHeadMixin, check_output_fmt
 from ._builder import build_video_model
-from ._cfg import video_cfg
-from .resnet3d import Bottleneck3d, ResNet3d, init_weights, tada_from_baseline
+from ._cfg import VideoFamily, video_cfg
+from .resnet3d import Bottleneck3d, ResNet3d, inflate_resnet3d, init_weights, tada_from_baseline
 
 __all__ = ["SlowFast", "FuseFastToSlow"]
 
@@ -274,6 +274,9 @@ def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict:
     if model.tada and not any("_rf." in k for k in state_dict):
         state_dict = tada_from_baseline(state_dict, model)
     return state_dict
+
+
+FAMILY = VideoFamily("SlowFast", recipe="tada2d", inflate=inflate_resnet3d, names={"slowonly": "SlowOnly"})
 
 
 # ---- registry ------------------------------------------------------------------------

@@ -15,17 +15,18 @@ Activations flow between blocks in the frame-major layout ``(B, T, C, H, W)``, s
 """
 import re
 from functools import partial
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn as nn
 from timm.layers import DropPath
 from timm.models import register_model
 
-from ._builder import build_video_model
 from ..layers import RouteFuncMLP, TAdaConv2d, TemporalAggregation, check_video
 from ._base import StagedVideoMixin
-from ._cfg import generate_video_cfgs, video_cfg
+from ._builder import build_video_model
+from ._cfg import VideoFamily, generate_video_cfgs, video_cfg
+from ._helpers import load_inflated
 
 __all__ = ["VideoResNet", "Bottleneck", "TAdaBottleneck"]
 
@@ -235,6 +236,26 @@ def _create(variant: str, pretrained: bool = False, **kwargs) -> VideoResNet:
         **kwargs,
     )
 
+
+def inflate_resnet(model: nn.Module, state_dict_2d: Dict[str, torch.Tensor]) -> nn.Module:
+    """timm / torchvision ResNet state dict -> TSN or TAda2D (``VideoResNet``), in place.
+
+    Key names are shared; TAda2D's BN after the 3x3 conv becomes BN1 of the
+    aggregation (``agg2.norm``); the ImageNet ``fc`` is dropped.
+    """
+    tada = any(isinstance(m, TAdaBottleneck) for m in model.modules())
+    sd = {}
+    for k, v in state_dict_2d.items():
+        if k.startswith("fc."):
+            continue
+        if tada and ".bn2." in k:
+            k = k.replace(".bn2.", ".agg2.norm.")
+        sd[k] = v
+    load_inflated(model, sd, new_parts=(".conv2_rf.", ".agg2.norm_pool.", "fc."))
+    return model
+
+
+FAMILY = VideoFamily("TAda2D", recipe="tada2d", inflate=inflate_resnet, names={"tsn": "TSN"})
 
 _ZOO = "https://github.com/alibaba-mmai-research/TAdaConv/blob/main/MODEL_ZOO.md"
 _DRIVE = "https://drive.google.com/file/d/{}/view?usp=sharing"

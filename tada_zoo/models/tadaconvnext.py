@@ -27,7 +27,7 @@ convolutions run on the free view ``(B * T, C, H, W)`` in channels-last memory f
 need no transposed copies. The public interface is ``(B, C, T, H, W)``.
 """
 import re
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -36,14 +36,15 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, Mlp, get_act_layer, trunc_normal_
 from timm.layers.activations import QuickGELU
 from timm.models import checkpoint_seq, register_model
+from timm.models.convnext import checkpoint_filter_fn as convnext_2d_filter
 from timm.models._features import feature_take_indices
 
 from ..layers import (
     QuickGELUMlp, RouteFuncMLP, RouteFuncTransformer, TAdaConv2d, check_video,
     route_func_transformer_from_original, temporal_sum)
-from ._builder import build_video_model
 from ._base import check_output_fmt
-from ._cfg import V2_TRAIN_AUG, generate_video_cfgs, video_cfg
+from ._builder import build_video_model
+from ._cfg import V2_TRAIN_AUG, VideoFamily, generate_video_cfgs, video_cfg
 
 __all__ = ["TAdaConvNeXt", "TAdaConvNeXtBlock", "checkpoint_filter_fn"]
 
@@ -398,6 +399,49 @@ def _create(variant: str, pretrained: bool = False, **kwargs) -> TAdaConvNeXt:
         feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
         **kwargs,
     )
+
+
+def inflate_convnext(model: nn.Module, state_dict: Dict[str, torch.Tensor], strict: bool = True) -> nn.Module:
+    """Load 2D ConvNeXt ImageNet weights (timm ``convnext_*`` or the original FB ``.pth``) into ``model``.
+
+    The 4x4 patch embedding becomes the tubelet embedding by centre initialisation (the 2D
+    kernel in the middle temporal tap, zeros elsewhere); every other ConvNeXt weight keeps
+    its shape and name. The classifier is kept when its size matches ``model``'s. Route
+    functions and ``norm_pool`` keep their init, so the inflated model equals its 2D source
+    run on frames ``0, s, 2s, ...`` (``s`` = the stem's temporal stride), with the 2D model's
+    activation. Returns ``model``; ValueError on missing / unexpected keys.
+    """
+    if "model" in state_dict and isinstance(state_dict["model"], dict):
+        state_dict = state_dict["model"]
+    sd = dict(convnext_2d_filter(state_dict, model))  # FB names -> timm names (ours)
+    stem_key = "stem.0.weight"
+    if stem_key not in sd:
+        raise ValueError(f"inflate_convnext: no '{stem_key}' in the 2D state dict: is it a ConvNeXt checkpoint?")
+    target = model.stem[0].weight
+    w2d = sd[stem_key]
+    if w2d.dim() != 4 or w2d.shape[:2] != target.shape[:2] or w2d.shape[2:] != target.shape[3:]:
+        raise ValueError(
+            f"inflate_convnext: 2D stem weight {tuple(w2d.shape)} does not fit the video stem "
+            f"{tuple(target.shape)}: build the video model with the 2D model's dims")
+    w3d = torch.zeros_like(target, dtype=w2d.dtype)
+    w3d[:, :, target.shape[2] // 2] = w2d
+    sd[stem_key] = w3d
+    own = model.state_dict()
+    for name in ("head.fc.weight", "head.fc.bias"):
+        if name in sd and (name not in own or own[name].shape != sd[name].shape):
+            del sd[name]
+    new = {k: v for k, v in own.items() if k not in sd and (".conv_dw_rf." in k or ".norm_pool." in k
+                                                            or k.startswith("head.fc."))}
+    sd.update(new)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if strict and (missing or unexpected):
+        raise ValueError(f"inflate_convnext: missing {missing[:5]}..., unexpected {unexpected[:5]}... "
+                       f"(build the video model with the 2D model's depths and dims)")
+    return model
+
+
+FAMILY = VideoFamily("TAdaConvNeXt", recipe="tadaconvnext", inflate=inflate_convnext,
+                     names={"tadaconvnextv2": "TAdaConvNeXtV2"})
 
 
 _V2_ZOO = "https://github.com/alibaba-mmai-research/TAdaConv/blob/main/MODEL_ZOO.md"

@@ -26,7 +26,7 @@ timm's CLIP ViT state dict loads with only the stem inflated.
 """
 import math
 from functools import partial
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -35,14 +35,14 @@ from timm.data import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from timm.layers import Mlp, QuickGELU, resample_abs_pos_embed, trunc_normal_
 from timm.models import get_pretrained_cfg, register_model
 from timm.models._features import feature_take_indices
-from timm.models.vision_transformer import Block
+from timm.models.vision_transformer import Block, _convert_openai_clip
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import QuickGELUMlp, TAdaConv2d, TemporalAggregation, check_video
 from ..layers.calibration import RouteFuncTransformer, route_func_transformer_from_original
-from ._builder import build_video_model
 from ._base import check_output_fmt
-from ._cfg import V2_TRAIN_AUG, generate_video_cfgs, video_cfg
+from ._builder import build_video_model
+from ._cfg import V2_TRAIN_AUG, VideoFamily, generate_video_cfgs, video_cfg
 
 __all__ = ["TAdaFormer", "TAdaFormerBlock", "TAdaBlock", "TemporalLinear", "checkpoint_filter_fn"]
 
@@ -480,6 +480,46 @@ def _create(variant: str, pretrained: bool = False, **kwargs) -> TAdaFormer:
         feature_cfg=dict(feature_cls="getter", out_indices=3),
         **kwargs,
     )
+
+
+def inflate_clip_vit(model: nn.Module, state_dict: Dict[str, torch.Tensor]) -> nn.Module:
+    """Initialise ``model`` from a 2D CLIP ViT: timm's ``vit_*_clip_*`` state dict
+    (``vit_base_patch16_clip_quickgelu_224.openai`` holds OpenAI's ViT-B/16) or OpenAI's own
+    ``ViT-B-16.pt`` keys (``visual.*``, converted with timm's converter).
+
+    The stem ``(D, 3, P, P)`` becomes ``(D, 3, kt, P, P)`` with the 2D kernel on the centre
+    tap (the original's inflation); everything else of the ViT is copied; the TAda branches
+    keep their init (``proj`` = 0, so they add nothing) and the head is not copied. The
+    result equals the ViT run on frames 0, 2, 4, ..., with the final LayerNorm applied to
+    the time-averaged class token. Returns ``model``.
+    """
+    if any(k.startswith("visual.") for k in state_dict):
+        state_dict = _convert_openai_clip(state_dict, None)
+    sd = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
+    if "patch_embed.proj.weight" not in sd:
+        raise ValueError("inflate_clip_vit: expected a timm CLIP ViT state dict (patch_embed.proj.weight missing)")
+    w2d = sd["patch_embed.proj.weight"]
+    w3d = model.patch_embed.proj.weight
+    if w2d.dim() != 4 or w2d.shape != w3d.shape[:2] + w3d.shape[3:]:
+        raise ValueError(
+            f"inflate_clip_vit: stem weight {tuple(w2d.shape)} does not fit the model's "
+            f"{tuple(w3d.shape)}; pick the model variant with the same width and patch size")
+    inflated = w2d.new_zeros(w3d.shape)
+    inflated[:, :, w3d.shape[2] // 2] = w2d
+    sd["patch_embed.proj.weight"] = inflated
+    if sd["pos_embed"].shape != model.pos_embed.shape:
+        old = int(math.isqrt(sd["pos_embed"].shape[1] - 1))
+        sd["pos_embed"] = resample_abs_pos_embed(sd["pos_embed"], model.grid_size, (old, old), 1)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    bad_missing = [k for k in missing if ".tada" not in k and not k.startswith("head.")]
+    if bad_missing or unexpected:
+        raise ValueError(
+            f"inflate_clip_vit: state dict does not match the model: missing {bad_missing[:5]}, "
+            f"unexpected {list(unexpected)[:5]}")
+    return model
+
+
+FAMILY = VideoFamily("TAdaFormer", recipe="tadaconvnext", inflate=inflate_clip_vit)
 
 
 _ZOO = "https://github.com/alibaba-mmai-research/TAdaConv/blob/main/MODEL_ZOO.md"
