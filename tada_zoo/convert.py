@@ -5,7 +5,6 @@ The file is read and mapped by the one checkpoint path of the model layer
 fit of every key and shape); this module adds the release checks and writes the folder,
 all or nothing.
 """
-import argparse
 from pathlib import Path
 from typing import Optional, Union
 
@@ -93,22 +92,3 @@ def convert_checkpoint(model_name: str, checkpoint: Union[str, Path], output: Un
         source_file=Path(checkpoint).name, source_sha256=sha256_file(checkpoint),
         state_key=info["state_key"], converter=f"tada-zoo {__version__}")
     return save_converted(model.eval(), model_name, output, provenance)
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "convert", help="original TAdaConv .pyth checkpoint -> safetensors + config.json + model card")
-    p.add_argument("--model", required=True,
-                   help="arch.tag of a released checkpoint (e.g. tada2d_r50_8f.k400), or an architecture")
-    p.add_argument("--checkpoint", required=True, help="original .pyth file")
-    p.add_argument("--output", required=True, help="new (or empty) directory to write")
-    p.add_argument("--ema", action="store_true", help="convert 'model_ema_state' instead of 'model_state'")
-    p.add_argument("--no-cfg-check", dest="cfg_check", action="store_false",
-                   help="do not compare the tag's dataset / frames with the checkpoint's stored config")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.set_defaults(func=_main)
-
-
-def _main(args: argparse.Namespace) -> None:
-    out = convert_checkpoint(args.model, args.checkpoint, args.output, ema=args.ema, cfg_check=args.cfg_check)
-    print(f"wrote {out}/model.safetensors, config.json, README.md")

@@ -13,7 +13,6 @@ ranks, each rank logs to its own ``index.rank<r>.jsonl`` and rank 0 merges the l
 ``index.jsonl`` at the end (a rerun after an interruption reads the rank logs too, with
 any number of processes).
 """
-import argparse
 import json
 import os
 import time
@@ -26,8 +25,9 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from .engine.distributed import all_gather_object, barrier, get_rank, get_world_size
+from .models._builder import create_video_model
 
-__all__ = ["FeatureExtractor", "extract_videos", "list_videos", "register", "VIDEO_EXTENSIONS"]
+__all__ = ["FeatureExtractor", "extract_videos", "list_videos", "VIDEO_EXTENSIONS"]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
 Layer = Union[str, int]
@@ -60,8 +60,6 @@ class FeatureExtractor:
     def from_name(cls, name: str, checkpoint: Optional[str] = None, pretrained: bool = False,
                   model_kwargs: Optional[dict] = None, **kwargs) -> "FeatureExtractor":
         """A model without classifier, from registered weights or a local checkpoint (head ignored)."""
-        from .engine.checkpoint import create_video_model
-
         model = create_video_model(name, pretrained=pretrained or None, checkpoint=checkpoint, head="ignore",
                                    **(model_kwargs or {}))
         model.reset_classifier(0)
@@ -293,61 +291,3 @@ def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path
     return dict(done=sum(r["done"] for r in ranks), skipped=len(videos) - n_todo,
                 failed={k: e for r in ranks for k, e in r["failed"].items()},
                 clips=sum(r["clips"] for r in ranks), seconds=time.time() - t0)
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("extract", help="features of every video (sliding windows), resumable",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, help="registered model, e.g. tada2d_r50_8f.k400")
-    p.add_argument("--checkpoint", default=None, help="local weights (.safetensors / checkpoint); head ignored")
-    p.add_argument("--pretrained", action="store_true", help="use the registered pretrained weights")
-    p.add_argument("--input", required=True, help="a video file or a folder of videos (recursive)")
-    p.add_argument("--output", required=True, help="folder: one feature file per video + index.jsonl")
-    p.add_argument("--layer", default="pooled", help="'pooled' (clip embedding), 'map' (unpooled) or a level index")
-    p.add_argument("--clip-len", type=int, default=None, help="frames per window (default: the model's)")
-    p.add_argument("--frame-interval", type=int, default=None, help="frame step inside a window (default: the cfg's, else 8/5/2)")
-    p.add_argument("--clip-stride", type=int, default=None, help="frames between window starts (default: clip-len x interval)")
-    p.add_argument("--size", type=int, default=None, help="crop and short side (default: the cfg's test size)")
-    p.add_argument("--format", choices=("safetensors", "npy"), default="safetensors")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=2, help="decoding processes")
-    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--model-kwargs", type=json.loads, default={}, help="extra model arguments as JSON")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--debug", action="store_true")
-    p.set_defaults(func=_main)
-
-
-def _main(args: argparse.Namespace) -> None:
-    from .data import protocol_from_cfg
-    from .engine.distributed import cleanup_distributed, init_distributed, is_main_process
-    from .engine.trainer import _autocast_dtype
-
-    device = init_distributed(args.device)
-    kwargs = dict(args.model_kwargs)
-    if args.clip_len:
-        kwargs["num_frames"] = args.clip_len
-    ex = FeatureExtractor.from_name(args.model, args.checkpoint, args.pretrained, kwargs, layer=args.layer,
-                                    batch_size=args.batch_size, device=device,
-                                    autocast_dtype=_autocast_dtype(args.amp, device))
-    # the model's test transform (one centre crop); the windows are extract's own, in frames of the file
-    protocol = protocol_from_cfg(ex.model.pretrained_cfg, num_frames=args.clip_len or getattr(ex.model, "num_frames", None),
-                                 frame_interval=args.frame_interval, test_crop=args.size, test_short_side=args.size)
-    clip_len, interval = protocol.num_frames, protocol.frame_interval
-    stride = args.clip_stride or clip_len * interval
-    tf = protocol.eval_transform(crops=1)
-    videos = list_videos(args.input)
-    root = Path(args.input) if Path(args.input).is_dir() else None
-    main = is_main_process()
-    try:
-        r = extract_videos(ex, videos, args.output, clip_len, interval, stride, tf, args.workers, args.format,
-                           root, progress=not args.quiet and main)
-    finally:
-        cleanup_distributed()
-    if not main:
-        return
-    print(f"{r['done']} videos extracted ({r['clips']} clips, {r['seconds']:.1f}s), {r['skipped']} already done, "
-          f"{len(r['failed'])} failed -> {args.output}/index.jsonl")
-    for k, e in r["failed"].items():
-        print(f"  failed: {k}: {e}")

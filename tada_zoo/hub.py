@@ -24,9 +24,10 @@ from timm.models import PretrainedCfg, get_pretrained_cfg
 from timm.models._hub import save_config_for_hf
 
 from .data.protocol import protocol_from_cfg
-from .models._builder import (WEIGHTS_NAME, WeightsNotAvailableError, build_video_model, how_to_convert,
-                              registered_cfg, released_models)
+from .models._builder import (WEIGHTS_NAME, WeightsNotAvailableError, build_video_model, create_video_model,
+                              how_to_convert, registered_cfg, released_models)
 from .models._cfg import HUB_ORG, PAPERS, VideoPretrainedCfg
+from .profile import count_gmacs, count_params, default_input_shape
 
 __all__ = [
     "VIDEO_TASK", "WEIGHTS_NAME", "WeightsNotAvailableError", "build_video_model", "released_models", "hub_models",
@@ -102,7 +103,7 @@ def _params_on_meta() -> Iterator[None]:
 def empty_model(name: str, **kwargs) -> nn.Module:
     """The model without weights (meta tensors): enough for configs, params and FLOPs."""
     with _params_on_meta():
-        return timm.create_model(name, pretrained=False, **kwargs).eval()
+        return create_video_model(name, **kwargs).eval()
 
 
 def model_stats(name: str, num_classes: Optional[int] = None) -> dict:
@@ -121,8 +122,6 @@ def model_stats(name: str, num_classes: Optional[int] = None) -> dict:
 
 def _stats(name: str, cfg, model: nn.Module, kwargs: dict, gflops: Optional[float] = None) -> dict:
     """``model_stats`` of an already built (empty) model; ``gflops`` given: not counted again."""
-    from .profile import count_gmacs, count_params, default_input_shape
-
     shape = default_input_shape(model, getattr(cfg, "num_frames", None), PROFILE_SIZE)
     if gflops is not None:
         return dict(params=count_params(model), gflops=gflops, input=list(shape))
@@ -130,7 +129,7 @@ def _stats(name: str, cfg, model: nn.Module, kwargs: dict, gflops: Optional[floa
         with torch.device("meta"):
             gmacs = count_gmacs(model, shape)
     except (RuntimeError, NotImplementedError):
-        model = timm.create_model(name, pretrained=False, **kwargs)
+        model = create_video_model(name, **kwargs)
         gmacs = count_gmacs(model, shape)
     return dict(params=count_params(model), gflops=round(gmacs, 2), input=list(shape))
 

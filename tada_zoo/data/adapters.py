@@ -5,7 +5,6 @@ atomically and returns the class names, index = label. Paths are built from a
 ``path_template`` (``str.format`` fields named per adapter) so they match however the
 videos were downloaded; the defaults follow the common layouts.
 """
-import argparse
 import csv
 import json
 import os
@@ -15,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Union
 from .datasets import write_annotations
 
 __all__ = ["kinetics_csv_to_list", "ssv2_json_to_list", "ucf101_to_list", "hmdb51_to_list",
-           "epic100_csv_to_list", "read_class_names", "register"]
+           "epic100_csv_to_list", "read_class_names"]
 
 KINETICS_TEMPLATE = "{label}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4"
 SSV2_TEMPLATE = "{id}.webm"
@@ -221,63 +220,3 @@ def epic100_csv_to_list(csv_file: PathLike, output: PathLike, class_names_out: O
         samples.append((path_template.format(**r), labels if len(labels) > 1 else labels[0]))
     class_names = {h: [d.get(i, "") for i in range(max(d) + 1)] if d else [] for h, d in names.items()}
     return _finish(samples, output, class_names, class_names_out, data_root, drop_missing)
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "make-list", help="write an annotation list (path label) from a public dataset's annotation files",
-        description="Write an annotation list 'relative/path label' from Kinetics CSV, SSV2 JSON, "
-                    "UCF101 / HMDB51 split files or EPIC-KITCHENS-100 CSV.")
-    p.add_argument("--format", required=True, choices=["kinetics", "ssv2", "ucf101", "hmdb51", "epic100"])
-    p.add_argument("--output", required=True, help="annotation list to write")
-    p.add_argument("--class-names-out", default=None, help="also write the class names (one per line; JSON for epic100)")
-    p.add_argument("--csv", help="kinetics / epic100: the annotation CSV")
-    p.add_argument("--class-names", help="kinetics: fix the class order with this file (e.g. from the train split)")
-    p.add_argument("--label-spaces", default=None, help="kinetics: replace spaces in class folder names with this")
-    p.add_argument("--labels-json", help="ssv2: something-something-v2-labels.json")
-    p.add_argument("--json", help="ssv2: something-something-v2-train.json or -validation.json")
-    p.add_argument("--class-ind", help="ucf101: classInd.txt")
-    p.add_argument("--split-file", help="ucf101: trainlistNN.txt or testlistNN.txt")
-    p.add_argument("--splits-dir", help="hmdb51: folder of <class>_test_split<k>.txt files")
-    p.add_argument("--split", type=int, default=1, help="hmdb51: split number (default 1)")
-    p.add_argument("--subset", default="train", choices=["train", "test"], help="hmdb51: subset (default train)")
-    p.add_argument("--heads", default="verb,noun", help="epic100: label columns (default verb,noun)")
-    p.add_argument("--path-template", default=None, help="str.format template of the video path (see docs/data.md)")
-    p.add_argument("--data-root", default=None, help="check that the videos exist under this folder")
-    p.add_argument("--drop-missing", action="store_true", help="with --data-root: drop missing videos instead of failing")
-    p.set_defaults(func=_main)
-
-
-def _require(args, *names):
-    missing = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is None]
-    if missing:
-        raise ValueError(f"--format {args.format} needs {' '.join(missing)}")
-
-
-def _main(args: argparse.Namespace) -> None:
-    common = dict(data_root=args.data_root, drop_missing=args.drop_missing)
-    if args.path_template is not None:
-        common["path_template"] = args.path_template
-    if args.format == "kinetics":
-        _require(args, "csv")
-        names = kinetics_csv_to_list(args.csv, args.output, args.class_names_out, class_names=args.class_names,
-                                     label_spaces=args.label_spaces, **common)
-    elif args.format == "ssv2":
-        _require(args, "labels_json", "json")
-        names = ssv2_json_to_list(args.labels_json, args.json, args.output, args.class_names_out, **common)
-    elif args.format == "ucf101":
-        _require(args, "class_ind", "split_file")
-        names = ucf101_to_list(args.class_ind, args.split_file, args.output, args.class_names_out, **common)
-    elif args.format == "hmdb51":
-        _require(args, "splits_dir")
-        names = hmdb51_to_list(args.splits_dir, args.output, args.class_names_out, split=args.split,
-                               subset=args.subset, **common)
-    else:
-        _require(args, "csv")
-        names = epic100_csv_to_list(args.csv, args.output, args.class_names_out,
-                                    heads=tuple(args.heads.split(",")), **common)
-    with open(args.output, encoding="utf-8") as f:
-        n = sum(1 for line in f if line.strip())
-    sizes = ", ".join(f"{len(v)} {k} classes" for k, v in names.items()) if isinstance(names, dict) \
-        else f"{len(names)} classes"
-    print(f"wrote {args.output}: {n} samples, {sizes}")

@@ -1,5 +1,6 @@
 """Training and evaluation: the loop, recipes, checkpoints, multi-view metrics, DDP helpers."""
-from .checkpoint import create_video_model
+from tada_zoo.models._builder import create_video_model
+
 from .metrics import collect_scores, compute_metrics, ensemble_scores, parse_num_classes
 from .recipes import RECIPES
 from .trainer import TrainConfig, fit

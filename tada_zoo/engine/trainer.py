@@ -105,7 +105,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _autocast_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
+def autocast_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
     if amp == "none":
         return None
     if amp not in ("bf16", "fp16"):
@@ -208,7 +208,7 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
     if out is not None and is_main_process():
         out.mkdir(parents=True, exist_ok=True)
     heads = list(cfg.num_classes)
-    autocast_dtype = _autocast_dtype(cfg.amp, device)
+    amp_dtype = autocast_dtype(cfg.amp, device)
 
     model.to(device)
     if cfg.sync_bn and device.type != "cuda":
@@ -227,7 +227,7 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
     scheduler, _ = create_scheduler_v2(
         optimizer, sched=cfg.sched, num_epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
         warmup_lr=cfg.warmup_lr, min_lr=cfg.min_lr, step_on_epochs=False, updates_per_epoch=steps_per_epoch)
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema else None
     mixup = None
     if (cfg.mixup or 0) > 0 or (cfg.cutmix or 0) > 0:
@@ -278,7 +278,7 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
             target = torch.as_tensor(batch["label"]).to(device, non_blocking=True)
             if mixup is not None:
                 video, target = mixup(video, target)
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = train_model(video)
             loss = _loss_fn(logits.float(), target, heads, cfg.label_smoothing)
             if not torch.isfinite(loss):
@@ -307,7 +307,7 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
 
         eval_model = ema.module if ema is not None else model
         if val_loader is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-            res = collect_scores(eval_model, val_loader, len(val_set), heads, device, autocast_dtype,
+            res = collect_scores(eval_model, val_loader, len(val_set), heads, device, amp_dtype,
                                  progress=cfg.progress and is_main_process(), desc="val")
             last_val = compute_metrics(res["scores"], res["labels"])
             row.update(val_top1=last_val["top1"], val_top5=last_val.get("top5"))

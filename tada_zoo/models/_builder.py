@@ -1,25 +1,37 @@
-"""The one model builder of every family, and what to tell a user whose weights are not on the Hub.
+"""The one model builder of every family, the one factory users' commands go through, and what
+to tell a user whose weights are not on the Hub.
 
 ``build_video_model`` is timm's ``build_model_with_cfg``; when the pretrained weights are
 neither on the Hugging Face Hub nor in the local cache it raises ``WeightsNotAvailableError``
-with the local-conversion recipe instead of a bare 404.
+with the local-conversion recipe instead of a bare 404. ``create_video_model`` builds a
+registered model from at most one source of weights (the Hub, a local checkpoint, 2D weights
+to inflate), for train, evaluate, extract and profile.
 """
 import dataclasses
-from typing import List
+from pathlib import Path
+from typing import List, Optional, Union
 
 import timm
+import torch.nn as nn
 from huggingface_hub.errors import (
     EntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)
 from timm.models import PretrainedCfg, build_model_with_cfg, get_pretrained_cfg
 
 from ._cfg import VideoPretrainedCfg
+from ._helpers import classifier_keys, family, load_checkpoint, read_checkpoint
 
-__all__ = ["WEIGHTS_NAME", "WeightsNotAvailableError", "build_video_model", "how_to_convert", "registered_cfg",
-           "released_models"]
+__all__ = ["WEIGHTS_NAME", "WeightsNotAvailableError", "build_video_model", "create_video_model", "how_to_convert",
+           "list_models", "registered_cfg", "released_models"]
 
 WEIGHTS_NAME = "model.safetensors"
 _TIMM_FIELDS = {f.name for f in dataclasses.fields(PretrainedCfg)}
 _HUB_MISSING = (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError, OfflineModeIsEnabled)
+
+
+def list_models(pattern: str = "*") -> list:
+    """Names of the models tada-zoo registers in timm (``pattern`` as in ``timm.list_models``)."""
+    return [name for name in timm.list_models(pattern)
+            if timm.models.model_entrypoint(name).__module__.startswith(__package__)]
 
 
 class WeightsNotAvailableError(RuntimeError):
@@ -100,3 +112,60 @@ def build_video_model(model_cls, variant: str, pretrained: bool, **kwargs):
         except RuntimeError:
             recipe_cfg = cfg
         raise WeightsNotAvailableError(f"{why}; {how_to_convert(name, recipe_cfg or cfg)}") from e
+
+
+def create_video_model(
+        name: str,
+        num_classes: Optional[int] = None,
+        pretrained: Optional[Union[bool, str]] = None,
+        checkpoint: Optional[Union[str, Path]] = None,
+        inflate_from: Optional[str] = None,
+        head: str = "fit",
+        **kwargs,
+) -> nn.Module:
+    """A registered model started from at most one source of weights.
+
+    Args:
+        name: registered architecture, optionally ``name.tag`` (ValueError listing ours if unknown).
+        num_classes: classifier size (default: the cfg's).
+        pretrained: ``True`` (the default tag of ``name``) or a tag: weights from the
+            timm / Hugging Face cache; the head is replaced when ``num_classes`` differs.
+        checkpoint: a local ``.safetensors``, training checkpoint or original ``.pyth``, read
+            and mapped by ``load_checkpoint`` with ``head``: ``"fit"`` (fine-tuning: a
+            classifier of another size is re-initialised, and says so), ``"strict"``
+            (evaluation: everything must fit) or ``"ignore"`` (features).
+        inflate_from: a timm 2D ImageNet model name or a 2D state-dict file, inflated by the
+            family's rule (``FAMILY.inflate``).
+        kwargs: more model arguments (``num_frames``, ``drop_path_rate``, ...).
+    """
+    arch = name.split(":")[-1].split(".")[0]
+    if not name.startswith("hf-hub:") and not timm.is_model(arch):
+        raise ValueError(f"unknown model {name!r}; tada-zoo models: {', '.join(list_models())}")
+    if len([s for s in (pretrained, checkpoint, inflate_from) if s]) > 1:
+        raise ValueError("give at most one of --pretrained, --checkpoint-init, --inflate-from")
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if isinstance(pretrained, str) and pretrained:
+        name = f"{arch}.{pretrained}"
+        pretrained = True
+    if pretrained:
+        return timm.create_model(name, pretrained=True, **kwargs)
+    model = timm.create_model(name, **kwargs)
+    if checkpoint:
+        kept = load_checkpoint(model, checkpoint, head=head, context=(
+            f"file: {checkpoint}; check --model (architecture and frame count), --num-classes and "
+            "--model-kwargs against it"))["classifier_kept"]
+        if kept and head == "fit":
+            print(f"{checkpoint}: classifier {kept} re-initialised for {model.num_classes} classes")
+    elif inflate_from:
+        rule = family(model).inflate
+        if rule is None:
+            raise ValueError(f"--inflate-from: the {family(model).name} family has no 2D inflation rule")
+        if Path(inflate_from).is_file():
+            sd2d = read_checkpoint(inflate_from)[0]
+        else:
+            sd2d = timm.create_model(inflate_from, pretrained=True).state_dict()
+        head_keys = classifier_keys(model)  # the ImageNet classifier never fits the new head
+        own = model.state_dict()
+        rule(model, {k: v for k, v in sd2d.items() if k not in head_keys or v.shape == own[k].shape})
+    return model

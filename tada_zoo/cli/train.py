@@ -2,58 +2,17 @@
 import argparse
 import dataclasses
 import json
-import os
 
 from tada_zoo.data.protocol import FLIP_LABELS, protocol_from_cfg
+from tada_zoo.engine.distributed import cleanup_distributed, init_distributed, is_main_process
+from tada_zoo.engine.metrics import parse_num_classes
+from tada_zoo.engine.recipes import RECIPES
+from tada_zoo.engine.trainer import TrainConfig, fit, resolve_config, seed_everything
+from tada_zoo.models._builder import create_video_model
 
-from .checkpoint import create_video_model
-from .distributed import cleanup_distributed, init_distributed, is_main_process
-from .metrics import parse_num_classes
-from .recipes import RECIPES
-from .trainer import TrainConfig, fit, resolve_config, seed_everything
+from ._args import add_data_args, positive_int, protocol_overrides
 
-__all__ = ["register", "add_data_args", "protocol_overrides"]
-
-
-def _number(kind, minimum, inclusive=False):
-    """argparse type: a number of ``kind`` above ``minimum`` (or equal with ``inclusive``)."""
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if value < minimum or (value == minimum and not inclusive):
-            raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {minimum}, got {text}")
-        return value
-    parse.__name__ = kind.__name__
-    return parse
-
-
-positive_int = _number(int, 0)
-
-
-def add_data_args(p: argparse.ArgumentParser) -> None:
-    """Flags that override the model's data protocol (``tada_zoo.data.protocol_from_cfg``)."""
-    p.add_argument("--num-frames", type=positive_int, default=None, help="frames per clip (default: the model's)")
-    p.add_argument("--sampling", choices=("interval", "segment"), default=None,
-                   help="frame sampling (default: the pretrained cfg's, else interval)")
-    p.add_argument("--frame-interval", type=positive_int, default=None,
-                   help="interval sampling stride in frames at --target-fps (default: the cfg's, else 8/5/2 for 8/16/32 frames)")
-    p.add_argument("--target-fps", type=_number(float, 0, inclusive=True), default=None,
-                   help="interval windows are measured at this frame rate, as in the original (default: the cfg's, 30); "
-                        "0 counts the file's own frames")
-    p.add_argument("--test-size", type=positive_int, default=None,
-                   help="evaluation crop (default: the cfg's); the short side keeps the cfg's crop fraction")
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader processes per process")
-    p.add_argument("--model-kwargs", type=json.loads, default={},
-                   help='extra model arguments as JSON, e.g. \'{"layers": [1, 1, 1, 1]}\'')
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
-
-
-def protocol_overrides(args: argparse.Namespace) -> dict:
-    """``protocol_from_cfg`` overrides from the data flags (``None`` = keep the cfg's)."""
-    return dict(num_frames=args.num_frames, sampling=args.sampling, frame_interval=args.frame_interval,
-                target_fps=args.target_fps, test_crop=args.test_size)
+__all__ = ["register"]
 
 
 def register(subparsers) -> None:
@@ -105,7 +64,6 @@ def register(subparsers) -> None:
 
 
 def _main(args: argparse.Namespace) -> None:
-
     device = init_distributed(args.device)
     try:
         heads = parse_num_classes(args.num_classes)

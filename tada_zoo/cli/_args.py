@@ -1,0 +1,51 @@
+"""Flags shared by the commands, with numbers validated where they are parsed."""
+import argparse
+import json
+import os
+
+__all__ = ["positive_int", "non_negative_int", "non_negative_float", "add_data_args", "protocol_overrides"]
+
+
+def _number(kind, minimum, inclusive=False):
+    """argparse type: a number of ``kind`` above ``minimum`` (or equal with ``inclusive``)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {minimum}, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+positive_int = _number(int, 0)
+non_negative_int = _number(int, 0, inclusive=True)
+non_negative_float = _number(float, 0, inclusive=True)
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """Flags that override the model's data protocol (``tada_zoo.data.protocol_from_cfg``)."""
+    p.add_argument("--num-frames", type=positive_int, default=None, help="frames per clip (default: the model's)")
+    p.add_argument("--sampling", choices=("interval", "segment"), default=None,
+                   help="frame sampling (default: the pretrained cfg's, else interval)")
+    p.add_argument("--frame-interval", type=positive_int, default=None,
+                   help="interval sampling stride in frames at --target-fps (default: the cfg's, else 8/5/2 for 8/16/32 frames)")
+    p.add_argument("--target-fps", type=non_negative_float, default=None,
+                   help="interval windows are measured at this frame rate, as in the original (default: the cfg's, 30); "
+                        "0 counts the file's own frames")
+    p.add_argument("--test-size", type=positive_int, default=None,
+                   help="evaluation crop (default: the cfg's); the short side keeps the cfg's crop fraction")
+    p.add_argument("--workers", type=non_negative_int, default=min(4, os.cpu_count() or 1), help="data loader processes per process")
+    p.add_argument("--model-kwargs", type=json.loads, default={},
+                   help='extra model arguments as JSON, e.g. \'{"layers": [1, 1, 1, 1]}\'')
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+
+
+def protocol_overrides(args: argparse.Namespace) -> dict:
+    """``protocol_from_cfg`` overrides from the data flags (``None`` = keep the cfg's)."""
+    return dict(num_frames=args.num_frames, sampling=args.sampling, frame_interval=args.frame_interval,
+                target_fps=args.target_fps, test_crop=args.test_size)
+
+

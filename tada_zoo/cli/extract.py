@@ -1,0 +1,67 @@
+"""``tada-zoo extract``: features of every video (sliding windows), resumable, also under torchrun."""
+import argparse
+import json
+from pathlib import Path
+
+from tada_zoo.data import protocol_from_cfg
+from tada_zoo.engine.distributed import cleanup_distributed, init_distributed, is_main_process
+from tada_zoo.engine.trainer import autocast_dtype
+from tada_zoo.features import FeatureExtractor, extract_videos, list_videos
+
+from ._args import non_negative_int, positive_int
+
+__all__ = ["register"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("extract", help="features of every video (sliding windows), resumable",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="registered model, e.g. tada2d_r50_8f.k400")
+    p.add_argument("--checkpoint", default=None, help="local weights (.safetensors / checkpoint); head ignored")
+    p.add_argument("--pretrained", action="store_true", help="use the registered pretrained weights")
+    p.add_argument("--input", required=True, help="a video file or a folder of videos (recursive)")
+    p.add_argument("--output", required=True, help="folder: one feature file per video + index.jsonl")
+    p.add_argument("--layer", default="pooled", help="'pooled' (clip embedding), 'map' (unpooled) or a level index")
+    p.add_argument("--clip-len", type=positive_int, default=None, help="frames per window (default: the model's)")
+    p.add_argument("--frame-interval", type=positive_int, default=None, help="frame step inside a window (default: the cfg's, else 8/5/2)")
+    p.add_argument("--clip-stride", type=positive_int, default=None, help="frames between window starts (default: clip-len x interval)")
+    p.add_argument("--size", type=positive_int, default=None, help="crop and short side (default: the cfg's test size)")
+    p.add_argument("--format", choices=("safetensors", "npy"), default="safetensors")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--workers", type=non_negative_int, default=2, help="decoding processes")
+    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--model-kwargs", type=json.loads, default={}, help="extra model arguments as JSON")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--debug", action="store_true")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> None:
+    device = init_distributed(args.device)
+    kwargs = dict(args.model_kwargs)
+    if args.clip_len:
+        kwargs["num_frames"] = args.clip_len
+    ex = FeatureExtractor.from_name(args.model, args.checkpoint, args.pretrained, kwargs, layer=args.layer,
+                                    batch_size=args.batch_size, device=device,
+                                    autocast_dtype=autocast_dtype(args.amp, device))
+    # the model's test transform (one centre crop); the windows are extract's own, in frames of the file
+    protocol = protocol_from_cfg(ex.model.pretrained_cfg, num_frames=args.clip_len or getattr(ex.model, "num_frames", None),
+                                 frame_interval=args.frame_interval, test_crop=args.size, test_short_side=args.size)
+    clip_len, interval = protocol.num_frames, protocol.frame_interval
+    stride = args.clip_stride or clip_len * interval
+    tf = protocol.eval_transform(crops=1)
+    videos = list_videos(args.input)
+    root = Path(args.input) if Path(args.input).is_dir() else None
+    main = is_main_process()
+    try:
+        r = extract_videos(ex, videos, args.output, clip_len, interval, stride, tf, args.workers, args.format,
+                           root, progress=not args.quiet and main)
+    finally:
+        cleanup_distributed()
+    if not main:
+        return
+    print(f"{r['done']} videos extracted ({r['clips']} clips, {r['seconds']:.1f}s), {r['skipped']} already done, "
+          f"{len(r['failed'])} failed -> {args.output}/index.jsonl")
+    for k, e in r["failed"].items():
+        print(f"  failed: {k}: {e}")
