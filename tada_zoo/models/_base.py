@@ -1,4 +1,16 @@
-"""timm's model API shared by the ResNet-family video networks (stem, named stages, ``fc`` head)."""
+"""timm's model API, written once for every family (``VideoModelMixin``), plus the ResNet nets' stem/stage layout.
+
+A family defines a few hooks that say how its network is walked, level by level (stages or
+blocks); the mixin turns them into ``forward_features``, ``forward_intermediates``,
+``prune_intermediate_layers``, grad checkpointing and the classifier accessors:
+
+- ``_embed(x)``: input checks and stem -> the state the levels pass on;
+- ``_num_levels()`` and ``_run_level(i, h)``: the levels, in order;
+- ``_level_maps(h, norm)``: the ``(B, C, T, H, W)`` maps of one level (one; SlowFast: slow, fast);
+- ``_output(h)``: what ``forward_features`` returns; ``_prune(keep)``: drop levels after ``keep``;
+- class attributes ``stem_is_level`` (the stem's map is level 0 of ``feature_info``),
+  ``maps_per_level`` and ``classifier_name`` (the classifier's attribute path).
+"""
 from typing import List, Optional, Tuple, Union
 
 import torch
@@ -6,7 +18,7 @@ import torch.nn as nn
 from timm.models import checkpoint_seq
 from timm.models._features import feature_take_indices
 
-__all__ = ["FcHeadMixin", "StagedVideoMixin", "check_output_fmt"]
+__all__ = ["VideoModelMixin", "StagedVideoMixin", "check_output_fmt"]
 
 
 def check_output_fmt(output_fmt: str) -> None:
@@ -15,15 +27,17 @@ def check_output_fmt(output_fmt: str) -> None:
         raise ValueError(f"output_fmt must be 'NCTHW', got {output_fmt!r}")
 
 
-class FcHeadMixin:
-    """``get_classifier`` / ``reset_classifier`` / ``no_weight_decay`` / grad checkpointing.
-
-    The model sets ``num_features``, ``global_pool`` ('avg' or '') and ``fc``.
-    """
+class VideoModelMixin:
+    """timm's model API from the family's hooks (module docstring)."""
+    stem_is_level = False
+    maps_per_level = 1
+    classifier_name = "fc"
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
+        for m in self.modules():  # the model and any sub-network / stage that checkpoints itself
+            if hasattr(m, "grad_checkpointing"):
+                m.grad_checkpointing = enable
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set:
@@ -31,9 +45,10 @@ class FcHeadMixin:
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
-        return self.fc
+        return self.get_submodule(self.classifier_name)
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        """A pooled ``fc`` head on ``num_features`` (families with another head override this)."""
         self.num_classes = num_classes
         if global_pool is not None:
             if global_pool not in ("avg", ""):
@@ -41,14 +56,75 @@ class FcHeadMixin:
             self.global_pool = global_pool
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
+    def forward_intermediates(
+            self,
+            x: torch.Tensor,
+            indices: Optional[Union[int, List[int]]] = None,
+            norm: bool = False,
+            stop_early: bool = False,
+            output_fmt: str = "NCTHW",
+            intermediates_only: bool = False,
+            **map_kwargs,
+    ) -> Union[list, Tuple[torch.Tensor, list]]:
+        """Level outputs as ``(B, C, T, H, W)`` maps (timm's feature API).
 
-class StagedVideoMixin(FcHeadMixin):
-    """Feature API of a network made of ``stem`` + ``stage_names`` stages + pooled ``fc`` head.
+        ``indices``: which of the ``len(feature_info)`` levels to return (an int n: the last n);
+        ``norm``: the family's final norm applied to them, where it has one.
+        """
+        check_output_fmt(output_fmt)
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        offset = int(self.stem_is_level)
+        intermediates = []
+
+        def collect(h, level: int) -> None:
+            maps = self._level_maps(h, norm, **map_kwargs)
+            intermediates.extend(m for j, m in enumerate(maps) if level * self.maps_per_level + j in take_indices)
+
+        h = self._embed(x)
+        if offset:
+            collect(h, 0)
+        last = max_index // self.maps_per_level + 1 - offset if stop_early else self._num_levels()
+        for i in range(min(last, self._num_levels())):
+            h = self._run_level(i, h)
+            collect(h, i + offset)
+        if intermediates_only:
+            return intermediates
+        return self._output(h), intermediates
+
+    def prune_intermediate_layers(
+            self,
+            indices: Union[int, List[int]] = 1,
+            prune_norm: bool = False,
+            prune_head: bool = True,
+    ) -> List[int]:
+        """Drop the levels (and head) after the last wanted one."""
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        self._prune(max_index // self.maps_per_level + 1 - int(self.stem_is_level))
+        if prune_norm and hasattr(self, "norm"):
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take_indices
+
+    def forward_features(self, x: torch.Tensor):
+        h = self._embed(x)
+        for i in range(self._num_levels()):
+            h = self._run_level(i, h)
+        return self._output(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class StagedVideoMixin(VideoModelMixin):
+    """The ResNet nets: ``stem`` + ``stage_names`` stages + pooled ``fc`` head.
 
     The model defines ``stem(x)`` (video in, its internal layout out), ``stage_names``,
-    ``feature_info`` (stem first) and ``head_drop``; ``to_video`` turns the internal layout
-    into ``(B, C, T, H, W)`` (identity for networks that work in that layout).
+    ``feature_info`` (stem first), ``num_features``, ``global_pool``, ``head_drop`` and ``fc``;
+    ``to_video`` turns the internal layout into ``(B, C, T, H, W)`` (identity for networks
+    that work in that layout).
     """
+    stem_is_level = True
 
     def to_video(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -59,55 +135,24 @@ class StagedVideoMixin(FcHeadMixin):
             return checkpoint_seq(stage, x)
         return stage(x)
 
-    def forward_intermediates(
-            self,
-            x: torch.Tensor,
-            indices: Optional[Union[int, List[int]]] = None,
-            norm: bool = False,
-            stop_early: bool = False,
-            output_fmt: str = "NCTHW",
-            intermediates_only: bool = False,
-    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
-        """Stem and stage outputs as ``(B, C, T, H, W)`` maps (timm's feature API).
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stem(x)
 
-        ``indices``: which of the ``len(feature_info)`` levels (stem, stages) to return;
-        an int n means the last n.
-        """
-        check_output_fmt(output_fmt)
-        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
-        intermediates = []
-        x = self.stem(x)
-        if 0 in take_indices:
-            intermediates.append(self.to_video(x))
-        names = self.stage_names[:max_index] if stop_early else self.stage_names
-        for i, name in enumerate(names, start=1):
-            x = self.stage(name, x)
-            if i in take_indices:
-                intermediates.append(self.to_video(x))
-        if intermediates_only:
-            return intermediates
-        return self.to_video(x), intermediates
+    def _num_levels(self) -> int:
+        return len(self.stage_names)
 
-    def prune_intermediate_layers(
-            self,
-            indices: Union[int, List[int]] = 1,
-            prune_norm: bool = False,
-            prune_head: bool = True,
-    ) -> List[int]:
-        """Drop the stages (and head) after the last wanted level."""
-        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
-        for name in self.stage_names[max_index:]:
-            setattr(self, name, nn.Identity())
-        if prune_head:
-            self.reset_classifier(0, "")
-        return take_indices
+    def _run_level(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return self.stage(self.stage_names[i], x)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, T, H, W)`` clip -> last stage map ``(B, num_features, T', H', W')``."""
-        x = self.stem(x)
-        for name in self.stage_names:
-            x = self.stage(name, x)
+    def _level_maps(self, x: torch.Tensor, norm: bool) -> List[torch.Tensor]:
+        return [self.to_video(x)]
+
+    def _output(self, x: torch.Tensor) -> torch.Tensor:
         return self.to_video(x)
+
+    def _prune(self, keep: int) -> None:
+        for name in self.stage_names[keep:]:
+            setattr(self, name, nn.Identity())
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Average over time and space (TSN's consensus), dropout, classifier."""
@@ -115,6 +160,3 @@ class StagedVideoMixin(FcHeadMixin):
             x = x.mean((2, 3, 4))
         x = self.head_drop(x)
         return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))

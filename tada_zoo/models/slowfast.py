@@ -21,15 +21,14 @@ SlowFast config, so this follows the paper's "plug-in substitution for the spati
 convolutions" (Sec. 5.1).
 """
 import re
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from timm.models import generate_default_cfgs, register_model
-from timm.models._features import feature_take_indices
 
 from ..layers import check_video
-from ._base import FcHeadMixin, check_output_fmt
+from ._base import VideoModelMixin
 from ._builder import build_video_model
 from ._cfg import VideoFamily, video_cfg
 from .resnet3d import Bottleneck3d, ResNet3d, inflate_resnet3d, init_weights, tada_from_baseline
@@ -51,7 +50,7 @@ class FuseFastToSlow(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
-class SlowFast(FcHeadMixin, nn.Module):
+class SlowFast(VideoModelMixin, nn.Module):
     """SlowFast: fast-rate clips ``(B, 3, T, H, W)`` -> ``(B, num_classes)``.
 
     Args:
@@ -131,12 +130,6 @@ class SlowFast(FcHeadMixin, nn.Module):
             blocks=r"^(?:(?:slow|fast)\.layer|fuse)(\d+)" if coarse else [
                 (r"^(?:slow|fast)\.layer(\d+)\.(\d+)", None), (r"^fuse(\d+)", (0,))])
 
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-        self.slow.set_grad_checkpointing(enable)
-        self.fast.set_grad_checkpointing(enable)
-
     def slow_indices(self, num_frames: int) -> torch.Tensor:
         """Frames of a fast clip that the slow pathway sees (the original data pipeline's choice)."""
         return torch.linspace(0, num_frames, num_frames // self.alpha + 1).long()[:-1]
@@ -156,57 +149,32 @@ class SlowFast(FcHeadMixin, nn.Module):
         slow = torch.cat((slow, getattr(self, f"fuse{i + 1}")(fast)), 1)
         return self.slow.stage(name, slow), self.fast.stage(name, fast)
 
-    def forward_intermediates(
-            self,
-            x: torch.Tensor,
-            indices: Optional[Union[int, List[int]]] = None,
-            norm: bool = False,
-            stop_early: bool = False,
-            output_fmt: str = "NCTHW",
-            intermediates_only: bool = False,
-    ) -> Union[List[torch.Tensor], Tuple[List[torch.Tensor], List[torch.Tensor]]]:
-        """Both pathways' stem and stage maps ``(B, C, T, H, W)``, interleaved as in ``feature_info``.
+    # levels (VideoModelMixin): stems, then the 4 stages of both pathways; maps: slow, fast
+    stem_is_level = True
+    maps_per_level = 2
 
-        Levels ``2 i`` are slow, ``2 i + 1`` fast (i = 0 stem, 1..4 res2..res5); the slow
-        maps are taken before the fast features are fused into them.
-        """
-        check_output_fmt(output_fmt)
-        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
-        x = self._stems(x)
-        intermediates = [x[j] for j in (0, 1) if j in take_indices]
-        last_stage = max_index // 2 if stop_early else len(self.stage_names)
-        for i in range(last_stage):
-            if isinstance(getattr(self.slow, self.stage_names[i]), nn.Identity):
-                break  # pruned
-            x = self._stage(i, *x)
-            intermediates += [x[j] for j in (0, 1) if 2 * (i + 1) + j in take_indices]
-        if intermediates_only:
-            return intermediates
-        return list(x), intermediates
+    def _embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self._stems(x)
 
-    def prune_intermediate_layers(
-            self,
-            indices: Union[int, List[int]] = 1,
-            prune_norm: bool = False,
-            prune_head: bool = True,
-    ) -> List[int]:
-        """Drop the stages (both pathways, and their fusions) after the last wanted level."""
-        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
-        for i, name in enumerate(self.stage_names):
-            if i + 1 > max_index // 2:
-                setattr(self.slow, name, nn.Identity())
-                setattr(self.fast, name, nn.Identity())
-                setattr(self, f"fuse{i + 1}", nn.Identity())
-        if prune_head:
-            self.reset_classifier(0, "")
-        return take_indices
+    def _num_levels(self) -> int:
+        return sum(not isinstance(getattr(self.slow, n), nn.Identity) for n in self.stage_names)  # not pruned
 
-    def forward_features(self, x: torch.Tensor) -> List[torch.Tensor]:
-        """Fast clip -> ``[slow map (B, 2048, T/alpha, H/32, W/32), fast map (B, 256, T, H/32, W/32)]``."""
-        x = self._stems(x)
-        for i in range(len(self.stage_names)):
-            x = self._stage(i, *x)
+    def _run_level(self, i: int, x: Tuple[torch.Tensor, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self._stage(i, *x)
+
+    def _level_maps(self, x, norm: bool) -> List[torch.Tensor]:
+        return list(x)  # the slow map is taken before the fast features are fused into it
+
+    def _output(self, x) -> List[torch.Tensor]:
+        """``[slow map (B, 2048, T/alpha, H/32, W/32), fast map (B, 256, T, H/32, W/32)]``."""
         return list(x)
+
+    def _prune(self, keep: int) -> None:
+        """Drop the stages (both pathways, and their fusions) after the first ``keep``."""
+        for i, name in enumerate(self.stage_names[keep:], start=keep):
+            setattr(self.slow, name, nn.Identity())
+            setattr(self.fast, name, nn.Identity())
+            setattr(self, f"fuse{i + 1}", nn.Identity())
 
     def forward_head(self, x: Sequence[torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
         """Pool each pathway over time and space, concatenate (slow first), dropout, classifier."""
@@ -216,9 +184,6 @@ class SlowFast(FcHeadMixin, nn.Module):
             x = list(x)
         x = self.head_drop(x) if torch.is_tensor(x) else x
         return x if pre_logits or not torch.is_tensor(x) else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 # ---- original checkpoints ------------------------------------------------------------

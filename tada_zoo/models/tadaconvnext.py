@@ -27,7 +27,7 @@ convolutions run on the free view ``(B * T, C, H, W)`` in channels-last memory f
 need no transposed copies. The public interface is ``(B, C, T, H, W)``.
 """
 import re
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -37,12 +37,11 @@ from timm.layers import DropPath, Mlp, get_act_layer, trunc_normal_
 from timm.layers.activations import QuickGELU
 from timm.models import checkpoint_seq, register_model
 from timm.models.convnext import checkpoint_filter_fn as convnext_2d_filter
-from timm.models._features import feature_take_indices
 
 from ..layers import (
     QuickGELUMlp, RouteFuncMLP, RouteFuncTransformer, TAdaConv2d, check_video,
     route_func_transformer_from_original, temporal_sum)
-from ._base import check_output_fmt
+from ._base import VideoModelMixin
 from ._builder import build_video_model
 from ._cfg import V2_TRAIN_AUG, VideoFamily, generate_video_cfgs, video_cfg
 
@@ -187,7 +186,7 @@ class VideoNormHead(nn.Module):
         return x if pre_logits else self.fc(x)
 
 
-class TAdaConvNeXt(nn.Module):
+class TAdaConvNeXt(VideoModelMixin, nn.Module):
     """TAdaConvNeXt / TAdaConvNeXtV2: ``(B, 3, T, H, W)`` clips -> ``(B, num_classes)``.
 
     Args:
@@ -273,20 +272,6 @@ class TAdaConvNeXt(nn.Module):
                 (r"^stages\.(\d+)\.blocks\.(\d+)", None),
             ])
 
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-        for s in self.stages:
-            s.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def no_weight_decay(self) -> set:
-        return set()
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         self.num_classes = num_classes
         self.head.reset(num_classes, global_pool)
@@ -298,54 +283,30 @@ class TAdaConvNeXt(nn.Module):
             raise ValueError(f"{type(self).__name__} input: H and W must be >= 4, got shape {tuple(x.shape)}")
         return self.stem[1](self.stem[0](x).permute(0, 2, 3, 4, 1))
 
-    def forward_intermediates(
-            self,
-            x: torch.Tensor,
-            indices: Optional[Union[int, List[int]]] = None,
-            norm: bool = False,
-            stop_early: bool = False,
-            output_fmt: str = "NCTHW",
-            intermediates_only: bool = False,
-    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
-        """Stage outputs as ``(B, C, T', H, W)`` maps (timm's feature API); ``indices``
-        selects among the 4 stages (an int n means the last n)."""
-        check_output_fmt(output_fmt)
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        intermediates = []
-        x = self._stem(x)
-        stages = self.stages[:max_index + 1] if stop_early else self.stages
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in take_indices:
-                intermediates.append(x.permute(0, 4, 1, 2, 3))
-        if intermediates_only:
-            return intermediates
-        return x.permute(0, 4, 1, 2, 3), intermediates
+    # levels (VideoModelMixin): the 4 stages, in the channels-last layout (B, T', H, W, C)
+    classifier_name = "head.fc"
 
-    def prune_intermediate_layers(
-            self,
-            indices: Union[int, List[int]] = 1,
-            prune_norm: bool = False,
-            prune_head: bool = True,
-    ) -> List[int]:
-        """Drop the stages (and head) after the last wanted one."""
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        self.stages = self.stages[:max_index + 1]
-        if prune_head:
-            self.reset_classifier(0, "")
-        return take_indices
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self._stem(x)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, T, H, W)`` clip -> last stage map ``(B, num_features, T', H/32, W/32)``."""
-        x = self._stem(x)
-        x = self.stages(x)
+    def _num_levels(self) -> int:
+        return len(self.stages)
+
+    def _run_level(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return self.stages[i](x)
+
+    def _level_maps(self, x: torch.Tensor, norm: bool) -> List[torch.Tensor]:
+        return [x.permute(0, 4, 1, 2, 3)]
+
+    def _output(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage map ``(B, num_features, T', H/32, W/32)``."""
         return x.permute(0, 4, 1, 2, 3)
+
+    def _prune(self, keep: int) -> None:
+        self.stages = self.stages[:keep]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 # ---- weights from elsewhere ------------------------------------------------------------

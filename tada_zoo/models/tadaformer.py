@@ -26,7 +26,7 @@ timm's CLIP ViT state dict loads with only the stem inflated.
 """
 import math
 from functools import partial
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -34,13 +34,12 @@ import torch.nn.functional as F
 from timm.data import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from timm.layers import Mlp, QuickGELU, resample_abs_pos_embed, trunc_normal_
 from timm.models import get_pretrained_cfg, register_model
-from timm.models._features import feature_take_indices
 from timm.models.vision_transformer import Block, _convert_openai_clip
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import QuickGELUMlp, TAdaConv2d, TemporalAggregation, check_video
 from ..layers.calibration import RouteFuncTransformer, route_func_transformer_from_original
-from ._base import check_output_fmt
+from ._base import VideoModelMixin
 from ._builder import build_video_model
 from ._cfg import V2_TRAIN_AUG, VideoFamily, generate_video_cfgs, video_cfg
 
@@ -197,7 +196,7 @@ class PatchEmbed3d(nn.Module):
         return self.proj(x)
 
 
-class TAdaFormer(nn.Module):
+class TAdaFormer(VideoModelMixin, nn.Module):
     """TAdaFormer: ``(B, 3, T, H, W)`` clips -> ``(B, num_classes)``.
 
     Args:
@@ -283,14 +282,6 @@ class TAdaFormer(nn.Module):
         return dict(stem=r"^cls_token|pos_embed|patch_embed|norm_pre",
                     blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])
 
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         self.num_classes = num_classes
         if global_pool is not None:
@@ -320,64 +311,33 @@ class TAdaFormer(nn.Module):
             return checkpoint(blk, x, grid, use_reentrant=False)
         return blk(x, grid)
 
-    def forward_intermediates(
-            self,
-            x: torch.Tensor,
-            indices: Optional[Union[int, List[int]]] = None,
-            norm: bool = False,
-            stop_early: bool = False,
-            output_fmt: str = "NCTHW",
-            intermediates_only: bool = False,
-            return_prefix_tokens: bool = False,
-    ):
-        """Block outputs as ``(B, D, T', H', W')`` patch-token maps (timm's feature API).
+    # levels (VideoModelMixin): the blocks; state: tokens (B * T', 1 + H' * W', D) and the grid (T', H', W')
+    classifier_name = "head"
 
-        ``indices``: which of the ``depth`` blocks to return (an int n: the last n);
-        ``norm``: apply the final LayerNorm to them; ``return_prefix_tokens``: also return
-        the class tokens ``(B, D, T')`` with each map.
-        """
-        check_output_fmt(output_fmt)
-        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
-        B = x.shape[0]
-        x, grid = self._embed(x)
-        T, H, W = grid
-        blocks = self.blocks[:max_index + 1] if stop_early else self.blocks
-        intermediates = []
-        for i, blk in enumerate(blocks):
-            x = self._block(blk, x, grid)
-            if i in take_indices:
-                y = self.norm(x) if norm else x
-                fmap = y[:, 1:].reshape(B, T, H, W, -1).permute(0, 4, 1, 2, 3)
-                if return_prefix_tokens:
-                    intermediates.append((fmap, y[:, 0].reshape(B, T, -1).transpose(1, 2)))
-                else:
-                    intermediates.append(fmap)
-        if intermediates_only:
-            return intermediates
-        return x.view(B, T, *x.shape[1:]), intermediates
+    def _num_levels(self) -> int:
+        return len(self.blocks)
 
-    def prune_intermediate_layers(
-            self,
-            indices: Union[int, List[int]] = 1,
-            prune_norm: bool = False,
-            prune_head: bool = True,
-    ) -> List[int]:
-        """Drop the blocks (and norm / head) after the last wanted one."""
-        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
-        self.blocks = self.blocks[:max_index + 1]
-        if prune_norm:
-            self.norm = nn.Identity()
-        if prune_head:
-            self.reset_classifier(0, "")
-        return take_indices
+    def _run_level(self, i: int, h):
+        x, grid = h
+        return self._block(self.blocks[i], x, grid), grid
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, T, H, W)`` clip -> tokens ``(B, T', 1 + H' * W', D)`` (class token first, not normed)."""
-        B = x.shape[0]
-        x, grid = self._embed(x)
-        for blk in self.blocks:
-            x = self._block(blk, x, grid)
-        return x.view(B, grid[0], *x.shape[1:])
+    def _level_maps(self, h, norm: bool, return_prefix_tokens: bool = False) -> list:
+        """The patch tokens as a ``(B, D, T', H', W')`` map (``norm``: after the final LayerNorm);
+        ``return_prefix_tokens``: ``(map, class tokens (B, D, T'))`` pairs."""
+        x, (T, H, W) = h
+        y = self.norm(x) if norm else x
+        fmap = y[:, 1:].reshape(-1, T, H, W, y.shape[-1]).permute(0, 4, 1, 2, 3)
+        if return_prefix_tokens:
+            return [(fmap, y[:, 0].reshape(-1, T, y.shape[-1]).transpose(1, 2))]
+        return [fmap]
+
+    def _output(self, h) -> torch.Tensor:
+        """Tokens ``(B, T', 1 + H' * W', D)`` (class token first, not normed)."""
+        x, (T, _, _) = h
+        return x.view(-1, T, *x.shape[1:])
+
+    def _prune(self, keep: int) -> None:
+        self.blocks = self.blocks[:keep]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool (class tokens averaged over time), final LayerNorm, dropout, classifier."""
@@ -388,9 +348,6 @@ class TAdaFormer(nn.Module):
         x = self.norm(x)
         x = self.head_drop(x)
         return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 # ---- original checkpoints and CLIP inflation -------------------------------------------
