@@ -27,6 +27,7 @@ from .data.protocol import protocol_from_cfg
 from .models._builder import (WEIGHTS_NAME, WeightsNotAvailableError, build_video_model, create_video_model,
                               how_to_convert, registered_cfg, released_models)
 from .models._cfg import HUB_ORG, PAPERS, VideoPretrainedCfg
+from .models._helpers import family
 from .profile import count_gmacs, count_params, default_input_shape
 
 __all__ = [
@@ -298,9 +299,9 @@ def _inflated_card(name: str, stats: dict, cfg) -> str:
         f"- **Initialised from:** {cfg.init} (licence: {init_lic}; source: {cfg.origin_url})",
         "",
         "## Licence", "",
-        f"{_LICENSE_NAMES.get(lic, lic)}: these weights are a re-arrangement of the ImageNet-1k ConvNeXt weights "
-        f"of facebookresearch/ConvNeXt (released under {init_lic}, redistributed by timm as "
-        "`convnext_tiny.fb_in1k`). The tada-zoo code that inflates them is Apache-2.0.",
+        f"{_LICENSE_NAMES.get(lic, lic)}: these weights are a re-arrangement of the 2D weights they come from, "
+        f"{cfg.init} (released under {init_lic}; {cfg.origin_url}). The tada-zoo code that inflates them is "
+        "Apache-2.0.",
         "",
         "## Preprocessing", "",
         f"Input `(B, 3, T, H, W)` float clips of RGB frames in [0, 1], normalised with mean ({mean}) and std "
@@ -311,10 +312,10 @@ def _inflated_card(name: str, stats: dict, cfg) -> str:
         f'model = timm.create_model("{name}", pretrained=True, num_classes=10)  # then fine-tune on video',
         "```", "",
         "## Provenance", "",
-        f"Built by `python conversion/inflate_convnext.py --source model.safetensors --model {arch} --output DIR` "
-        f"(`tada_zoo.inflate.inflate_convnext`) from timm's `convnext_tiny.fb_in1k` ({cfg.origin_url}): the 4x4 "
-        "patch embedding becomes the centre tap of the 3x4x4 tubelet embedding, every other ConvNeXt weight is "
-        "copied, the calibration starts at identity and the temporal aggregation at zero.",
+        f"Inflated from {cfg.origin_url} by the {family(name).display_name(arch)} family's rule "
+        "(`tada_zoo.inflate.inflate`): the 2D stem kernel becomes the centre tap of the video stem, every other "
+        "2D weight is copied, and the parts a 2D network lacks (calibration, temporal aggregation) start at "
+        "identity, so the video model equals its 2D source applied frame by frame.",
     ]
     if citation:
         lines += ["", "## Citation", "", "```bibtex", citation, "```"]

@@ -105,28 +105,28 @@ class Bottleneck3d(nn.Module):
         self.bn1 = norm(chs)
         self.act1 = nn.ReLU(inplace=True)
 
+        # the middle conv; a TAdaConv gets its route function (conv2_rf), None when plain
+        self.aggregate = "2d" in tada  # TAda2D's TAdaConv2d + Eq. 7 aggregation (agg2 replaces bn2)
         if mid == "3d":
-            if "3d" in tada:
-                self.conv2 = _tada_conv3d_cls()(chs, chs, 3, (1, stride, stride), 1, cal_dim="cin")
-                self.conv2_rf = rf(chs)
-            else:
-                self.conv2 = nn.Conv3d(chs, chs, 3, (1, stride, stride), 1, bias=False)
-        elif "2d" in tada:
+            self.conv2 = (_tada_conv3d_cls()(chs, chs, 3, (1, stride, stride), 1, cal_dim="cin") if "3d" in tada
+                          else nn.Conv3d(chs, chs, 3, (1, stride, stride), 1, bias=False))
+        elif self.aggregate:
             self.conv2 = TAdaConv2d(chs, chs, 3, stride, 1, cal_dim="cin")
-            self.conv2_rf = rf(chs)
-            self.agg2 = TemporalAggregation(chs, agg_kernel, agg_pool, eps=bn_eps)
         else:
             self.conv2 = nn.Conv3d(chs, chs, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False)
-        if not hasattr(self, "agg2"):
+        self.conv2_rf = rf(chs) if {"2d", "3d"} & set(tada) else None
+        if self.aggregate:
+            self.agg2 = TemporalAggregation(chs, agg_kernel, agg_pool, eps=bn_eps)
+        else:
             self.bn2 = norm(chs)
             self.act2 = nn.ReLU(inplace=True)
 
+        # R(2+1)D's temporal 3x1x1 conv (conv2t), None in the other blocks
+        self.conv2t = self.conv2t_rf = None
         if mid == "2+1d":
-            if "1d" in tada:
-                self.conv2t = _tada_conv3d_cls()(chs, chs, (3, 1, 1), 1, (1, 0, 0), cal_dim="cin")
-                self.conv2t_rf = rf(chs)
-            else:
-                self.conv2t = nn.Conv3d(chs, chs, (3, 1, 1), 1, (1, 0, 0), bias=False)
+            self.conv2t = (_tada_conv3d_cls()(chs, chs, (3, 1, 1), 1, (1, 0, 0), cal_dim="cin") if "1d" in tada
+                           else nn.Conv3d(chs, chs, (3, 1, 1), 1, (1, 0, 0), bias=False))
+            self.conv2t_rf = rf(chs) if "1d" in tada else None
             self.bn2t = norm(chs)
             self.act2t = nn.ReLU(inplace=True)
 
@@ -138,17 +138,20 @@ class Bottleneck3d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.act1(self.bn1(self.conv1(x)))
-        if hasattr(self, "agg2"):
+        if self.aggregate:
             y = self.agg2(tada_conv2d_ncthw(self.conv2, y, self.conv2_rf(y)))
         else:
-            y = self.conv2(y, self.conv2_rf(y)) if hasattr(self, "conv2_rf") else self.conv2(y)
-            y = self.act2(self.bn2(y))
-        if self.mid == "2+1d":
-            y = self.conv2t(y, self.conv2t_rf(y)) if hasattr(self, "conv2t_rf") else self.conv2t(y)
-            y = self.act2t(self.bn2t(y))
+            y = self.act2(self.bn2(_calibrated(self.conv2, self.conv2_rf, y)))
+        if self.conv2t is not None:
+            y = self.act2t(self.bn2t(_calibrated(self.conv2t, self.conv2t_rf, y)))
         y = self.bn3(self.conv3(y))
         shortcut = x if self.downsample is None else self.downsample(x)
         return self.act3(self.drop_path(y) + shortcut)
+
+
+def _calibrated(conv: nn.Module, route_func: Optional[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """A plain conv, or a TAdaConv with its route function's calibration."""
+    return conv(x) if route_func is None else conv(x, route_func(x))
 
 
 def make_stage(
