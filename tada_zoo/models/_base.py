@@ -11,20 +11,29 @@ blocks); the mixin turns them into ``forward_features``, ``forward_intermediates
 - class attributes ``stem_is_level`` (the stem's map is level 0 of ``feature_info``),
   ``maps_per_level`` and ``classifier_name`` (the classifier's attribute path).
 """
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from timm.models import checkpoint_seq
 from timm.models._features import feature_take_indices
 
-__all__ = ["VideoModelMixin", "StagedVideoMixin", "check_output_fmt"]
+__all__ = ["VideoModelMixin", "StagedVideoMixin", "check_output_fmt", "drop_path_rates"]
 
 
 def check_output_fmt(output_fmt: str) -> None:
     """Video maps are ``(B, C, T, H, W)``; 'NCHW' is accepted as timm's ``FeatureGetterNet`` passes it."""
     if output_fmt not in ("NCTHW", "NCHW"):
         raise ValueError(f"output_fmt must be 'NCTHW', got {output_fmt!r}")
+
+
+def drop_path_rates(rate: float, depths: Sequence[int]) -> List[List[float]]:
+    """Stochastic depth, linearly increasing from 0 to ``rate`` over all blocks (as timm's
+    ``torch.linspace`` schedule), split per stage; plain floats, so models build on "meta"."""
+    n = sum(depths)
+    rates = [rate * b / max(n - 1, 1) for b in range(n)]
+    starts = [sum(depths[:i]) for i in range(len(depths))]
+    return [rates[s:s + d] for s, d in zip(starts, depths)]
 
 
 class VideoModelMixin:

@@ -31,7 +31,7 @@ from timm.layers import DropPath
 from timm.models import generate_default_cfgs, register_model
 
 from ..layers import RouteFuncMLP, TAdaConv2d, TemporalAggregation, check_video
-from ._base import StagedVideoMixin
+from ._base import StagedVideoMixin, drop_path_rates
 from ._builder import build_video_model
 from ._cfg import VideoFamily, video_cfg
 
@@ -237,15 +237,14 @@ class ResNet3d(StagedVideoMixin, nn.Module):
         reduction = 4 if stem_pool else 2
         self.feature_info = [dict(num_chs=stem_width, reduction=reduction, module="maxpool" if stem_pool else "act1")]
 
-        n = sum(layers)  # stochastic depth rates, linearly increasing (plain floats: meta-device safe)
-        dpr = [drop_path_rate * b / max(n - 1, 1) for b in range(n)]
+        dpr = drop_path_rates(drop_path_rate, layers)
         in_chs = stem_width
         self.stage_names = []
         for i, (depth, chs) in enumerate(zip(layers, widths)):
             stride = 1 if (i == 0 and stem_pool) else 2
             name = f"layer{i + 1}"
             self.add_module(name, make_stage(
-                in_chs + lateral_chs[i], chs, depth, stride, dpr[sum(layers[:i]):sum(layers[:i + 1])], bn_eps,
+                in_chs + lateral_chs[i], chs, depth, stride, dpr[i], bn_eps,
                 temporal_kernel=temporal_kernels[i], mid=mid, tada=tada, **(block_args or {})))
             self.stage_names.append(name)
             in_chs, reduction = chs * Bottleneck3d.expansion, reduction * stride

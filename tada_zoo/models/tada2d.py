@@ -23,7 +23,7 @@ from timm.layers import DropPath
 from timm.models import register_model
 
 from ..layers import RouteFuncMLP, TAdaConv2d, TemporalAggregation, check_video
-from ._base import StagedVideoMixin
+from ._base import StagedVideoMixin, drop_path_rates
 from ._builder import build_video_model
 from ._cfg import VideoFamily, generate_video_cfgs, video_cfg
 from ._helpers import load_inflated
@@ -180,8 +180,8 @@ class VideoResNet(StagedVideoMixin, nn.Module):
         self.feature_info = [dict(num_chs=stem_width, reduction=2, module="act1")]
 
         # no max-pool: every stage halves the resolution, res2 included (Appendix D)
-        dpr = torch.linspace(0, drop_path_rate, sum(layers)).tolist()
-        in_chs, reduction, b = stem_width, 2, 0
+        dpr = drop_path_rates(drop_path_rate, layers)
+        in_chs, reduction = stem_width, 2
         self.stage_names = []
         for i, (depth, chs) in enumerate(zip(layers, widths)):
             out_chs = chs * block.expansion
@@ -191,9 +191,8 @@ class VideoResNet(StagedVideoMixin, nn.Module):
             for j in range(depth):
                 blocks.append(block(
                     in_chs if j == 0 else out_chs, chs, stride=2 if j == 0 else 1,
-                    downsample=downsample if j == 0 else None, drop_path=dpr[b], bn_eps=bn_eps,
+                    downsample=downsample if j == 0 else None, drop_path=dpr[i][j], bn_eps=bn_eps,
                     **block_args))
-                b += 1
             name = f"layer{i + 1}"
             self.add_module(name, nn.Sequential(*blocks))
             self.stage_names.append(name)

@@ -41,7 +41,7 @@ from timm.models.convnext import checkpoint_filter_fn as convnext_2d_filter
 from ..layers import (
     QuickGELUMlp, RouteFuncMLP, RouteFuncTransformer, TAdaConv2d, check_video,
     route_func_transformer_from_original, temporal_sum)
-from ._base import VideoModelMixin
+from ._base import VideoModelMixin, drop_path_rates
 from ._builder import build_video_model
 from ._cfg import V2_TRAIN_AUG, VideoFamily, generate_video_cfgs, video_cfg
 
@@ -237,7 +237,7 @@ class TAdaConvNeXt(VideoModelMixin, nn.Module):
         block_args = dict(
             ls_init_value=ls_init_value, route=route, rf_ratio=rf_ratio, rf_kernels=rf_kernels,
             head_dim=head_dim, temporal_agg=temporal_agg, act_layer=act_layer, norm_eps=norm_eps)
-        dpr = [r.tolist() for r in torch.linspace(0, drop_path_rate, sum(depths), device="cpu").split(list(depths))]
+        dpr = drop_path_rates(drop_path_rate, depths)
         stages, self.feature_info, prev, reduction = [], [], dims[0], 4
         for i, (depth, dim) in enumerate(zip(depths, dims)):
             if i > 0:

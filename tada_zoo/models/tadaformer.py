@@ -39,7 +39,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..layers import QuickGELUMlp, TAdaConv2d, TemporalAggregation, check_video
 from ..layers.calibration import RouteFuncTransformer, route_func_transformer_from_original
-from ._base import VideoModelMixin
+from ._base import VideoModelMixin, drop_path_rates
 from ._builder import build_video_model
 from ._cfg import V2_TRAIN_AUG, VideoFamily, generate_video_cfgs, video_cfg
 
@@ -260,7 +260,7 @@ class TAdaFormer(VideoModelMixin, nn.Module):
         self.norm_pre = norm_layer(embed_dim)
         tada_args = dict(reduction=reduction, rf_ratio=rf_ratio, rf_kernels=rf_kernels,
                          rf_head_dim=rf_head_dim, temporal_kernel=temporal_kernel)
-        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear, as torch.linspace
+        dpr = drop_path_rates(drop_path_rate, [depth])[0]
         self.blocks = nn.Sequential(*[
             TAdaFormerBlock(embed_dim, num_heads, mlp_ratio, dpr[i], QuickGELU, norm_layer, double_tada, tada_args)
             for i in range(depth)])
