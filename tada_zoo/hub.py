@@ -23,6 +23,7 @@ import torch.nn as nn
 from timm.models import PretrainedCfg, get_pretrained_cfg
 from timm.models._hub import save_config_for_hf
 
+from ._files import dir_mode, file_mode
 from .data.protocol import protocol_from_cfg
 from .models._builder import (WEIGHTS_NAME, WeightsNotAvailableError, build_video_model, create_video_model,
                               how_to_convert, registered_cfg, released_models)
@@ -350,17 +351,11 @@ def sha256_file(path: Union[str, Path]) -> str:
     return h.hexdigest()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _write_text_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as f:
         f.write(text)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files
+    os.chmod(tmp, file_mode())  # mkstemp makes 0600 files
     os.replace(tmp, path)
 
 
@@ -393,10 +388,9 @@ def save_converted(model: nn.Module, name: str, output: Union[str, Path], proven
         tagged = "." in name
         card = render_model_card(name, stats, provenance) if tagged else _untagged_card(name, stats, provenance)
         (tmp / "README.md").write_text(card)
-        mask = _umask()  # mkdtemp / safetensors make private files: give the usual permissions
-        os.chmod(tmp, 0o777 & ~mask)
+        os.chmod(tmp, dir_mode())  # mkdtemp / safetensors make private files: give the usual permissions
         for f in tmp.iterdir():
-            os.chmod(f, 0o666 & ~mask)
+            os.chmod(f, file_mode())
         check_output_dir(output)  # still free?
         if output.exists():
             output.rmdir()  # empty directory: replaced by the finished one

@@ -3,8 +3,12 @@
 Each module has ``register(subparsers)``; library code never imports this package.
 """
 import argparse
+import os
 import sys
 from typing import List, Optional
+
+from tada_zoo.data import VideoDecodeError
+from tada_zoo.models._builder import WeightsNotAvailableError
 
 from . import convert, evaluate, extract, make_list, profile, train
 
@@ -19,13 +23,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(e: BaseException) -> str:
+    """The message of an error; for one re-raised from a DataLoader worker, the worker's own message
+    (its last line) instead of the worker's traceback."""
+    text = str(e).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].strip()
+    return " ".join(text.split("\n")) if text else type(e).__name__
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run a command; every error is one line naming the file or flag (``--debug`` or
+    ``TADA_ZOO_DEBUG=1`` shows the traceback)."""
     args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get("TADA_ZOO_DEBUG", "") not in ("", "0")
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
-        if getattr(args, "debug", False):
+    except KeyboardInterrupt:
+        if debug:
             raise
-        print(f"tada-zoo {args.command}: error: {e}", file=sys.stderr)
+        print(f"tada-zoo {args.command}: interrupted; what was finished is saved (run the same command again "
+              "to resume)", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError, VideoDecodeError, WeightsNotAvailableError) as e:
+        if debug:
+            raise
+        print(f"tada-zoo {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 1
     return 0

@@ -1,20 +1,26 @@
 """Flags shared by the commands, with numbers validated where they are parsed."""
 import argparse
 import json
+import math
 import os
 
-__all__ = ["positive_int", "non_negative_int", "non_negative_float", "add_data_args", "protocol_overrides"]
+__all__ = ["positive_int", "non_negative_int", "positive_float", "non_negative_float", "probability", "add_data_args", "protocol_overrides"]
 
 
-def _number(kind, minimum, inclusive=False):
-    """argparse type: a number of ``kind`` above ``minimum`` (or equal with ``inclusive``)."""
+def _number(kind, minimum, inclusive=False, maximum=None):
+    """argparse type: a finite number of ``kind`` above ``minimum`` (or equal with ``inclusive``),
+    at most ``maximum``."""
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if value < minimum or (value == minimum and not inclusive):
             raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {minimum}, got {text}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {text}")
         return value
     parse.__name__ = kind.__name__
     return parse
@@ -22,7 +28,9 @@ def _number(kind, minimum, inclusive=False):
 
 positive_int = _number(int, 0)
 non_negative_int = _number(int, 0, inclusive=True)
+positive_float = _number(float, 0)
 non_negative_float = _number(float, 0, inclusive=True)
+probability = _number(float, 0, inclusive=True, maximum=1)
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:

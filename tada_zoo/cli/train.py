@@ -10,9 +10,18 @@ from tada_zoo.engine.recipes import RECIPES
 from tada_zoo.engine.trainer import TrainConfig, fit, resolve_config, seed_everything
 from tada_zoo.models._builder import create_video_model
 
-from ._args import add_data_args, positive_int, protocol_overrides
+from ._args import (add_data_args, non_negative_float, positive_float, positive_int, probability,
+                    protocol_overrides)
 
 __all__ = ["register"]
+
+# TrainConfig fields as flags, validated where parsed (the rest: non-negative floats)
+_FIELD_TYPES = dict(
+    epochs=positive_int, batch_size=positive_int, max_steps_per_epoch=positive_int, eval_every=positive_int,
+    seed=int, opt=str, sched=str, rand_augment=str, lr=positive_float, head_lr=positive_float,
+    warmup_lr=positive_float, clip_grad=positive_float, momentum=probability, label_smoothing=probability,
+    drop_rate=probability, drop_path_rate=probability, mixup_prob=probability, random_erasing=probability,
+    ema_decay=probability)
 
 
 def register(subparsers) -> None:
@@ -43,15 +52,9 @@ def register(subparsers) -> None:
     skip = {"model", "num_classes", "output", "recipe", "workers", "progress", "stop_after_epoch", "resume", "amp",
             "ema", "compile", "sync_bn", "flip_labels"}
     for f in dataclasses.fields(TrainConfig):
-        if f.name in skip:
-            continue
-        default = f.default
-        typ = {int: int, float: float, str: str}.get(type(default), float)
-        if f.name in ("epochs", "max_steps_per_epoch", "eval_every", "batch_size", "seed"):
-            typ = int
-        if f.name in ("opt", "sched", "rand_augment"):
-            typ = str
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=typ, default=default)
+        if f.name not in skip:
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=_FIELD_TYPES.get(f.name, non_negative_float),
+                           default=f.default)
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision")
     p.add_argument("--ema", action="store_true", help="keep an EMA of the weights (used for validation and checkpoints)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from tada_zoo._files import file_mode
+
 __all__ = [
     "atomic_save", "save_safetensors", "get_rng_state", "set_rng_state",
     "unwrap_model",
@@ -30,6 +32,7 @@ def _atomic(path: PathLike, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600 files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

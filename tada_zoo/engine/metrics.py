@@ -79,6 +79,11 @@ def collect_scores(
         missing = (views == 0).nonzero().flatten()[:5].tolist()
         raise RuntimeError(f"{int((views == 0).sum())} videos got no view (e.g. rows {missing}); "
                            "the loader must cover every row of the list")
+    bad = ~torch.stack([torch.isfinite(s).all(1) for s in sums]).all(0)
+    if bad.any():  # a NaN model would otherwise score "top-1 = the share of its argmax class"
+        rows = bad.nonzero().flatten()[:5].tolist()
+        raise RuntimeError(f"the model gave non-finite scores (NaN / inf) for {int(bad.sum())} of {num_videos} "
+                           f"videos (e.g. rows {rows}); its weights or inputs are broken: check the checkpoint")
     return dict(scores=[(s / views[:, None]).float().cpu() for s in sums], labels=labels.cpu(), views=views.cpu())
 
 

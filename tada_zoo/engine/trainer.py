@@ -28,6 +28,8 @@ from timm.utils import ModelEmaV3, dispatch_clip_grad
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from tada_zoo.models._helpers import load_pickle
+
 from .checkpoint import atomic_save, get_rng_state, save_safetensors, set_rng_state, unwrap_model
 from .distributed import (all_gather_object, all_reduce_sum, average_buffers, barrier, get_rank,
                           get_world_size, is_distributed, is_main_process, state_hash)
@@ -153,7 +155,7 @@ def plot_metrics(metrics_file: Path, out_file: Path) -> Optional[Path]:
     except ImportError:
         print("matplotlib is not installed: skipping the curves plot (pip install matplotlib)")
         return None
-    rows = [json.loads(line) for line in Path(metrics_file).read_text().splitlines() if line.strip()]
+    rows = [r for r in map(_row, Path(metrics_file).read_text().splitlines()) if r]
     rows = [r for r in rows if r.get("type") == "epoch"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ep = [r["epoch"] for r in rows]
@@ -172,14 +174,22 @@ def plot_metrics(metrics_file: Path, out_file: Path) -> Optional[Path]:
     return out_file
 
 
+def _row(line: str) -> dict:
+    """One metrics.jsonl line; a line cut short by a killed run (or garbage) is ``{}``."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return {}
+    return row if isinstance(row, dict) else {}
+
+
 class _MetricsLog:
     """JSON lines, appended by rank 0; a resumed run drops lines of epochs it will redo."""
 
     def __init__(self, path: Path, start_epoch: int):
         self.path = path
         if is_main_process() and path.exists():
-            keep = [l for l in path.read_text().splitlines()
-                    if l.strip() and json.loads(l).get("epoch", 0) < start_epoch]
+            keep = [l for l in path.read_text().splitlines() if _row(l).get("epoch", start_epoch) < start_epoch]
             path.write_text("".join(l + "\n" for l in keep))
 
     def write(self, **row) -> None:
@@ -242,7 +252,10 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
     if resume == "auto":
         resume = str(out / "last.pt") if out is not None and (out / "last.pt").exists() else None
     if resume:
-        state = torch.load(resume, map_location="cpu", weights_only=True)
+        state = load_pickle(resume)
+        if not isinstance(state, dict) or not {"model", "optimizer", "epoch"} <= set(state):
+            raise ValueError(f"{resume} is not a tada-zoo training checkpoint (last.pt); give --resume none "
+                             "to start over, or --checkpoint-init FILE to start from its weights")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

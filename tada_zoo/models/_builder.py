@@ -18,7 +18,7 @@ from huggingface_hub.errors import (
 from timm.models import PretrainedCfg, build_model_with_cfg, get_pretrained_cfg
 
 from ._cfg import VideoPretrainedCfg
-from ._helpers import classifier_keys, family, load_checkpoint, read_checkpoint
+from ._helpers import check_model_name, classifier_keys, family, list_models, load_checkpoint, read_checkpoint
 
 __all__ = ["WEIGHTS_NAME", "WeightsNotAvailableError", "build_video_model", "create_video_model", "how_to_convert",
            "list_models", "registered_cfg", "released_models"]
@@ -26,12 +26,6 @@ __all__ = ["WEIGHTS_NAME", "WeightsNotAvailableError", "build_video_model", "cre
 WEIGHTS_NAME = "model.safetensors"
 _TIMM_FIELDS = {f.name for f in dataclasses.fields(PretrainedCfg)}
 _HUB_MISSING = (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError, OfflineModeIsEnabled)
-
-
-def list_models(pattern: str = "*") -> list:
-    """Names of the models tada-zoo registers in timm (``pattern`` as in ``timm.list_models``)."""
-    return [name for name in timm.list_models(pattern)
-            if timm.models.model_entrypoint(name).__module__.startswith(__package__)]
 
 
 class WeightsNotAvailableError(RuntimeError):
@@ -139,8 +133,8 @@ def create_video_model(
         kwargs: more model arguments (``num_frames``, ``drop_path_rate``, ...).
     """
     arch = name.split(":")[-1].split(".")[0]
-    if not name.startswith("hf-hub:") and not timm.is_model(arch):
-        raise ValueError(f"unknown model {name!r}; tada-zoo models: {', '.join(list_models())}")
+    if not name.startswith("hf-hub:"):
+        check_model_name(arch)
     if len([s for s in (pretrained, checkpoint, inflate_from) if s]) > 1:
         raise ValueError("give at most one of --pretrained, --checkpoint-init, --inflate-from")
     if num_classes is not None:
@@ -148,9 +142,15 @@ def create_video_model(
     if isinstance(pretrained, str) and pretrained:
         name = f"{arch}.{pretrained}"
         pretrained = True
+    try:
+        model = timm.create_model(name, pretrained=bool(pretrained), **kwargs)
+    except TypeError as e:  # a misspelt model argument (--model-kwargs) ends up in the constructor
+        if "unexpected keyword argument" not in str(e):
+            raise
+        raise ValueError(f"{name} takes no argument {str(e).split('argument')[-1].strip()} (from --model-kwargs "
+                         "or a flag); see the model class's docstring for its arguments") from None
     if pretrained:
-        return timm.create_model(name, pretrained=True, **kwargs)
-    model = timm.create_model(name, **kwargs)
+        return model
     if checkpoint:
         kept = load_checkpoint(model, checkpoint, head=head, context=(
             f"file: {checkpoint}; check --model (architecture and frame count), --num-classes and "

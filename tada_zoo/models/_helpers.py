@@ -6,6 +6,7 @@
 dict with the model family's ``checkpoint_filter_fn`` (timm's convention, found by model
 name) and loads it with one strict report of what does not fit.
 """
+import difflib
 import json
 import pickle
 import sys
@@ -18,13 +19,43 @@ import timm
 import torch
 import torch.nn as nn
 
-__all__ = ["read_checkpoint", "family_module", "family", "checkpoint_filter", "map_checkpoint", "load_checkpoint",
+__all__ = ["list_models", "check_model_name", "load_pickle", "read_checkpoint", "family_module", "family", "checkpoint_filter", "map_checkpoint", "load_checkpoint",
            "load_inflated", "classifier_keys"]
 
 PathLike = Union[str, Path]
 _SHOW = 12  # keys listed per kind of mismatch
 # where a state dict sits inside a checkpoint: ours (train), generic, the original code's
 _STATE_KEYS = ("model", "state_dict", "model_state")
+
+
+def load_pickle(path: PathLike):
+    """``torch.load(path, weights_only=True)`` that never runs code and names the file in every error.
+
+    A zip-format file (what ``torch.save`` writes) has its CRCs checked first, so a flipped
+    byte in a weight is refused instead of loaded.
+    """
+    path = Path(path)
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise ValueError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {e}") from None
+        if bad is not None:
+            raise ValueError(f"{path} is corrupt: the checksum of its entry {bad!r} does not match "
+                             "(a damaged download or disk?); download or copy it again")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" in str(e).lower() or "weights_only" in str(e):
+            raise ValueError(
+                f"{path} contains Python objects that need code to be unpickled; refusing to load it "
+                f"(only tensors and plain containers are read, torch.load(weights_only=True)). Re-save "
+                f"its state dict from a trusted environment: torch.save({{'model_state': sd}}, path)") from None
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {e}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): "
+                         f"{type(e).__name__}: {e}") from None
 
 
 def read_checkpoint(path: PathLike, ema: bool = False) -> Tuple[Dict[str, torch.Tensor], dict]:
@@ -49,18 +80,7 @@ def read_checkpoint(path: PathLike, ema: bool = False) -> Tuple[Dict[str, torch.
             return load_file(str(path)), dict(state_key="(safetensors)", epoch=None, cfg=None)
         except (SafetensorError, OSError, ValueError) as e:
             raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {e}") from None
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower() or "weights_only" in str(e):
-            raise ValueError(
-                f"{path} contains Python objects that need code to be unpickled; refusing to load it "
-                f"(only tensors and plain containers are read, torch.load(weights_only=True)). Re-save "
-                f"its state dict from a trusted environment: torch.save({{'model_state': sd}}, path)") from None
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {e}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): "
-                         f"{type(e).__name__}: {e}") from None
+    ckpt = load_pickle(path)
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path} holds a {type(ckpt).__name__}, expected a state dict or a dict with 'model_state'")
 
@@ -98,11 +118,25 @@ def _architecture(model_or_name: Union[nn.Module, str]) -> str:
     return arch
 
 
+def list_models(pattern: str = "*") -> list:
+    """Names of the models tada-zoo registers in timm (``pattern`` as in ``timm.list_models``)."""
+    return [name for name in timm.list_models(pattern)
+            if timm.models.model_entrypoint(name).__module__.startswith(__package__)]
+
+
+def check_model_name(arch: str) -> None:
+    """ValueError for an unknown architecture, suggesting close names and listing ours."""
+    if not timm.is_model(arch):
+        ours = list_models()
+        close = difflib.get_close_matches(arch, ours, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise ValueError(f"unknown model {arch!r}; {hint}tada-zoo models: {', '.join(ours)}")
+
+
 def family_module(model_or_name: Union[nn.Module, str]) -> ModuleType:
     """The model file that registers this architecture (looked up by name, as timm does)."""
     arch = _architecture(model_or_name)
-    if not timm.is_model(arch):
-        raise ValueError(f"unknown model {arch!r}; see tada_zoo.list_models()")
+    check_model_name(arch)
     return sys.modules[timm.models.model_entrypoint(arch).__module__]
 
 
