@@ -5,7 +5,14 @@ __all__ = ["file_mode", "dir_mode"]
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    try:  # Linux: read it without changing it (os.umask would, for a moment, for every thread)
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 

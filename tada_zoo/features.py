@@ -5,31 +5,43 @@ One interface whatever the family: ``layer="pooled"`` gives the clip embedding
 int ``k`` the k-th level of ``forward_intermediates`` (0 = stem). Videos are cut into
 sliding windows (``clip_len`` frames ``frame_interval`` apart, a window every
 ``clip_stride`` frames); loader workers decode and transform while the model runs, and
-windows of consecutive videos share batches. Each video gets one file (safetensors:
-``features`` + ``timestamps`` + ``start_frames``; or npy: features, with timestamps in the
-index) and a line in ``index.jsonl``. Finished videos are skipped on a rerun; videos that
-fail to decode are reported and skipped. Under torchrun the videos are dealt out to the
-ranks, each rank logs to its own ``index.rank<r>.jsonl`` and rank 0 merges the logs into
+windows of consecutive videos share batches. Each video gets one file named after its
+path and extension (``sub/clip.mp4`` -> ``sub/clip.mp4.safetensors``: ``features`` +
+``timestamps`` + ``start_frames``; or ``.npy``: features, with timestamps in the index) and
+a line in ``index.jsonl``. The run's settings (model, weights, layer, windows, transform,
+format) go to ``settings.json``; a rerun with the same settings skips finished videos, one
+with other settings is refused unless ``overwrite``. Videos that fail to decode are
+``corrupt``, videos whose features are not finite ``failed``: both are reported, get no
+file and are retried by a rerun. Under torchrun the videos are dealt out to the ranks,
+each rank logs to its own ``index.rank<r>.jsonl`` and rank 0 merges the logs into
 ``index.jsonl`` at the end (a rerun after an interruption reads the rank logs too, with
 any number of processes).
 """
+import errno
+import functools
 import json
 import os
+import re
+import stat
+import tempfile
 import time
+import types
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
-from .engine.distributed import all_gather_object, barrier, get_rank, get_world_size
+from ._files import file_mode
+from .engine.distributed import all_gather_object, barrier, get_rank, get_world_size, state_hash
 from .models._builder import create_video_model
 
-__all__ = ["FeatureExtractor", "extract_videos", "list_videos", "VIDEO_EXTENSIONS"]
+__all__ = ["FeatureExtractor", "extract_videos", "list_videos", "summarize_skipped", "VIDEO_EXTENSIONS"]
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".gif", ".flv", ".wmv",
+                    ".3gp", ".ogv", ".ts", ".mts", ".m2ts")
 Layer = Union[str, int]
 
 
@@ -107,29 +119,128 @@ class FeatureExtractor:
         return out
 
 
-def _timestamps(windows, fps: float, num_frames: int) -> torch.Tensor:
-    """``(N, 2)`` seconds: first frame's start, and the end of the last frame the window covers."""
-    return torch.tensor([[s / fps, min(int(w[-1]) + 1, num_frames) / fps] for s, w in windows], dtype=torch.float64)
+def _timestamps(windows, fps: float, num_frames: int, frame_times=None, last_frame_end=None) -> torch.Tensor:
+    """``(N, 2)`` seconds of each window: the time of its first frame, and the time of the frame
+    after the last frame it covers (after the video's last frame: ``last_frame_end()``, else
+    that frame's time + 1 / fps).
+
+    ``frame_times(indices)`` gives presentation times (a reader's ``timestamps``); without it
+    frame ``i`` is at ``i / fps``, exact for constant-frame-rate files only.
+    """
+    starts = [int(s) for s, _ in windows]
+    ends = [int(w[-1]) + 1 for _, w in windows]  # <= num_frames
+    if frame_times is None:
+        return torch.tensor([[s / fps, min(e, num_frames) / fps] for s, e in zip(starts, ends)], dtype=torch.float64)
+    need = sorted({*starts, *(min(e, num_frames - 1) for e in ends)})
+    t = np.asarray(frame_times(need), dtype=np.float64).reshape(-1)
+    if len(t) != len(need):
+        raise ValueError(f"the reader gave {len(t)} timestamps for {len(need)} frames")
+    at = dict(zip(need, t.tolist()))
+    if num_frames in ends:
+        end = last_frame_end() if last_frame_end is not None else None
+        at[num_frames] = end if end is not None else at[num_frames - 1] + 1 / fps
+    return torch.tensor([[at[s], at[e]] for s, e in zip(starts, ends)], dtype=torch.float64)
 
 
-def list_videos(input_path: Union[str, Path]) -> List[Path]:
-    """One video file, or every video under a folder (recursively, sorted)."""
+def _reader_times(reader, num_frames: int):
+    """``(frame_times, last_frame_end)`` from the reader's presentation times
+    (``BaseVideoReader.timestamps`` / ``frame_end_time``), None where the backend has none:
+    times are then frame index / fps, and the last frame lasts 1 / fps."""
+    times, end = getattr(reader, "timestamps", None), getattr(reader, "frame_end_time", None)
+
+    def frame_times(indices):
+        try:
+            return times(indices)
+        except NotImplementedError:
+            return np.asarray(indices, dtype=np.float64) / reader.fps
+
+    def last_frame_end():
+        try:
+            return float(end(num_frames - 1))
+        except NotImplementedError:
+            return None
+
+    return (frame_times if times is not None else None), (last_frame_end if end is not None else None)
+
+
+def list_videos(input_path: Union[str, Path], skipped: Optional[list] = None) -> List[Path]:
+    """One video file, or every video under a folder (recursively, following linked folders, sorted).
+
+    Entries of a folder that are not taken are appended to ``skipped`` as ``(path, reason)``:
+    other extensions, broken symlinks, symlink loops, folders named like videos (their
+    contents are searched), special files and folders that cannot be read.
+    """
     p = Path(input_path)
     if p.is_file():
         return [p]
     if not p.is_dir():
         raise FileNotFoundError(f"--input {p} is neither a video file nor a folder")
-    videos = sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file())
+    videos: List[Path] = []
+    skip: List[Tuple[Path, str]] = []
+
+    def walk(folder: Path, ancestors: frozenset) -> None:
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            skip.append((folder, f"folder cannot be read ({e.strerror or e})"))
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            is_video = path.suffix.lower() in VIDEO_EXTENSIONS
+            try:
+                st = entry.stat()  # follows symlinks
+            except OSError as e:
+                if entry.is_symlink():
+                    skip.append((path, "symlink loop" if e.errno == errno.ELOOP else "broken symlink"))
+                else:
+                    skip.append((path, f"cannot be read ({e.strerror or e})"))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                real = os.path.realpath(path)
+                if real in ancestors:
+                    skip.append((path, "symlink loop"))
+                    continue
+                if is_video:
+                    skip.append((path, "folder named like a video (its contents are searched)"))
+                walk(path, ancestors | {real})
+            elif not stat.S_ISREG(st.st_mode):
+                skip.append((path, "not a regular file"))
+            elif is_video:
+                videos.append(path)
+            else:
+                skip.append((path, f"not a video extension ({path.suffix.lower() or 'none'})"))
+
+    walk(p, frozenset({os.path.realpath(p)}))
+    if skipped is not None:
+        skipped.extend(skip)
     if not videos:
-        raise FileNotFoundError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) under {p}")
-    return videos
+        what = f"; {summarize_skipped(skip, p)}" if skip else ""
+        raise FileNotFoundError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) under {p}{what}")
+    return sorted(videos)
+
+
+def summarize_skipped(skipped: Sequence[Tuple[Path, str]], root: Optional[Path] = None, names: int = 3) -> str:
+    """One line: how many entries ``list_videos`` skipped, per reason, with the first few names."""
+    groups: Dict[str, List[str]] = {}
+    for path, why in skipped:
+        try:
+            name = str(Path(path).relative_to(root)) if root is not None else str(path)
+        except ValueError:
+            name = str(path)
+        groups.setdefault(why, []).append(name)
+    parts = [f"{len(v)} {why}: {', '.join(v[:names])}{', ...' if len(v) > names else ''}" for why, v in groups.items()]
+    where = f" under {root}" if root is not None else ""
+    return f"skipped {len(skipped)} {'entry' if len(skipped) == 1 else 'entries'}{where}: " + "; ".join(parts)
 
 
 class _WindowChunks(IterableDataset):
     """Decoded, transformed windows of each video in chunks of at most ``chunk`` windows.
 
     Worker w handles videos w, w + workers, ...; each yields ``dict(video=i, clips, start,
-    last, ...)`` or, for an unreadable video, ``dict(video=i, error=...)``.
+    last, ...)`` chunks and then, for a video that cannot be read to the end (the reader
+    closed included), ``dict(video=i, error=...)`` instead of its last chunk: a video ends
+    with exactly one item marked ``last`` or ``error``.
     """
 
     def __init__(self, paths, clip_len, frame_interval, clip_stride, transform, chunk):
@@ -142,39 +253,74 @@ class _WindowChunks(IterableDataset):
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         for i in range(wid, len(self.paths), nw):
+            final = None
             try:
                 with open_video(self.paths[i]) as reader:
                     n, fps = len(reader), reader.fps
                     windows = sliding_windows(n, self.clip_len, self.frame_interval, self.clip_stride)
+                    times = _timestamps(windows, fps, n, *_reader_times(reader, n))
                     for c in range(0, len(windows), self.chunk):
                         part = windows[c:c + self.chunk]
                         wanted = np.unique(np.concatenate([w for _, w in part]))
                         frames = self.transform(reader.frames_at(wanted.tolist()))[0]  # (C, T_u, H, W), 1 crop
                         pos = torch.as_tensor(np.stack([np.searchsorted(wanted, w) for _, w in part]))
-                        yield dict(video=i, clips=frames[:, pos].permute(1, 0, 2, 3, 4).contiguous(),
-                                   start_frames=[s for s, _ in part], timestamps=_timestamps(part, fps, n),
-                                   fps=fps, num_frames=n, last=c + self.chunk >= len(windows))
+                        item = dict(video=i, clips=frames[:, pos].permute(1, 0, 2, 3, 4).contiguous(),
+                                    start_frames=[s for s, _ in part], timestamps=times[c:c + self.chunk],
+                                    fps=fps, num_frames=n, last=c + self.chunk >= len(windows))
+                        if item["last"]:
+                            final = item  # sent once the reader has closed cleanly
+                        else:
+                            yield item
             except Exception as e:  # noqa: BLE001  reported per video, the run goes on
                 yield dict(video=i, error=f"{type(e).__name__}: {e}")
+                continue
+            yield final
 
 
-def _output_name(path: Path, root: Optional[Path], fmt: str) -> str:
-    rel = path.relative_to(root) if root is not None else Path(path.name)
-    return str(rel.with_suffix(".safetensors" if fmt == "safetensors" else ".npy"))
+def _video_key(path: Path, root: Optional[Path]) -> str:
+    """The index key: the path relative to ``root`` (the file name without one), extension kept."""
+    if root is None:
+        return path.name
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        raise ValueError(f"video {path} is not under the input folder {root}") from None
+
+
+def _output_name(key: str, fmt: str) -> str:
+    """``sub/clip.mp4`` -> ``sub/clip.mp4.safetensors``: one file per input, whatever shares its stem."""
+    return key + (".safetensors" if fmt == "safetensors" else ".npy")
+
+
+def _atomic_write(file: Path, write) -> None:
+    """``write(tmp_path)`` to a unique temp file next to ``file``, then rename it over ``file``,
+    with the permissions a plain write would give."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, file)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _write_features(file: Path, feats: torch.Tensor, timestamps, start_frames, meta: dict, fmt: str) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.stem}.tmp{file.suffix}")
-    if fmt == "safetensors":
-        from safetensors.torch import save_file
-        save_file(dict(features=feats.contiguous(), timestamps=timestamps.contiguous(),
-                       start_frames=torch.as_tensor(start_frames, dtype=torch.long)), str(tmp),
-                  metadata={k: str(v) for k, v in meta.items()})
-    else:
-        with open(tmp, "wb") as f:
-            np.save(f, feats.numpy())
-    os.replace(tmp, file)
+    def write(tmp):
+        if fmt == "safetensors":
+            from safetensors.torch import save_file
+            save_file(dict(features=feats.contiguous(), timestamps=timestamps.contiguous(),
+                           start_frames=torch.as_tensor(start_frames, dtype=torch.long)), tmp,
+                      metadata={k: str(v) for k, v in meta.items()})
+        else:
+            with open(tmp, "wb") as f:
+                np.save(f, feats.numpy())
+    _atomic_write(file, write)
 
 
 def _read_index(output: Path) -> Dict[str, dict]:
@@ -188,38 +334,213 @@ def _read_index(output: Path) -> Dict[str, dict]:
                     e = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                entries[e["video"]] = e
+                if isinstance(e, dict) and "video" in e:
+                    entries[e["video"]] = e
     return entries
 
 
 def _compact_index(output: Path) -> None:
     """One line per video in ``index.jsonl``, written atomically; the rank logs go."""
     entries = _read_index(output)
-    tmp = output / ".index.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(e) + "\n" for e in entries.values()))
-    os.replace(tmp, output / "index.jsonl")
+    _atomic_write(output / "index.jsonl",
+                  lambda tmp: Path(tmp).write_text("".join(json.dumps(e) + "\n" for e in entries.values())))
     for path in output.glob("index.rank*.jsonl"):
         path.unlink()
 
 
+# ---- settings.json: what the features in a folder were made with -----------------------------
+
+SETTINGS_FILE = "settings.json"
+# recorded for the reader, not compared (the weights' hash says whether the weights are the same)
+_INFO_SETTINGS = ("model_name", "checkpoint", "pretrained", "tada_zoo")
+
+
+def _describe_transform(transform) -> dict:
+    """The transform's type and its simple public attributes (crop, sizes, mean, std, ...)."""
+    if isinstance(transform, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
+        return dict(type=f"{transform.__module__}.{transform.__qualname__}")
+    if isinstance(transform, functools.partial):
+        return dict(type=f"partial({_describe_transform(transform.func)['type']})",
+                    args=repr(transform.args), kwargs=repr(sorted(transform.keywords.items())))
+    out = dict(type=type(transform).__qualname__)
+    simple = (bool, int, float, str, type(None))
+    for k, v in sorted(getattr(transform, "__dict__", {}).items()):
+        if k.startswith("_"):
+            continue
+        if isinstance(v, simple):
+            out[k] = v
+        elif isinstance(v, (tuple, list)) and all(isinstance(x, simple) for x in v):
+            out[k] = list(v)
+    return out
+
+
+def _run_settings(extractor: FeatureExtractor, clip_len: int, frame_interval: int, clip_stride: int, transform,
+                  fmt: str, extra: Optional[dict]) -> dict:
+    from . import __version__
+
+    model = extractor.model
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    layer = extractor.layer
+    if isinstance(layer, int):
+        layer %= len(model.feature_info)  # -1 and the last level are the same features
+    amp = extractor.autocast_dtype
+    settings = dict(model=cfg.get("architecture") or type(model).__name__, weights=state_hash(model),
+                    model_kwargs={}, layer=layer, clip_len=int(clip_len), frame_interval=int(frame_interval),
+                    clip_stride=int(clip_stride), transform=_describe_transform(transform), format=fmt,
+                    amp=str(amp).replace("torch.", "") if amp is not None else "none")
+    settings.update(extra or {})
+    settings["tada_zoo"] = __version__
+    return json.loads(json.dumps(settings, default=str))  # as it reads back from the file
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v and k != "model_kwargs":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _show(key: str, value) -> str:
+    if value is None:
+        return "(none)"
+    if key == "weights" and isinstance(value, str):
+        return value[:12]
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _settings_diff(old: dict, new: dict) -> List[str]:
+    a, b = _flat(old), _flat(new)
+    keys = list(dict.fromkeys([*b, *a]))
+    diff = {k: f"{k} {_show(k, a.get(k))} -> {_show(k, b.get(k))}" for k in keys
+            if k.split(".")[0] not in _INFO_SETTINGS and a.get(k) != b.get(k)}
+    if "weights" in diff:  # say where they came from
+        where = [f"{k} {_show(k, a.get(k))} -> {_show(k, b.get(k))}" for k in ("checkpoint", "pretrained")
+                 if a.get(k) != b.get(k)]
+        if where:
+            diff["weights"] += f" ({', '.join(where)})"
+    return list(diff.values())
+
+
+def _check_settings(output: Path, settings: dict, index: Dict[str, dict]) -> bool:
+    """Raise if ``output`` holds features made with other settings; True if settings.json is to be
+    (re)written: none yet, or no finished video that other settings would make stale."""
+    path = output / SETTINGS_FILE
+    todo = "use another --output, or --overwrite to recompute every video"
+    if not any(e.get("status") == "ok" for e in index.values()):
+        return True  # nothing extracted yet (or only failures, which are retried anyway)
+    if not path.exists():
+        raise ValueError(f"{output} holds an index.jsonl but no {SETTINGS_FILE} (written by an older tada-zoo): "
+                         f"the settings of its features are unknown; {todo}")
+    try:
+        old = json.loads(path.read_text())
+        if not isinstance(old, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path} cannot be read ({e}); {todo}") from None
+    diff = _settings_diff(old, settings)
+    if diff:
+        raise ValueError(f"{output} holds features made with other settings ({', '.join(diff)}); {todo}")
+    return False
+
+
+def _write_settings(output: Path, settings: dict) -> None:
+    _atomic_write(output / SETTINGS_FILE, lambda tmp: Path(tmp).write_text(json.dumps(settings, indent=1) + "\n"))
+
+
+def _clear_output(output: Path) -> None:
+    """``overwrite``: the old index and the feature files it lists go."""
+    top = output.resolve()
+    for entry in _read_index(output).values():
+        name = entry.get("file")
+        if isinstance(name, str) and name:
+            f = output / name
+            if f.resolve().is_relative_to(top) and f.is_file():
+                f.unlink()
+    for path in [output / "index.jsonl", *output.glob("index.rank*.jsonl")]:
+        if path.exists():
+            path.unlink()
+
+
+_TEMP_FILE = re.compile(r"^\..+\.(safetensors|npy|jsonl|json)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _remove_temp_files(output: Path) -> None:
+    """Temp files a killed run left (``_atomic_write``'s ``.<name>.<random>.tmp``)."""
+    for path in output.rglob(".*.tmp"):
+        if _TEMP_FILE.match(path.name) and path.is_file() and not path.is_symlink():
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+
+def _check_weights(model: torch.nn.Module) -> None:
+    params = list(model.named_parameters())
+    bad = [name for name, p in params if not torch.isfinite(p.detach()).all()]
+    if bad:
+        raise ValueError(f"the model's weights hold NaN/inf values ({len(bad)} of {len(params)} tensors, e.g. "
+                         f"{bad[0]}): a broken checkpoint? nothing was extracted")
+
+
+def _non_finite(feats: torch.Tensor, timestamps: torch.Tensor) -> Optional[str]:
+    bad = ~torch.isfinite(feats.reshape(len(feats), -1)).all(1)
+    if not bad.any():
+        return None
+    first = float(timestamps[int(bad.nonzero()[0])][0])
+    return (f"non-finite features (NaN/inf) in {int(bad.sum())} of {len(feats)} windows (first at {first:.2f}s): "
+            "broken weights, or an --amp overflow?")
+
+
 def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path]], output: Union[str, Path],
                    clip_len: int, frame_interval: int, clip_stride: int, transform, workers: int = 2,
-                   fmt: str = "safetensors", root: Optional[Union[str, Path]] = None, progress: bool = True) -> dict:
+                   fmt: str = "safetensors", root: Optional[Union[str, Path]] = None, progress: bool = True,
+                   settings: Optional[dict] = None, overwrite: bool = False) -> dict:
     """Extract every video in ``videos`` to ``output`` (see the module docstring).
 
-    Returns ``dict(done, skipped, failed={video: error}, clips, seconds)``, summed over
-    the ranks when run under torchrun (every rank calls it with the same arguments).
+    ``settings``: extra entries for ``settings.json`` (the command adds the model name,
+    checkpoint and model kwargs). ``overwrite``: start the folder afresh (old index and the
+    files it lists are removed) instead of refusing settings that differ from the folder's.
+
+    Returns ``dict(done, skipped, failed={video: error}, corrupt=[video], clips, seconds)``
+    (``failed`` holds every video not extracted, ``corrupt`` those that could not be
+    decoded), summed over the ranks when run under torchrun (every rank calls it with the
+    same arguments). Counts are videos, ``clips`` the windows written to files.
     """
     if fmt not in ("safetensors", "npy"):
         raise ValueError(f"format must be 'safetensors' or 'npy', got {fmt!r}")
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output} is a file, not a folder")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--output {output} cannot be made ({e.strerror or e})") from None
     root = Path(root) if root is not None else None
     rank, world = get_rank(), get_world_size()
-    index = _read_index(output)
-    barrier()  # every rank has read the same index before any rank logs to it
+    keys = [_video_key(Path(v), root) for v in videos]
+    if len(set(keys)) < len(keys):
+        seen: Dict[str, str] = {}
+        for v, k in zip(videos, keys):
+            if k in seen:
+                raise ValueError(f"{seen[k]} and {v} map to the same output name {_output_name(k, fmt)}; "
+                                 "pass root= (their common folder) to keep their relative paths")
+            seen[k] = str(v)
+    _check_weights(extractor.model)
+    current = _run_settings(extractor, clip_len, frame_interval, clip_stride, transform, fmt, settings)
+    index = {} if overwrite else _read_index(output)
+    new_settings = True if overwrite else _check_settings(output, current, index)
+    barrier()  # every rank has checked the settings and read the same index before any rank logs to it
+    if rank == 0:
+        _remove_temp_files(output)
+        if overwrite:
+            _clear_output(output)
+        if new_settings:
+            _write_settings(output, current)
+    barrier()
     index_path = output / ("index.jsonl" if world == 1 else f"index.rank{rank}.jsonl")
-    keys = [str(Path(v).relative_to(root)) if root is not None else Path(v).name for v in videos]
     todo = [i for i, k in enumerate(keys)
             if not (index.get(k, {}).get("status") == "ok" and (output / index[k]["file"]).exists())]
     n_todo = len(todo)
@@ -230,11 +551,15 @@ def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
     pending: Dict[int, dict] = {}  # video -> accumulated chunks
     queue: List[tuple] = []  # (video, chunk dict) waiting for a batch
-    failed, done, n_clips = {}, 0, 0
+    finished = set()  # videos with their one index line
+    failed, corrupt, done, n_clips = {}, [], 0, 0
     bar = tqdm(total=len(paths), desc="extract", unit="video", disable=not progress)
 
     def finish(j: int, entry: dict) -> None:
-        nonlocal done
+        nonlocal done, n_clips
+        if j in finished:
+            return
+        finished.add(j)
         key = keys[todo[j]]
         entry = dict(video=key, **entry)
         with open(index_path, "a") as f:
@@ -242,15 +567,17 @@ def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path
         bar.update()
         if entry["status"] == "ok":
             done += 1
+            n_clips += entry["num_clips"]
         else:
             failed[key] = entry["error"]
-            tqdm.write(f"skipping {key}: {entry['error']}")
+            if entry["status"] == "corrupt":
+                corrupt.append(key)
+            if progress:  # else the caller reports them from the result
+                tqdm.write(f"{'skipping' if entry['status'] == 'corrupt' else 'failed'} {key}: {entry['error']}")
 
     def run_batch() -> None:
-        nonlocal n_clips
         clips = torch.cat([c["clips"] for _, c in queue])
         feats = extractor.forward(clips) if len(clips) <= extractor.batch_size else extractor(clips)
-        n_clips += len(clips)
         pos = 0
         for j, c in queue:
             k = len(c["clips"])
@@ -262,7 +589,11 @@ def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path
             if c["last"]:
                 acc = pending.pop(j)
                 f, ts = torch.cat(acc["feats"]), torch.cat(acc["ts"])
-                name = _output_name(Path(paths[j]), root, fmt)
+                bad = _non_finite(f, ts)
+                if bad:
+                    finish(j, dict(status="failed", error=bad))
+                    continue
+                name = _output_name(keys[todo[j]], fmt)
                 meta = dict(fps=c["fps"], num_frames=c["num_frames"], clip_len=clip_len,
                             frame_interval=frame_interval, clip_stride=clip_stride, layer=extractor.layer,
                             window_seconds=clip_len * frame_interval / c["fps"])
@@ -274,10 +605,13 @@ def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path
         queue.clear()
 
     for item in loader:
-        if "error" in item:
-            finish(item["video"], dict(status="corrupt", error=item["error"]))
+        j = item["video"]
+        if "error" in item:  # drop what was decoded of it: a video is written whole or not at all
+            queue[:] = [(i, c) for i, c in queue if i != j]
+            pending.pop(j, None)
+            finish(j, dict(status="corrupt", error=item["error"]))
             continue
-        queue.append((item["video"], item))
+        queue.append((j, item))
         if sum(len(c["clips"]) for _, c in queue) >= extractor.batch_size:
             run_batch()
     if queue:
@@ -286,8 +620,9 @@ def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path
     barrier()  # all rank logs are complete
     if rank == 0:
         _compact_index(output)
-    ranks = all_gather_object(dict(done=done, failed=failed, clips=n_clips))
+    ranks = all_gather_object(dict(done=done, failed=failed, corrupt=corrupt, clips=n_clips))
     barrier()  # nobody returns before the merged index is written
     return dict(done=sum(r["done"] for r in ranks), skipped=len(videos) - n_todo,
                 failed={k: e for r in ranks for k, e in r["failed"].items()},
+                corrupt=sorted(k for r in ranks for k in r["corrupt"]),
                 clips=sum(r["clips"] for r in ranks), seconds=time.time() - t0)

@@ -77,7 +77,7 @@ def test_torchrun_extraction_deals_videos_out_and_merges_the_index(tmp_path):
     index = [json.loads(line) for line in (outs[2] / "index.jsonl").read_text().splitlines()]
     assert sorted(e["video"] for e in index) == ["broken.mp4"] + [f"v{i}.mp4" for i in range(5)]
     for i in range(5):
-        a, b = load_file(outs[1] / f"v{i}.safetensors"), load_file(outs[2] / f"v{i}.safetensors")
+        a, b = load_file(outs[1] / f"v{i}.mp4.safetensors"), load_file(outs[2] / f"v{i}.mp4.safetensors")
         assert a.keys() == b.keys()
         for k in a:
             torch.testing.assert_close(a[k], b[k])

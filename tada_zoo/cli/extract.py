@@ -6,11 +6,34 @@ from pathlib import Path
 from tada_zoo.data import protocol_from_cfg
 from tada_zoo.engine.distributed import cleanup_distributed, init_distributed, is_main_process
 from tada_zoo.engine.trainer import autocast_dtype
-from tada_zoo.features import FeatureExtractor, extract_videos, list_videos
+from tada_zoo.features import FeatureExtractor, extract_videos, list_videos, summarize_skipped
 
 from ._args import non_negative_int, positive_int
 
 __all__ = ["register"]
+
+_MAX_LISTED = 20  # failed videos printed one per line; the rest are in index.jsonl
+
+
+def _layer(text: str):
+    """argparse type: 'pooled', 'map' or a feature level index."""
+    if text in ("pooled", "map"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'pooled', 'map' or a feature level index, got {text!r}") from None
+
+
+def _json_object(text: str) -> dict:
+    """argparse type: a JSON object."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"layers\": [1, 1, 1, 1]}}', got {text!r}")
+    return value
 
 
 def register(subparsers) -> None:
@@ -20,8 +43,14 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint", default=None, help="local weights (.safetensors / checkpoint); head ignored")
     p.add_argument("--pretrained", action="store_true", help="use the registered pretrained weights")
     p.add_argument("--input", required=True, help="a video file or a folder of videos (recursive)")
-    p.add_argument("--output", required=True, help="folder: one feature file per video + index.jsonl")
-    p.add_argument("--layer", default="pooled", help="'pooled' (clip embedding), 'map' (unpooled) or a level index")
+    p.add_argument("--output", required=True,
+                   help="folder: one feature file per video (its name + .safetensors / .npy), "
+                        "index.jsonl, settings.json")
+    p.add_argument("--overwrite", action="store_true",
+                   help="recompute every video even if --output holds features made with other settings "
+                        "(its old index and the files it lists are removed)")
+    p.add_argument("--layer", type=_layer, default="pooled",
+                   help="'pooled' (clip embedding), 'map' (unpooled) or a level index")
     p.add_argument("--clip-len", type=positive_int, default=None, help="frames per window (default: the model's)")
     p.add_argument("--frame-interval", type=positive_int, default=None, help="frame step inside a window (default: the cfg's, else 8/5/2)")
     p.add_argument("--clip-stride", type=positive_int, default=None, help="frames between window starts (default: clip-len x interval)")
@@ -31,37 +60,50 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=non_negative_int, default=2, help="decoding processes")
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
     p.add_argument("--device", default="auto")
-    p.add_argument("--model-kwargs", type=json.loads, default={}, help="extra model arguments as JSON")
+    p.add_argument("--model-kwargs", type=_json_object, default={}, help="extra model arguments as a JSON object")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--debug", action="store_true")
     p.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> None:
+    skipped = []
+    videos = list_videos(args.input, skipped=skipped)  # before the model: a wrong --input fails fast
+    root = Path(args.input) if Path(args.input).is_dir() else None
     device = init_distributed(args.device)
+    main = is_main_process()
+    if skipped and main:
+        print(summarize_skipped(skipped, root))
     kwargs = dict(args.model_kwargs)
     if args.clip_len:
         kwargs["num_frames"] = args.clip_len
-    ex = FeatureExtractor.from_name(args.model, args.checkpoint, args.pretrained, kwargs, layer=args.layer,
-                                    batch_size=args.batch_size, device=device,
-                                    autocast_dtype=autocast_dtype(args.amp, device))
-    # the model's test transform (one centre crop); the windows are extract's own, in frames of the file
-    protocol = protocol_from_cfg(ex.model.pretrained_cfg, num_frames=args.clip_len or getattr(ex.model, "num_frames", None),
-                                 frame_interval=args.frame_interval, test_crop=args.size, test_short_side=args.size)
-    clip_len, interval = protocol.num_frames, protocol.frame_interval
-    stride = args.clip_stride or clip_len * interval
-    tf = protocol.eval_transform(crops=1)
-    videos = list_videos(args.input)
-    root = Path(args.input) if Path(args.input).is_dir() else None
-    main = is_main_process()
     try:
+        ex = FeatureExtractor.from_name(args.model, args.checkpoint, args.pretrained, kwargs, layer=args.layer,
+                                        batch_size=args.batch_size, device=device,
+                                        autocast_dtype=autocast_dtype(args.amp, device))
+        # the model's test transform (one centre crop); the windows are extract's own, in frames of the file
+        protocol = protocol_from_cfg(ex.model.pretrained_cfg,
+                                     num_frames=args.clip_len or getattr(ex.model, "num_frames", None),
+                                     frame_interval=args.frame_interval, test_crop=args.size, test_short_side=args.size)
+        clip_len, interval = protocol.num_frames, protocol.frame_interval
+        stride = args.clip_stride or clip_len * interval
+        tf = protocol.eval_transform(crops=1)
+        settings = dict(model_name=args.model, model_kwargs=args.model_kwargs, pretrained=args.pretrained,
+                        checkpoint=str(Path(args.checkpoint).resolve()) if args.checkpoint else None)
         r = extract_videos(ex, videos, args.output, clip_len, interval, stride, tf, args.workers, args.format,
-                           root, progress=not args.quiet and main)
+                           root, progress=not args.quiet and main, settings=settings, overwrite=args.overwrite)
     finally:
         cleanup_distributed()
     if not main:
         return
+    failed, corrupt = r["failed"], set(r["corrupt"])
     print(f"{r['done']} videos extracted ({r['clips']} clips, {r['seconds']:.1f}s), {r['skipped']} already done, "
-          f"{len(r['failed'])} failed -> {args.output}/index.jsonl")
-    for k, e in r["failed"].items():
-        print(f"  failed: {k}: {e}")
+          f"{len(failed)} failed{f' ({len(corrupt)} unreadable)' if corrupt else ''} -> {args.output}/index.jsonl")
+    for k, e in list(failed.items())[:_MAX_LISTED]:
+        print(f"  {'unreadable' if k in corrupt else 'failed'}: {k}: {e}")
+    if len(failed) > _MAX_LISTED:
+        print(f"  ... and {len(failed) - _MAX_LISTED} more in {args.output}/index.jsonl")
+    bad = [k for k in failed if k not in corrupt]
+    if bad:  # unreadable files are the data's fault and stay skipped; these need fixing (weights, --amp)
+        raise RuntimeError(f"{len(bad)} videos failed (e.g. {bad[0]}: {failed[bad[0]]}); "
+                           f"see {args.output}/index.jsonl, a rerun retries them")
