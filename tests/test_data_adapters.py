@@ -130,3 +130,112 @@ def test_epic100_csv_verb_noun(tmp_path):
     epic100_csv_to_list(tmp_path / "EPIC_100_train.csv", tmp_path / "verb.txt", heads=("verb",),
                         path_template="{video_id}/{start_frame}_{stop_frame}.mp4")
     assert read_annotations(tmp_path / "verb.txt")[2] == ("P02_03/3660_3810.mp4", 1)
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+def test_inputs_with_utf8_bom(tmp_path):
+    """Excel and Windows editors save CSV / txt / JSON with a UTF-8 BOM."""
+    (tmp_path / "k.csv").write_bytes(BOM + b"label,youtube_id,time_start,time_end,split\nabseiling,x,1,11,train\n")
+    (tmp_path / "classes.txt").write_bytes(BOM + b"abseiling\nair drumming\n")
+    assert read_class_names(tmp_path / "classes.txt") == ["abseiling", "air drumming"]
+    kinetics_csv_to_list(tmp_path / "k.csv", tmp_path / "k.txt", class_names=tmp_path / "classes.txt")
+    assert read_annotations(tmp_path / "k.txt") == [("abseiling/x_000001_000011.mp4", 0)]
+
+    (tmp_path / "labels.json").write_bytes(BOM + json.dumps({"Pushing something": "0"}).encode())
+    (tmp_path / "train.json").write_bytes(BOM + json.dumps([_ssv2_entry("7", "Pushing [something]", ["a"])]).encode())
+    ssv2_json_to_list(tmp_path / "labels.json", tmp_path / "train.json", tmp_path / "s.txt")
+    assert read_annotations(tmp_path / "s.txt") == [("7.webm", 0)]
+
+    (tmp_path / "classInd.txt").write_bytes(BOM + b"1 ApplyEyeMakeup\r\n2 Archery\r\n")
+    (tmp_path / "trainlist01.txt").write_bytes(BOM + b"Archery/v_Archery_g08_c02.avi 2\r\n")
+    ucf101_to_list(tmp_path / "classInd.txt", tmp_path / "trainlist01.txt", tmp_path / "u.txt")
+    assert read_annotations(tmp_path / "u.txt") == [("Archery/v_Archery_g08_c02.avi", 1)]
+
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    (splits / "fall_floor_test_split1.txt").write_bytes(BOM + b"fall_01.avi 1 \n")
+    hmdb51_to_list(splits, tmp_path / "h.txt")
+    assert read_annotations(tmp_path / "h.txt") == [("fall_floor/fall_01.avi", 0)]
+
+    (tmp_path / "e.csv").write_bytes(BOM + b"narration_id,participant_id,verb,verb_class,noun,noun_class\n"
+                                           b"P01_01_0,P01,open,3,door,3\n")
+    epic100_csv_to_list(tmp_path / "e.csv", tmp_path / "e.txt")
+    assert read_annotations(tmp_path / "e.txt") == [("P01/P01_01_0.mp4", (3, 3))]
+
+
+def test_bad_rows_name_file_and_line(tmp_path):
+    head = "label,youtube_id,time_start,time_end,split\n"
+    cases = {"empty.csv": (head + "a,x,0,10,train\n\na,,0,10,train\n", r"empty.csv:4: empty 'youtube_id'"),
+             "time.csv": (head + "a,x,,10,train\n", r"time.csv:2: empty 'time_start'"),
+             "label.csv": (head + "a,x,0,10,train\n,y,0,10,train\n", r"label.csv:3: empty 'label'"),
+             "short.csv": (head + "a,x,0,10,train\na,y,0\n", r"short.csv:3: 3 fields, but the header has 5"),
+             "long.csv": (head + "a, b,x,0,10,train\n", r"long.csv:2: 6 fields, but the header has 5"),
+             "num.csv": (head + "a,x,zero,10,train\n", r"num.csv:2: 'time_start' .*'zero'")}
+    for name, (text, match) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=match):
+            kinetics_csv_to_list(tmp_path / name, tmp_path / "k.txt")
+
+    (tmp_path / "e.csv").write_text("narration_id,participant_id,verb,verb_class,noun,noun_class\n"
+                                    "P01_01_0,P01,open,3,door,3\nP01_01_1,P01,take,,cup,7\n")
+    with pytest.raises(ValueError, match=r"e.csv:3: empty 'verb_class'"):
+        epic100_csv_to_list(tmp_path / "e.csv", tmp_path / "e.txt")
+    (tmp_path / "e.csv").write_text("narration_id,participant_id,verb,verb_class,noun,noun_class\n"
+                                    ",P01,open,3,door,3\n")
+    with pytest.raises(ValueError, match=r"e.csv:2: empty 'narration_id'"):  # a template field
+        epic100_csv_to_list(tmp_path / "e.csv", tmp_path / "e.txt")
+    with pytest.raises(ValueError, match=r"path_template .*'nope'.*participant_id"):
+        epic100_csv_to_list(tmp_path / "e.csv", tmp_path / "e.txt", path_template="{nope}.mp4")
+
+    (tmp_path / "classInd.txt").write_text("1 ApplyEyeMakeup\n2\n")
+    with pytest.raises(ValueError, match=r"classInd.txt:2: "):
+        ucf101_to_list(tmp_path / "classInd.txt", tmp_path / "classInd.txt", tmp_path / "u.txt")
+    (tmp_path / "classInd.txt").write_text("1 ApplyEyeMakeup\n2 Archery\n")
+    (tmp_path / "trainlist01.txt").write_text("Archery/a.avi 2\nArchery/b.avi 3\n")
+    with pytest.raises(ValueError, match=r"trainlist01.txt:2: class id 3 .*1\.\.2"):
+        ucf101_to_list(tmp_path / "classInd.txt", tmp_path / "trainlist01.txt", tmp_path / "u.txt")
+
+    (tmp_path / "labels.json").write_text(json.dumps({"Pushing something": "0"}))
+    (tmp_path / "bad.json").write_text(json.dumps([{"id": "", "template": "Pushing [something]"}]))
+    with pytest.raises(ValueError, match=r"bad.json: entry 0 has an empty 'id'"):
+        ssv2_json_to_list(tmp_path / "labels.json", tmp_path / "bad.json", tmp_path / "s.txt")
+    (tmp_path / "bad.json").write_text('[{"id": "1",\n "template": }]')
+    with pytest.raises(ValueError, match=r"bad.json:2: not valid JSON"):
+        ssv2_json_to_list(tmp_path / "labels.json", tmp_path / "bad.json", tmp_path / "s.txt")
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from tada_zoo.cli import main
+
+    (tmp_path / "k.csv").write_text("label,youtube_id,time_start,time_end,split\na,y,0\n")
+    assert main(["make-list", "--format", "kinetics", "--csv", str(tmp_path / "k.csv"),
+                 "--output", str(tmp_path / "k.txt")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "k.csv:2: " in err and "\n" not in err
+    (tmp_path / "not_a_dir").write_text("")
+    assert main(["make-list", "--format", "hmdb51", "--splits-dir", str(tmp_path / "not_a_dir"),
+                 "--output", str(tmp_path / "h.txt")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "not_a_dir" in err and "\n" not in err
+    assert main(["make-list", "--format", "kinetics", "--csv", str(tmp_path),
+                 "--output", str(tmp_path / "k.txt")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "is a directory" in err and "\n" not in err
+
+
+def test_cli_output_that_is_a_folder(tmp_path, capsys):
+    """An OSError other than a missing file (here: --output names a folder) is one line too, no temp file left."""
+    from tada_zoo.cli import main
+
+    (tmp_path / "k.csv").write_text("label,youtube_id,time_start,time_end,split\na,y,0,10,train\n")
+    (tmp_path / "out").mkdir()
+    assert main(["make-list", "--format", "kinetics", "--csv", str(tmp_path / "k.csv"),
+                 "--output", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "out" in err and "directory" in err.lower() and "\n" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.csv", "out"]
+    assert main(["make-list", "--format", "epic100", "--csv", str(tmp_path / "k.csv"), "--heads", "verb, noun",
+                 "--output", str(tmp_path / "e.txt")]) == 1
+    assert "no 'verb_class'" in capsys.readouterr().err  # the columns are checked, not the spelling of --heads

@@ -185,7 +185,101 @@ def test_worker_processes_count_skipped_videos(root, tmp_path):
     ds = VideoDataset(root, lst, 4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        batches = list(DataLoader(ds, batch_size=2, num_workers=2))
+        # forkserver: workers forked from pytest(-xdist)'s threaded process after in-process decoding
+        # could hang or segfault in torch's fd sharing (seen with -n 2); a clean server process cannot
+        batches = list(DataLoader(ds, batch_size=2, num_workers=2, multiprocessing_context="forkserver"))
     assert sum(int(b["skipped"].sum()) for b in batches) >= 2
     assert all(b["label"].tolist() == [1, 1] for b in batches)
     assert ds.num_corrupt == 0  # the main process decoded nothing
+
+
+def test_labels_checked_against_num_classes(root, tmp_path):
+    """Every label is checked at construction, with the list's line numbers (comments and blanks count)."""
+    lst = _list(tmp_path, "# header\nv1.mp4 0\n\nv1.mp4 5\nv1.mp4 -1\nv1.mp4 4\n")
+    with pytest.raises(ValueError, match=r"(?s)2 of 4 lines.*0\.\.4.*list.txt:4: label 5.*list.txt:5: label -1"):
+        VideoDataset(root, lst, 4, num_classes=5)
+    with pytest.raises(ValueError, match=r"(?s)1 of 4 lines.*0\.\.5.*list.txt:5: label -1"):  # 5 is fine now, -1 not
+        VideoDataset(root, lst, 4, num_classes=6)
+    assert len(VideoDataset(root, lst, 4)) == 4  # num_classes=None: no check
+    assert len(VideoDataset(root, _list(tmp_path, "v1.mp4 0\nv1.mp4 4\n"), 4, num_classes=5)) == 2
+    many = _list(tmp_path, "".join(f"v1.mp4 {9 + i}\n" for i in range(8)))
+    with pytest.raises(ValueError, match=r"8 of 8 lines") as e:
+        VideoDataset(root, many, 4, num_classes=9)
+    assert "list.txt:5:" in str(e.value) and "list.txt:6:" not in str(e.value) and "3 more" in str(e.value)
+
+
+def test_multi_head_labels_checked_per_head(root, tmp_path):
+    lst = _list(tmp_path, "v1.mp4 3 2\nv1.mp4 1 3\n")
+    with pytest.raises(ValueError, match=r"list.txt:2: label 3 of head 2 \(allowed 0\.\.2\)"):
+        VideoDataset(root, lst, 4, num_classes=(4, 3))
+    assert VideoDataset(root, lst, 4, num_classes=(4, 4)).num_labels == 2
+    with pytest.raises(ValueError, match=r"list.txt:1: 2 labels per line, but num_classes=5 has 1 head"):
+        VideoDataset(root, lst, 4, num_classes=5)
+    with pytest.raises(ValueError, match=r"list.txt:1: 1 label per line, but num_classes=\(4, 3\) has 2 heads"):
+        VideoDataset(root, _list(tmp_path, "v1.mp4 3\n"), 4, num_classes=(4, 3))
+    with pytest.raises(ValueError, match="num_classes"):
+        VideoDataset(root, lst, 4, num_classes=(4, 0))
+
+
+def test_read_annotations_line_numbers(tmp_path):
+    lst = _list(tmp_path, "# c\nx.mp4 3\n\ny.mp4 1\n")
+    assert read_annotations(lst) == [("x.mp4", 3), ("y.mp4", 1)]
+    assert read_annotations(lst, return_lines=True) == ([("x.mp4", 3), ("y.mp4", 1)], [2, 4])
+    ds = VideoDataset(tmp_path, lst, 4, check_files=False)
+    assert ds.line_numbers == [2, 4] and ds.list_file == str(lst)
+
+
+def test_probe_collects_unreadable_videos(root, tmp_path):
+    lst = _list(tmp_path, "v1.mp4 0\ncorrupt.mp4 1\na b/v0.mp4 2\ncorrupt.mp4 1\ngone.mp4 3\n")
+    ds = VideoDataset(root, lst, 4, check_files=False)
+    for workers in (0, 2):
+        bad = ds.probe(workers=workers)
+        assert sorted(bad) == ["corrupt.mp4", "gone.mp4"], workers
+        assert isinstance(bad["corrupt.mp4"], str) and bad["corrupt.mp4"]  # the decoder's reason
+        assert "missing" in bad["gone.mp4"]
+    assert VideoDataset(root, _list(tmp_path, "v1.mp4 0\na b/v0.mp4 2\n"), 4).probe(workers=2) == {}
+
+
+def test_list_with_utf8_bom(root, tmp_path):
+    lst = tmp_path / "list.txt"
+    lst.write_bytes(b"\xef\xbb\xbfv1.mp4 0\na b/v0.mp4 1\n")
+    assert read_annotations(lst) == [("v1.mp4", 0), ("a b/v0.mp4", 1)]
+    assert len(VideoDataset(root, lst, 4)) == 2
+
+
+def test_list_in_utf16_is_read(tmp_path):
+    """Windows tools (PowerShell 5's ``>``) write UTF-16 with a BOM."""
+    lst = tmp_path / "list.txt"
+    for codec in ("utf-16", "utf-16-be", "utf-32"):
+        bom = {"utf-16-be": b"\xfe\xff"}.get(codec, b"")
+        lst.write_bytes(bom + "v1.mp4 0\r\nä/v0.mp4 1\r\n".encode(codec))
+        assert read_annotations(lst) == [("v1.mp4", 0), ("ä/v0.mp4", 1)], codec
+
+
+def test_list_that_is_a_directory_or_not_utf8(tmp_path):
+    (tmp_path / "lists").mkdir()
+    with pytest.raises(ValueError, match=r"lists is a directory"):
+        read_annotations(tmp_path / "lists")
+    lst = tmp_path / "list.txt"
+    lst.write_bytes(b"v1.mp4 0\n# caf\xe9\nv\xff.mp4 1\n")
+    with pytest.raises(ValueError, match=r"list.txt:2: .*UTF-8"):
+        read_annotations(lst)
+
+
+def test_unusable_paths_reported_as_what_they_are(tmp_path):
+    import os
+
+    write_video(tmp_path / "ok.mp4", 8)
+    (tmp_path / "dir.mp4").mkdir()
+    os.symlink("loop.mp4", tmp_path / "loop.mp4")
+    os.symlink("nowhere.mp4", tmp_path / "dangling.mp4")
+    lst = _list(tmp_path, "ok.mp4 0\ndir.mp4 1\nloop.mp4 2\ndangling.mp4 3\ngone.mp4 4\n")
+    with pytest.raises(FileNotFoundError) as e:
+        VideoDataset(tmp_path, lst, 4)
+    msg = str(e.value)
+    assert "4 of 5 videos" in msg
+    assert "list.txt:2: dir.mp4 (is a directory)" in msg
+    assert "list.txt:3: loop.mp4 (is a broken or looping symlink)" in msg
+    assert "list.txt:4: dangling.mp4 (is a broken or looping symlink)" in msg
+    assert "list.txt:5: gone.mp4 (missing)" in msg
+    assert "--data-root" in msg and "--drop-missing" in msg and "check_files=False" in msg

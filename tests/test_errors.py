@@ -129,3 +129,31 @@ def test_run_files_get_the_users_permissions(tmp_path):
         os.umask(old)
     assert oct((tmp_path / "last.pt").stat().st_mode & 0o777) == oct(0o644)
     assert oct((tmp_path / "w.safetensors").stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_labels_are_checked_against_num_classes_up_front(shapes, tmp_path, capsys):
+    bad = tmp_path / "val.txt"
+    lines = (shapes / "val.txt").read_text().splitlines()
+    bad.write_text("\n".join(lines[:2] + [lines[2].rsplit(" ", 1)[0] + " 5"] + lines[3:]) + "\n")
+    args = _evaluate(shapes)
+    args[args.index("--val-list") + 1] = str(bad)
+    assert main(args) == 1
+    line = _last_line(capsys)
+    assert "val.txt:3" in line and "5" in line
+
+
+def test_broken_validation_video_stops_training_before_the_first_epoch(shapes, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(shapes, data)
+    victim = (data / "val.txt").read_text().split()[0]
+    (data / victim).write_bytes((data / victim).read_bytes()[:300])  # cut short: not decodable
+    rc = main(["train", "--model", "tada2d_r50_8f", "--data-root", str(data), "--train-list", str(data / "train.txt"),
+               "--val-list", str(data / "val.txt"), "--num-classes", "2", "--output", str(tmp_path / "run"),
+               "--num-frames", "4", "--epochs", "1", "--batch-size", "2", "--workers", "0", "--quiet",
+               "--input-size", "32", "--model-kwargs", json.dumps(TINY)])
+    assert rc == 1
+    line = _last_line(capsys)
+    assert "--val-list" in line and victim in line and "cannot be read" in line
+    assert not (tmp_path / "run" / "last.pt").exists()

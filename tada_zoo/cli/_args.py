@@ -4,7 +4,7 @@ import json
 import math
 import os
 
-__all__ = ["positive_int", "non_negative_int", "positive_float", "non_negative_float", "probability", "add_data_args", "protocol_overrides"]
+__all__ = ["require_readable", "positive_int", "non_negative_int", "positive_float", "non_negative_float", "probability", "add_data_args", "protocol_overrides"]
 
 
 def _number(kind, minimum, inclusive=False, maximum=None):
@@ -57,3 +57,13 @@ def protocol_overrides(args: argparse.Namespace) -> dict:
                 target_fps=args.target_fps, test_crop=args.test_size)
 
 
+
+
+def require_readable(dataset, what: str, workers: int) -> None:
+    """Open every video of an evaluation / validation list now: a broken one is an error before
+    any work (in evaluation a skipped video would change the score)."""
+    bad = dataset.probe(workers=workers)
+    if bad:
+        first = "; ".join(f"{p}: {r}" for p, r in list(bad.items())[:3])
+        raise ValueError(f"{len(bad)} of {len(dataset.samples)} videos in {what} cannot be read ({first}"
+                         f"{' ...' if len(bad) > 3 else ''}); fix or drop them")

@@ -10,7 +10,7 @@ from tada_zoo.engine.metrics import compute_metrics, ensemble_scores, parse_num_
 from tada_zoo.engine.trainer import autocast_dtype
 from tada_zoo.models._builder import create_video_model
 
-from ._args import add_data_args, positive_int, protocol_overrides
+from ._args import add_data_args, positive_int, protocol_overrides, require_readable
 
 __all__ = ["register"]
 
@@ -52,7 +52,9 @@ def _main(args: argparse.Namespace) -> None:
             # flags override every member's protocol; --num-frames only a single model's (built with it)
             over = dict(protocol_overrides(args), num_frames=model.num_frames, clips=args.clips, crops=args.crops)
             protocol = protocol_from_cfg(model.pretrained_cfg, **over)
-            ds = protocol.dataset(args.data_root, args.val_list, train=False)
+            ds = protocol.dataset(args.data_root, args.val_list, train=False, num_classes=heads)
+            if i == 0:  # every member reads the same videos
+                require_readable(ds, f"--val-list {args.val_list}", args.workers)
             if is_main_process():
                 print(f"{name}: {len(ds.samples)} videos, {protocol.describe()}")
             res = evaluate_model(model, ds, heads, args.batch_size, args.workers, device,

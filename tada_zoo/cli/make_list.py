@@ -59,7 +59,7 @@ def _main(args: argparse.Namespace) -> None:
     else:
         _require(args, "csv")
         names = epic100_csv_to_list(args.csv, args.output, args.class_names_out,
-                                    heads=tuple(args.heads.split(",")), **common)
+                                    heads=tuple(h.strip() for h in args.heads.split(",") if h.strip()), **common)
     with open(args.output, encoding="utf-8") as f:
         n = sum(1 for line in f if line.strip())
     sizes = ", ".join(f"{len(v)} {k} classes" for k, v in names.items()) if isinstance(names, dict) \

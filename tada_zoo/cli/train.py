@@ -10,8 +10,8 @@ from tada_zoo.engine.recipes import RECIPES
 from tada_zoo.engine.trainer import TrainConfig, fit, resolve_config, seed_everything
 from tada_zoo.models._builder import create_video_model
 
-from ._args import (add_data_args, non_negative_float, positive_float, positive_int, probability,
-                    protocol_overrides)
+from ._args import (add_data_args, non_negative_float, positive_float, positive_int, probability, protocol_overrides,
+                    require_readable)
 
 __all__ = ["register"]
 
@@ -85,10 +85,12 @@ def _main(args: argparse.Namespace) -> None:
                     random_erasing=cfg.random_erasing or None)
         over["num_frames"] = args.num_frames or getattr(model, "num_frames", None)
         protocol = protocol_from_cfg(model.pretrained_cfg, **over)
-        train_set = protocol.dataset(args.data_root, args.train_list, train=True)
+        train_set = protocol.dataset(args.data_root, args.train_list, train=True, num_classes=heads)
         val_set = None
         if args.val_list:
-            val_set = protocol.dataset(args.data_root, args.val_list, train=False, clips=args.val_clips, crops=1)
+            val_set = protocol.dataset(args.data_root, args.val_list, train=False, clips=args.val_clips, crops=1,
+                                       num_classes=heads)
+            require_readable(val_set, f"--val-list {args.val_list}", args.workers)
         if is_main_process():
             print(f"{args.model}: {len(train_set.samples)} training videos, "
                   f"{len(val_set.samples) if val_set else 0} validation videos, recipe {cfg.recipe}, "

@@ -6,12 +6,14 @@ atomically and returns the class names, index = label. Paths are built from a
 videos were downloaded; the defaults follow the common layouts.
 """
 import csv
+import io
 import json
 import os
 import re
-from typing import Dict, List, Optional, Sequence, Union
+import string
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from .datasets import write_annotations
+from .datasets import _read_text, write_annotations
 
 __all__ = ["kinetics_csv_to_list", "ssv2_json_to_list", "ucf101_to_list", "hmdb51_to_list",
            "epic100_csv_to_list", "read_class_names"]
@@ -25,22 +27,95 @@ PathLike = Union[str, os.PathLike]
 
 def read_class_names(path: PathLike) -> List[str]:
     """Class names, one per line (line i = class i)."""
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f if line.strip()]
+    return [line for line in _read_text(path, "class-name file").split("\n") if line.strip()]
+
+
+def _read_csv(path: PathLike, need: Sequence[str], kind: str) -> List[Tuple[int, Dict[str, str]]]:
+    """``[(line, row)]`` of a CSV with a header; a row whose field count differs from the
+    header's is an error here (a short row would otherwise crash later without a line)."""
+    reader = csv.reader(io.StringIO(_read_text(path, "annotation CSV")))
+    try:
+        header = next(reader, [])
+    except csv.Error as e:
+        raise ValueError(f"{path}:1: not valid CSV ({e})") from None
+    missing = [c for c in need if c not in header]
+    if missing:
+        raise ValueError(f"{path}: no {', '.join(map(repr, missing))} column; is this the {kind} CSV? "
+                         f"(its header: {','.join(header)})")
+    rows = []
+    try:
+        for fields in reader:
+            if not fields:
+                continue  # blank line
+            if len(fields) < len(header) or any(f.strip() for f in fields[len(header):]):
+                raise ValueError(f"{path}:{reader.line_num}: {len(fields)} fields, but the header has "
+                                 f"{len(header)} ({','.join(header)}); is the row cut short, or a field with a "
+                                 "comma unquoted?")
+            rows.append((reader.line_num, dict(zip(header, fields))))
+    except csv.Error as e:
+        raise ValueError(f"{path}:{reader.line_num}: not valid CSV ({e})") from None
+    return rows
+
+
+def _read_json(path: PathLike):
+    try:
+        return json.loads(_read_text(path, "JSON file"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+
+
+def _field(where: str, row: Dict[str, str], name: str) -> str:
+    value = row[name]
+    if not value.strip():
+        raise ValueError(f"{where}: empty '{name}'")
+    return value
+
+
+def _number(where: str, row: Dict[str, str], name: str, parse=int):
+    value = _field(where, row, name)
+    try:
+        return parse(value)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{where}: '{name}' must be a number, got {value!r}") from None
+
+
+def _format(template: str, fields: dict, where: str) -> str:
+    """``template.format(**fields)``; a field the template uses must not be empty (it would
+    name another file), and an unknown field is a ValueError that lists the known ones."""
+    for _, name, _, _ in string.Formatter().parse(template):
+        name = re.split(r"[.\[]", name or "")[0]
+        if name in fields and not str(fields[name]).strip():
+            raise ValueError(f"{where}: empty '{name}' (used by path_template {template!r})")
+    try:
+        return template.format(**fields)
+    except KeyError as e:
+        raise ValueError(f"path_template {template!r} uses the unknown field {e}; available: "
+                         f"{', '.join(sorted(fields))}") from None
+    except IndexError:
+        raise ValueError(f"path_template {template!r}: use named fields ({{name}}); available: "
+                         f"{', '.join(sorted(fields))}") from None
+    except ValueError as e:
+        raise ValueError(f"{where}: path_template {template!r}: {e}") from None
 
 
 def _write_text(path: PathLike, text: str) -> None:
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory; give the path of the file to write")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
-def _finish(samples, output, class_names, class_names_out, data_root=None, drop_missing=False):
+def _finish(samples, output, class_names, class_names_out, data_root=None, drop_missing=False, source=None):
     if not samples:
-        raise ValueError("no samples found in the input annotation files")
+        raise ValueError(f"no samples found in {source or 'the input annotation files'}")
     if data_root is not None:
         missing = [p for p, _ in samples if not os.path.isfile(os.path.join(data_root, p))]
         if missing:
@@ -72,28 +147,28 @@ def kinetics_csv_to_list(csv_file: PathLike, output: PathLike, class_names_out: 
 
     Classes are the sorted label names (the usual Kinetics indexing) unless ``class_names``
     (a list or a file, e.g. the train split's) fixes them. Template fields: ``label``,
-    ``youtube_id``, ``time_start``, ``time_end`` (ints), ``split``; ``label_spaces`` replaces
-    spaces in the label's folder name (e.g. ``"_"``).
+    ``youtube_id``, ``time_start``, ``time_end`` (ints), ``split`` (and any other column);
+    ``label_spaces`` replaces spaces in the label's folder name (e.g. ``"_"``).
     """
-    with open(csv_file, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    need = {"label", "youtube_id", "time_start", "time_end"}
-    if rows and not need <= set(rows[0]):
-        raise ValueError(f"{csv_file}: expected Kinetics columns {sorted(need)}, got {sorted(rows[0])}")
+    rows = []
+    for line, r in _read_csv(csv_file, ("label", "youtube_id", "time_start", "time_end"), "Kinetics"):
+        where = f"{csv_file}:{line}"
+        label, youtube_id = _field(where, r, "label"), _field(where, r, "youtube_id")
+        times = [_number(where, r, name, lambda v: int(float(v))) for name in ("time_start", "time_end")]
+        rows.append((where, label, dict(r, youtube_id=youtube_id, time_start=times[0], time_end=times[1])))
     if class_names is None:
-        class_names = sorted({r["label"] for r in rows})
+        class_names = sorted({label for _, label, _ in rows})
     elif not isinstance(class_names, (list, tuple)):
         class_names = read_class_names(class_names)
     index = _class_index(class_names)
     samples = []
-    for n, r in enumerate(rows, 2):
-        if r["label"] not in index:
-            raise ValueError(f"{csv_file}:{n}: label {r['label']!r} is not among the {len(class_names)} classes")
-        folder = r["label"] if label_spaces is None else r["label"].replace(" ", label_spaces)
-        path = path_template.format(label=folder, youtube_id=r["youtube_id"], split=r.get("split", ""),
-                                    time_start=int(float(r["time_start"])), time_end=int(float(r["time_end"])))
-        samples.append((path, index[r["label"]]))
-    return _finish(samples, output, list(class_names), class_names_out, data_root, drop_missing)
+    for where, label, fields in rows:
+        if label not in index:
+            raise ValueError(f"{where}: label {label!r} is not among the {len(class_names)} classes")
+        fields["label"] = label if label_spaces is None else label.replace(" ", label_spaces)
+        fields.setdefault("split", "")
+        samples.append((_format(path_template, fields, where), index[label]))
+    return _finish(samples, output, list(class_names), class_names_out, data_root, drop_missing, csv_file)
 
 
 def ssv2_label_of(entry: dict) -> str:
@@ -110,23 +185,35 @@ def ssv2_json_to_list(labels_json: PathLike, annotations_json: PathLike, output:
     The class is the template with brackets removed (``label`` has the objects filled in).
     Template field: ``id``.
     """
-    with open(labels_json, encoding="utf-8") as f:
-        labels = {k: int(v) for k, v in json.load(f).items()}
+    labels = _read_json(labels_json)
+    if not isinstance(labels, dict):
+        raise ValueError(f"{labels_json}: expected an object {{\"class name\": \"index\"}}; is this the labels JSON?")
+    try:
+        labels = {k: int(v) for k, v in labels.items()}
+    except (TypeError, ValueError):
+        raise ValueError(f"{labels_json}: class indices must be integers") from None
+    if sorted(labels.values()) != list(range(len(labels))):
+        raise ValueError(f"{labels_json}: class indices must be 0..{len(labels) - 1}, each once")
     class_names = [None] * len(labels)
     for name, i in labels.items():
         class_names[i] = name
-    with open(annotations_json, encoding="utf-8") as f:
-        entries = json.load(f)
+    entries = _read_json(annotations_json)
+    if not isinstance(entries, list):
+        raise ValueError(f"{annotations_json}: expected a list of videos; is this the train or validation JSON?")
     samples = []
-    for e in entries:
+    for k, e in enumerate(entries):
+        if not isinstance(e, dict) or "id" not in e:
+            raise ValueError(f"{annotations_json}: entry {k} has no 'id'")
+        if not str(e["id"]).strip():
+            raise ValueError(f"{annotations_json}: entry {k} has an empty 'id'")
         if "template" not in e:
-            raise ValueError(f"{annotations_json}: entry {e.get('id')} has no 'template' (the test split has "
-                             "no labels; use the train or validation JSON)")
+            raise ValueError(f"{annotations_json}: entry {k} (video {e['id']}) has no 'template' (the test split "
+                             "has no labels; use the train or validation JSON)")
         name = ssv2_label_of(e)
         if name not in labels:
             raise ValueError(f"{annotations_json}: class {name!r} of video {e['id']} is not in {labels_json}")
-        samples.append((path_template.format(id=e["id"]), labels[name]))
-    return _finish(samples, output, class_names, class_names_out, data_root, drop_missing)
+        samples.append((_format(path_template, {"id": e["id"]}, f"{annotations_json}: entry {k}"), labels[name]))
+    return _finish(samples, output, class_names, class_names_out, data_root, drop_missing, annotations_json)
 
 
 def ucf101_to_list(class_ind: PathLike, split_file: PathLike, output: PathLike,
@@ -136,29 +223,37 @@ def ucf101_to_list(class_ind: PathLike, split_file: PathLike, output: PathLike,
     1-based) or ``testlistNN.txt`` (``Class/v_x.avi``, class from the folder). Labels become
     0-based. Template field: ``path`` (as in the split file)."""
     ids = []
-    with open(class_ind, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                i, name = line.split()
-                ids.append((int(i), name))
-    class_names = [name for _, name in sorted(ids)]
+    for n, line in enumerate(_read_text(class_ind, "class index file").split("\n"), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or not fields[0].isdigit():
+            raise ValueError(f"{class_ind}:{n}: expected 'index ClassName' (e.g. '1 ApplyEyeMakeup'), got {line!r}")
+        ids.append((int(fields[0]), fields[1]))
+    if not ids:
+        raise ValueError(f"{class_ind} lists no classes; is this classInd.txt?")
+    ids.sort()
+    class_names = [name for _, name in ids]
     index = _class_index(class_names)
+    by_id = {i: label for label, (i, _) in enumerate(ids)}
     samples = []
-    with open(split_file, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            path = fields[0]
-            if len(fields) > 1:
-                label = int(fields[1]) - 1
-            else:
-                folder = path.split("/")[0]
-                if folder not in index:
-                    raise ValueError(f"{split_file}:{n}: class folder {folder!r} is not in {class_ind}")
-                label = index[folder]
-            samples.append((path_template.format(path=path), label))
-    return _finish(samples, output, class_names, class_names_out, data_root, drop_missing)
+    for n, line in enumerate(_read_text(split_file, "split file").split("\n"), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        path = fields[0]
+        if len(fields) > 1:
+            if not fields[1].isdigit() or int(fields[1]) not in by_id:
+                raise ValueError(f"{split_file}:{n}: class id {fields[1]} is not in {class_ind} "
+                                 f"(ids {ids[0][0]}..{ids[-1][0]})")
+            label = by_id[int(fields[1])]
+        else:
+            folder = path.split("/")[0]
+            if folder not in index:
+                raise ValueError(f"{split_file}:{n}: class folder {folder!r} is not in {class_ind}")
+            label = index[folder]
+        samples.append((_format(path_template, {"path": path}, f"{split_file}:{n}"), label))
+    return _finish(samples, output, class_names, class_names_out, data_root, drop_missing, split_file)
 
 
 _HMDB_SPLIT = re.compile(r"^(.+)_test_split(\d)\.txt$")
@@ -172,6 +267,8 @@ def hmdb51_to_list(splits_dir: PathLike, output: PathLike, class_names_out: Opti
     code = {"train": "1", "test": "2"}.get(subset)
     if code is None:
         raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
+    if os.path.exists(splits_dir) and not os.path.isdir(splits_dir):
+        raise ValueError(f"{splits_dir} is not a folder; pass the folder of <class>_test_split<k>.txt files")
     files, classes = {}, set()
     for name in os.listdir(splits_dir):
         m = _HMDB_SPLIT.match(name)
@@ -186,12 +283,13 @@ def hmdb51_to_list(splits_dir: PathLike, output: PathLike, class_names_out: Opti
     for label, name in enumerate(class_names):
         if name not in files:
             continue
-        with open(files[name], encoding="utf-8") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) == 2 and fields[1] == code:
-                    samples.append((path_template.format(label=name, video=fields[0]), label))
-    return _finish(samples, output, class_names, class_names_out, data_root, drop_missing)
+        for n, line in enumerate(_read_text(files[name], "split file").split("\n"), 1):
+            fields = line.split()
+            if len(fields) == 2 and fields[1] == code:
+                samples.append((_format(path_template, {"label": name, "video": fields[0]}, f"{files[name]}:{n}"),
+                                label))
+    return _finish(samples, output, class_names, class_names_out, data_root, drop_missing,
+                   f"the {subset} samples of split {split} in {splits_dir}")
 
 
 def epic100_csv_to_list(csv_file: PathLike, output: PathLike, class_names_out: Optional[PathLike] = None, *,
@@ -204,19 +302,17 @@ def epic100_csv_to_list(csv_file: PathLike, output: PathLike, class_names_out: O
     seen in this file; unseen class ids get ``""``); ``class_names_out`` is written as JSON.
     Template fields: every CSV column (``participant_id``, ``video_id``, ``narration_id``, ...).
     """
-    with open(csv_file, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
     for h in heads:
         if h not in ("verb", "noun"):
             raise ValueError(f"heads must be among ('verb', 'noun'), got {h!r}")
-        if rows and f"{h}_class" not in rows[0]:
-            raise ValueError(f"{csv_file}: no '{h}_class' column; is this an EPIC-KITCHENS-100 action CSV?")
+    rows = _read_csv(csv_file, [f"{h}_class" for h in heads], "EPIC-KITCHENS-100 action")
     names: Dict[str, Dict[int, str]] = {h: {} for h in heads}
     samples = []
-    for r in rows:
-        labels = tuple(int(r[f"{h}_class"]) for h in heads)
+    for line, r in rows:
+        where = f"{csv_file}:{line}"
+        labels = tuple(_number(where, r, f"{h}_class") for h in heads)
         for h, c in zip(heads, labels):
-            names[h].setdefault(c, r[h])
-        samples.append((path_template.format(**r), labels if len(labels) > 1 else labels[0]))
+            names[h].setdefault(c, r.get(h, ""))
+        samples.append((_format(path_template, r, where), labels if len(labels) > 1 else labels[0]))
     class_names = {h: [d.get(i, "") for i in range(max(d) + 1)] if d else [] for h, d in names.items()}
-    return _finish(samples, output, class_names, class_names_out, data_root, drop_missing)
+    return _finish(samples, output, class_names, class_names_out, data_root, drop_missing, csv_file)

@@ -4,11 +4,14 @@ An annotation list is plain text, one sample per line: ``relative/path label`` o
 multi-head datasets (EPIC-KITCHENS verb + noun), ``relative/path label1 label2 ...``.
 Paths may contain spaces: the labels are the trailing integer fields.
 """
+import codecs
+import numbers
 import os
 import random
 import re
 import warnings
-from typing import Callable, List, Mapping, Optional, Sequence, Tuple, Union
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -25,43 +28,74 @@ Label = Union[int, Tuple[int, ...]]
 _LINE = re.compile(r"^(\S.*?)((?:\s+[+-]?\d+)+)$")
 
 
-def read_annotations(list_file) -> List[Tuple[str, Label]]:
-    """``[(rel_path, label)]``; label is an int, or a tuple of ints on multi-label lines."""
-    samples = []
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))  # UTF-32 LE starts like UTF-16 LE
+
+
+def _read_text(path, what: str = "annotation list") -> str:
+    """A text file's content, newlines as ``\n``: UTF-8, or whatever its BOM says (Windows
+    tools write UTF-8 or UTF-16 with one), so a BOM never ends up in the first path."""
+    if os.path.isdir(path):
+        raise ValueError(f"{what} {os.fspath(path)} is a directory; pass the file itself")
+    with open(path, "rb") as f:
+        data = f.read()
+    codec = next((c for bom, c in _BOMS if data.startswith(bom)), "utf-8")
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as e:
+        lineno = data[:e.start].decode(codec, errors="replace").count("\n") + 1
+        raise ValueError(f"{os.fspath(path)}:{lineno}: byte {data[e.start:e.start + 1]!r} is not valid "
+                         f"{codec.upper().replace('-SIG', '')}; the {what} must be UTF-8 text (re-save it "
+                         "as UTF-8)") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_annotations(list_file, return_lines: bool = False
+                     ) -> Union[List[Tuple[str, Label]], Tuple[List[Tuple[str, Label]], List[int]]]:
+    """``[(rel_path, label)]``; label is an int, or a tuple of ints on multi-label lines.
+
+    ``return_lines=True``: ``(samples, line_numbers)``, the 1-based line of each sample in
+    the file (blank and ``#`` lines count), for messages that point into the list.
+    """
+    samples, line_numbers = [], []
     num_labels = None
-    with open(list_file, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            m = _LINE.match(line)
-            if m is None:
-                raise ValueError(f"{list_file}:{lineno}: expected 'relative/path label [label ...]' "
-                                 f"with integer labels, got {line!r}")
-            path, labels = m.group(1), [int(v) for v in m.group(2).split()]
-            if num_labels is None:
-                num_labels = len(labels)
-            elif len(labels) != num_labels:
-                raise ValueError(f"{list_file}:{lineno}: {len(labels)} labels, but earlier lines have "
-                                 f"{num_labels}: {line!r}")
-            samples.append((path, labels[0] if len(labels) == 1 else tuple(labels)))
+    for lineno, line in enumerate(_read_text(list_file).split("\n"), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = _LINE.match(line)
+        if m is None:
+            raise ValueError(f"{list_file}:{lineno}: expected 'relative/path label [label ...]' "
+                             f"with integer labels, got {line!r}")
+        path, labels = m.group(1), [int(v) for v in m.group(2).split()]
+        if num_labels is None:
+            num_labels = len(labels)
+        elif len(labels) != num_labels:
+            raise ValueError(f"{list_file}:{lineno}: {len(labels)} labels, but earlier lines have "
+                             f"{num_labels}: {line!r}")
+        samples.append((path, labels[0] if len(labels) == 1 else tuple(labels)))
+        line_numbers.append(lineno)
     if not samples:
         raise ValueError(f"annotation list {list_file} has no samples")
-    return samples
-
-
+    return (samples, line_numbers) if return_lines else samples
 
 
 def write_annotations(samples: Sequence[Tuple[str, Label]], list_file) -> None:
     """Write ``[(rel_path, label)]`` atomically (temp file + rename)."""
     list_file = os.fspath(list_file)
+    if os.path.isdir(list_file):
+        raise ValueError(f"{list_file} is a directory; give the path of the list file to write")
     os.makedirs(os.path.dirname(os.path.abspath(list_file)), exist_ok=True)
     tmp = f"{list_file}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for path, label in samples:
-            labels = label if isinstance(label, (tuple, list)) else (label,)
-            f.write(" ".join([path, *map(str, labels)]) + "\n")
-    os.replace(tmp, list_file)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for path, label in samples:
+                labels = label if isinstance(label, (tuple, list)) else (label,)
+                f.write(" ".join([path, *map(str, labels)]) + "\n")
+        os.replace(tmp, list_file)
+    finally:
+        if os.path.exists(tmp):  # the rename failed: leave no temp file behind
+            os.remove(tmp)
 
 
 class VideoDataset(Dataset):
@@ -84,7 +118,11 @@ class VideoDataset(Dataset):
 
     Build it from a model's cfg with ``tada_zoo.data.protocol_from_cfg(...).dataset(...)``.
 
-    Missing files are reported at construction (``check_files``). A video that fails to
+    ``num_classes`` (an int, or one per head for multi-label lists; ``None``: no check):
+    every label is checked at construction, errors point at the list's lines.
+
+    Missing files are reported at construction (``check_files``); ``probe()`` opens every
+    video to find unreadable ones before a run starts. A video that fails to
     decode in training is skipped with a warning, counted in ``num_corrupt`` (per process)
     and replaced by another random sample (up to ``max_retries`` times; the item's
     ``skipped`` says how many were skipped for it, so a training loop can sum it over
@@ -96,7 +134,8 @@ class VideoDataset(Dataset):
                  frame_interval: int = 8, train: bool = True, num_clips: int = 1,
                  transform: Optional[Callable] = None, max_retries: int = 10, check_files: bool = True,
                  target_fps: Optional[float] = 30.0, backend: str = "pyav",
-                 flip_labels: Optional[Mapping[int, int]] = None):
+                 flip_labels: Optional[Mapping[int, int]] = None,
+                 num_classes: Optional[Union[int, Sequence[int]]] = None):
         if sampling not in ("interval", "segment"):
             raise ValueError(f"sampling must be 'interval' or 'segment', got {sampling!r}")
         if num_frames < 1 or frame_interval <= 0 or num_clips < 1:
@@ -105,7 +144,8 @@ class VideoDataset(Dataset):
         if target_fps is not None and not target_fps > 0:
             raise ValueError(f"target_fps must be positive or None, got {target_fps}")
         self.data_root = os.fspath(data_root)
-        self.samples = read_annotations(list_file)
+        self.list_file = os.fspath(list_file)
+        self.samples, self.line_numbers = read_annotations(list_file, return_lines=True)
         self.num_frames = num_frames
         self.sampling = sampling
         self.frame_interval = frame_interval
@@ -118,14 +158,96 @@ class VideoDataset(Dataset):
         self.flip_labels = dict(flip_labels) if flip_labels else None
         self.num_corrupt = 0
         self.corrupt_files: List[str] = []
+        if num_classes is not None:
+            self._check_labels(num_classes)
         if check_files:
-            missing = [p for p, _ in self.samples if not os.path.isfile(os.path.join(self.data_root, p))]
-            if missing:
-                first = "\n  ".join(missing[:5])
-                raise FileNotFoundError(
-                    f"{len(missing)} of {len(self.samples)} videos listed in {list_file} are missing under "
-                    f"{self.data_root}; first ones:\n  {first}\n(fix --data-root or the list, or pass "
-                    "check_files=False to skip the check)")
+            self._check_files()
+
+    def _where(self, sample_index: int) -> str:
+        return f"{self.list_file}:{self.line_numbers[sample_index]}"
+
+    def _check_labels(self, num_classes: Union[int, Sequence[int]]) -> None:
+        """Every label against ``num_classes`` now: an out-of-range label would otherwise fail
+        (or, on GPU, corrupt the loss) only when its batch comes up, hours into training."""
+        try:
+            heads = (num_classes,) if isinstance(num_classes, numbers.Integral) else tuple(num_classes)
+        except TypeError:
+            heads = ()
+        if not heads or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0
+                                for n in heads):
+            raise ValueError(f"num_classes must be a positive int or a tuple of them (one per head), "
+                             f"got {num_classes!r}")
+        if self.num_labels != len(heads):
+            per_line = f"{self.num_labels} label{'s' * (self.num_labels > 1)} per line"
+            raise ValueError(f"{self._where(0)}: {per_line}, but num_classes={num_classes!r} has "
+                             f"{len(heads)} head{'s' * (len(heads) > 1)}; is this the list for this model "
+                             "(EPIC-KITCHENS lists have 'path verb noun' lines: --num-classes N1,N2)?")
+        bad = []
+        for i, (_, label) in enumerate(self.samples):
+            labels = label if isinstance(label, tuple) else (label,)
+            for head, (v, n) in enumerate(zip(labels, heads)):
+                if not 0 <= v < n:
+                    bad.append(f"{self._where(i)}: label {v}"
+                               + (f" of head {head + 1} (allowed 0..{n - 1})" if len(heads) > 1 else ""))
+                    break
+        if bad:
+            allowed = ("0.." + str(heads[0] - 1) if len(heads) == 1
+                       else " / ".join(f"0..{n - 1}" for n in heads) + " per head")
+            more = f"\n  ... and {len(bad) - 5} more" if len(bad) > 5 else ""
+            raise ValueError(
+                f"{len(bad)} of {len(self.samples)} lines of {self.list_file} have labels outside {allowed} "
+                f"(num_classes={num_classes!r}); first ones:\n  " + "\n  ".join(bad[:5]) + more
+                + "\n(is the list for another dataset or class order, or --num-classes wrong?)")
+
+    def _check_files(self) -> None:
+        """Missing videos now rather than mid-epoch, each said for what it is."""
+        bad = []
+        for i, (p, _) in enumerate(self.samples):
+            path = os.path.join(self.data_root, p)
+            if os.path.isfile(path):
+                continue
+            if os.path.isdir(path):
+                why = "is a directory"
+            elif os.path.islink(path):
+                why = "is a broken or looping symlink"
+            elif os.path.lexists(path):
+                why = "is not a regular file"
+            else:
+                why = "missing"
+            bad.append(f"{self._where(i)}: {p} ({why})")
+        if bad:
+            more = f"\n  ... and {len(bad) - 5} more" if len(bad) > 5 else ""
+            raise FileNotFoundError(
+                f"{len(bad)} of {len(self.samples)} videos listed in {self.list_file} are missing or not files "
+                f"under {self.data_root}; first ones:\n  " + "\n  ".join(bad[:5]) + more
+                + "\n(fix --data-root or the paths in the list, or delete those lines: `tada-zoo make-list ... "
+                "--data-root DIR --drop-missing` writes a list without them; from Python, check_files=False "
+                "skips this check)")
+
+    def probe(self, workers: int = 0) -> Dict[str, str]:
+        """``{rel_path: reason}`` for every listed video that cannot be opened (header and frame
+        index read); ``{}`` when all open. Run before training or evaluation so a bad file shows
+        up now, not after an epoch; never raises for a bad file. ``workers > 0``: that many threads."""
+        paths = list(dict.fromkeys(p for p, _ in self.samples))
+
+        def reason(rel_path: str) -> Optional[str]:
+            path = os.path.join(self.data_root, rel_path)
+            try:
+                with open_video(path, backend=self.backend):
+                    return None
+            except VideoDecodeError as e:
+                return e.reason
+            except FileNotFoundError:
+                return "missing"
+            except Exception as e:  # any backend's failure on one file: collect it, go on
+                return f"{type(e).__name__}: {e}"
+
+        if workers > 0:
+            with ThreadPoolExecutor(workers) as pool:
+                reasons = list(pool.map(reason, paths))
+        else:
+            reasons = [reason(p) for p in paths]
+        return {p: r for p, r in zip(paths, reasons) if r is not None}
 
     @property
     def num_labels(self) -> int:
