@@ -101,7 +101,7 @@ def write_annotations(samples: Sequence[Tuple[str, Label]], list_file) -> None:
 class VideoDataset(Dataset):
     """Clips from the videos of an annotation list.
 
-    Items are ``dict(video, label, index, clip_index, skipped)``: ``video`` is what ``transform``
+    Items are ``dict(video, label, index, clip_index, skipped, skipped_files)``: ``video`` is what ``transform``
     returns (float ``(C, T, H, W)``, or ``(crops, C, T, H, W)`` from EvalTransform; the raw
     uint8 ``(T, H, W, C)`` frames as a tensor without a transform); ``label`` an int or a
     LongTensor for multi-label lines; ``index`` the sample's line in the list.
@@ -125,7 +125,8 @@ class VideoDataset(Dataset):
     video to find unreadable ones before a run starts. A video that fails to
     decode in training is skipped with a warning, counted in ``num_corrupt`` (per process)
     and replaced by another random sample (up to ``max_retries`` times; the item's
-    ``skipped`` says how many were skipped for it, so a training loop can sum it over
+    ``skipped`` says how many were skipped for it and ``skipped_files`` which ones (newline-separated),
+    so a training loop can count the distinct files over
     DataLoader workers); in evaluation it
     raises VideoDecodeError, since silently dropping test samples would change the score.
     """
@@ -275,6 +276,7 @@ class VideoDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         sample_index, clip_index = divmod(i, self.num_clips)
         clip = None if self.train else clip_index
+        skipped = []
         for attempt in range(self.max_retries + 1):
             try:
                 video = self.load_clip(sample_index, clip)
@@ -284,6 +286,7 @@ class VideoDataset(Dataset):
                     raise
                 self.num_corrupt += 1
                 self.corrupt_files.append(self.samples[sample_index][0])
+                skipped.append(self.samples[sample_index][0])
                 warnings.warn(f"skipping unreadable video ({e}); {self.num_corrupt} skipped so far "
                               "in this process", RuntimeWarning, stacklevel=2)
                 sample_index = random.randrange(len(self.samples))
@@ -296,4 +299,5 @@ class VideoDataset(Dataset):
             label = self.flip_labels.get(label, label)
         if isinstance(label, tuple):
             label = torch.tensor(label, dtype=torch.long)
-        return dict(video=video, label=label, index=sample_index, clip_index=clip_index, skipped=attempt)
+        return dict(video=video, label=label, index=sample_index, clip_index=clip_index, skipped=attempt,
+                    skipped_files="\n".join(skipped))

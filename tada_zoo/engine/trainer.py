@@ -281,7 +281,8 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
         train_loader.sampler.set_epoch(epoch)
         t0 = time.time()
         train_model.train()
-        loss_sum = torch.zeros(3, dtype=torch.float64, device=device)  # loss x n, n, corrupt videos skipped
+        loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # loss x n, n
+        skipped_files = set()  # unreadable videos met this epoch (files, not skip events)
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=not (cfg.progress and is_main_process()), leave=False)
         for step, batch in enumerate(train_loader):
@@ -306,9 +307,9 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
             scheduler.step_update(epoch * steps_per_epoch + step + 1)
             if ema is not None:
                 ema.update(model, step=epoch * steps_per_epoch + step + 1)
-            skipped = float(torch.as_tensor(batch.get("skipped", 0)).sum()) if isinstance(batch, dict) else 0.0
-            loss_sum += torch.stack([loss.detach().double() * len(video), loss.new_tensor(len(video)).double(),
-                                     loss.new_tensor(skipped).double()])
+            if isinstance(batch, dict) and batch.get("skipped_files"):
+                skipped_files.update(f for names in batch["skipped_files"] for f in names.split("\n") if f)
+            loss_sum += torch.stack([loss.detach().double() * len(video), loss.new_tensor(len(video)).double()])
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
             bar.update()
         bar.close()
@@ -316,7 +317,7 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
         average_buffers(model)
         all_reduce_sum(loss_sum)
         row = dict(type="epoch", epoch=epoch, train_loss=(loss_sum[0] / loss_sum[1]).item(),
-                   lr=optimizer.param_groups[0]["lr"], corrupt_skipped=int(loss_sum[2]), time=time.time() - t0)
+                   lr=optimizer.param_groups[0]["lr"], corrupt_skipped=len(set().union(*all_gather_object(skipped_files))), time=time.time() - t0)
 
         eval_model = ema.module if ema is not None else model
         if val_loader is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
