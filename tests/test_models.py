@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 import tada_zoo
+from _engine_utils import one_thread  # noqa: F401  (autouse: tiny ops run fastest on one thread)
 from tada_zoo.models._cfg import VideoPretrainedCfg
 
 NUM_CLASSES = 7
@@ -110,15 +111,6 @@ def _assert_close_nested(a, b, **kw):
             _assert_close_nested(u, v, **kw)
     else:
         torch.testing.assert_close(a, b, **kw)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops: one intra-op thread per (xdist) worker is fastest on a small, shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # ---- the registry ---------------------------------------------------------------------------
