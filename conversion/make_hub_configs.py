@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import tada_zoo  # noqa: E402,F401  (registers the models)
-from tada_zoo.hub import _write_text_atomic, hub_models, registered_cfg, released_models, repo_id, \
+from tada_zoo._files import write_text  # noqa: E402
+from tada_zoo.hub import hub_models, registered_cfg, released_models, repo_id, \
     write_hub_files  # noqa: E402
 from tada_zoo.models._helpers import family  # noqa: E402
 
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
         for stale in sorted(d for d in args.out.iterdir() if d.is_dir() and d.name not in names):
             shutil.rmtree(stale)
             print(f"removed stale {stale}")
-        _write_text_atomic(RELEASES, manifest_text())
+        write_text(RELEASES, manifest_text())
         print(f"wrote {RELEASES}")
     return 0
 

@@ -1,7 +1,12 @@
-"""File helpers every writer shares: temp files get the permissions a normal write would give."""
+"""The one atomic writer every output goes through: a unique temp file next to the target, renamed
+over it when complete (a crash or a full disk never leaves half a file), with the permissions a
+plain write would give."""
 import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Union
 
-__all__ = ["file_mode", "dir_mode"]
+__all__ = ["atomic_write", "write_text", "file_mode", "dir_mode"]
 
 
 def _umask() -> int:
@@ -25,3 +30,28 @@ def file_mode() -> int:
 def dir_mode() -> int:
     """``0777 & ~umask`` (``tempfile.mkdtemp`` makes 0700)."""
     return 0o777 & ~_umask()
+
+
+def atomic_write(path: Union[str, os.PathLike], write: Callable[[str], None]) -> None:
+    """``write(tmp_path)`` to ``.<name>.<random>.tmp`` next to ``path``, then rename it over ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; give the path of the file to write")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_text(path: Union[str, os.PathLike], text: str) -> None:
+    """UTF-8 ``text`` to ``path``, atomically."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 import time
 import types
 from pathlib import Path
@@ -34,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
-from ._files import file_mode
+from ._files import atomic_write
 from .engine.distributed import all_gather_object, barrier, get_rank, get_world_size, state_hash
 from .models._builder import create_video_model
 
@@ -292,24 +291,6 @@ def _output_name(key: str, fmt: str) -> str:
     return key + (".safetensors" if fmt == "safetensors" else ".npy")
 
 
-def _atomic_write(file: Path, write) -> None:
-    """``write(tmp_path)`` to a unique temp file next to ``file``, then rename it over ``file``,
-    with the permissions a plain write would give."""
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, file)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _write_features(file: Path, feats: torch.Tensor, timestamps, start_frames, meta: dict, fmt: str) -> None:
     def write(tmp):
         if fmt == "safetensors":
@@ -320,7 +301,7 @@ def _write_features(file: Path, feats: torch.Tensor, timestamps, start_frames, m
         else:
             with open(tmp, "wb") as f:
                 np.save(f, feats.numpy())
-    _atomic_write(file, write)
+    atomic_write(file, write)
 
 
 def _read_index(output: Path) -> Dict[str, dict]:
@@ -342,7 +323,7 @@ def _read_index(output: Path) -> Dict[str, dict]:
 def _compact_index(output: Path) -> None:
     """One line per video in ``index.jsonl``, written atomically; the rank logs go."""
     entries = _read_index(output)
-    _atomic_write(output / "index.jsonl",
+    atomic_write(output / "index.jsonl",
                   lambda tmp: Path(tmp).write_text("".join(json.dumps(e) + "\n" for e in entries.values())))
     for path in output.glob("index.rank*.jsonl"):
         path.unlink()
@@ -447,7 +428,7 @@ def _check_settings(output: Path, settings: dict, index: Dict[str, dict]) -> boo
 
 
 def _write_settings(output: Path, settings: dict) -> None:
-    _atomic_write(output / SETTINGS_FILE, lambda tmp: Path(tmp).write_text(json.dumps(settings, indent=1) + "\n"))
+    atomic_write(output / SETTINGS_FILE, lambda tmp: Path(tmp).write_text(json.dumps(settings, indent=1) + "\n"))
 
 
 def _clear_output(output: Path) -> None:
@@ -468,7 +449,7 @@ _TEMP_FILE = re.compile(r"^\..+\.(safetensors|npy|jsonl|json)\.[A-Za-z0-9_]+\.tm
 
 
 def _remove_temp_files(output: Path) -> None:
-    """Temp files a killed run left (``_atomic_write``'s ``.<name>.<random>.tmp``)."""
+    """Temp files a killed run left (``atomic_write``'s ``.<name>.<random>.tmp``)."""
     for path in output.rglob(".*.tmp"):
         if _TEMP_FILE.match(path.name) and path.is_file() and not path.is_symlink():
             try:

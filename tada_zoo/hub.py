@@ -23,7 +23,7 @@ import torch.nn as nn
 from timm.models import PretrainedCfg, get_pretrained_cfg
 from timm.models._hub import save_config_for_hf
 
-from ._files import dir_mode, file_mode
+from ._files import dir_mode, file_mode, write_text
 from .data.protocol import protocol_from_cfg
 from .models._builder import (WEIGHTS_NAME, WeightsNotAvailableError, build_video_model, create_video_model,
                               how_to_convert, registered_cfg, released_models)
@@ -337,7 +337,7 @@ def write_hub_files(name: str, out_dir: Union[str, Path], gflops: Optional[float
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for fname, text in files.items():
-        _write_text_atomic(out_dir / fname, text)
+        write_text(out_dir / fname, text)
     return files
 
 
@@ -349,14 +349,6 @@ def sha256_file(path: Union[str, Path]) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, file_mode())  # mkstemp makes 0600 files
-    os.replace(tmp, path)
 
 
 def check_output_dir(output: Union[str, Path]) -> Path:

@@ -3,6 +3,7 @@ import argparse
 import json
 from pathlib import Path
 
+from tada_zoo._files import write_text
 from tada_zoo.data import protocol_from_cfg
 from tada_zoo.engine.distributed import cleanup_distributed, init_distributed, is_main_process
 from tada_zoo.engine.evaluate import evaluate_model, write_predictions
@@ -75,9 +76,7 @@ def _main(args: argparse.Namespace) -> None:
                 out.mkdir(parents=True, exist_ok=True)
                 scores = ensemble_scores(members) if len(members) > 1 else members[0]
                 write_predictions(out / "predictions.csv", scores, labels, names)
-                tmp = out / ".metrics.json.tmp"
-                tmp.write_text(json.dumps(results, indent=2))
-                tmp.replace(out / "metrics.json")
+                write_text(out / "metrics.json", json.dumps(results, indent=2))
                 print(f"wrote {out / 'metrics.json'} and {out / 'predictions.csv'}")
         return final
     finally:

@@ -13,6 +13,8 @@ import re
 import string
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+from tada_zoo._files import write_text
+
 from .datasets import _read_text, write_annotations
 
 __all__ = ["kinetics_csv_to_list", "ssv2_json_to_list", "ucf101_to_list", "hmdb51_to_list",
@@ -98,21 +100,6 @@ def _format(template: str, fields: dict, where: str) -> str:
         raise ValueError(f"{where}: path_template {template!r}: {e}") from None
 
 
-def _write_text(path: PathLike, text: str) -> None:
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise ValueError(f"{path} is a directory; give the path of the file to write")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _finish(samples, output, class_names, class_names_out, data_root=None, drop_missing=False, source=None):
     if not samples:
         raise ValueError(f"no samples found in {source or 'the input annotation files'}")
@@ -129,9 +116,9 @@ def _finish(samples, output, class_names, class_names_out, data_root=None, drop_
     write_annotations(samples, output)
     if class_names_out is not None:
         if isinstance(class_names, dict):
-            _write_text(class_names_out, json.dumps(class_names, indent=1) + "\n")
+            write_text(class_names_out, json.dumps(class_names, indent=1) + "\n")
         else:
-            _write_text(class_names_out, "".join(f"{c}\n" for c in class_names))
+            write_text(class_names_out, "".join(f"{c}\n" for c in class_names))
     return class_names
 
 

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from tada_zoo._files import write_text
+
 from .decode import VideoDecodeError, open_video
 from .sampling import interval_indices, segment_indices
 
@@ -82,20 +84,11 @@ def read_annotations(list_file, return_lines: bool = False
 
 def write_annotations(samples: Sequence[Tuple[str, Label]], list_file) -> None:
     """Write ``[(rel_path, label)]`` atomically (temp file + rename)."""
-    list_file = os.fspath(list_file)
-    if os.path.isdir(list_file):
-        raise ValueError(f"{list_file} is a directory; give the path of the list file to write")
-    os.makedirs(os.path.dirname(os.path.abspath(list_file)), exist_ok=True)
-    tmp = f"{list_file}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for path, label in samples:
-                labels = label if isinstance(label, (tuple, list)) else (label,)
-                f.write(" ".join([path, *map(str, labels)]) + "\n")
-        os.replace(tmp, list_file)
-    finally:
-        if os.path.exists(tmp):  # the rename failed: leave no temp file behind
-            os.remove(tmp)
+    lines = []
+    for path, label in samples:
+        labels = label if isinstance(label, (tuple, list)) else (label,)
+        lines.append(" ".join([path, *map(str, labels)]) + "\n")
+    write_text(list_file, "".join(lines))
 
 
 class VideoDataset(Dataset):

@@ -7,15 +7,13 @@ A run directory holds ``last.safetensors`` / ``best.safetensors`` (weights, for 
 """
 import os
 import random
-import tempfile
-from pathlib import Path
 from typing import Dict, Optional, Union
 
 import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from tada_zoo._files import file_mode
+from tada_zoo._files import atomic_write
 
 __all__ = [
     "atomic_save", "save_safetensors", "get_rng_state", "set_rng_state",
@@ -25,30 +23,15 @@ __all__ = [
 PathLike = Union[str, os.PathLike]
 
 
-def _atomic(path: PathLike, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, file_mode())  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def atomic_save(obj, path: PathLike) -> None:
     """``torch.save`` to a temp file, then rename: a crash never leaves half a checkpoint."""
-    _atomic(path, lambda tmp: torch.save(obj, tmp))
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_safetensors(state_dict: Dict[str, torch.Tensor], path: PathLike,
                      metadata: Optional[Dict[str, str]] = None) -> None:
     sd = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    _atomic(path, lambda tmp: save_file(sd, tmp, metadata=metadata))
+    atomic_write(path, lambda tmp: save_file(sd, tmp, metadata=metadata))
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:

@@ -2,12 +2,12 @@
 adds per-class accuracy and ensembles of several models (the paper's TAda2DEn = 8f + 16f)."""
 import csv
 import io
-import os
-from pathlib import Path
 from typing import List, Optional, Sequence
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
+
+from tada_zoo._files import write_text
 
 from .distributed import get_rank, get_world_size, is_main_process
 from .metrics import collect_scores
@@ -45,8 +45,4 @@ def write_predictions(path, scores: List[torch.Tensor], labels: torch.Tensor, na
             row += [int(labels[i, h]), int(t.indices[i, 0]), " ".join(map(str, t.indices[i].tolist())),
                     f"{t.values[i, 0].item():.6f}"]
         w.writerow(row)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    write_text(path, buf.getvalue())

@@ -28,6 +28,7 @@ from timm.utils import ModelEmaV3, dispatch_clip_grad
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from tada_zoo._files import write_text
 from tada_zoo.models._helpers import load_pickle
 
 from .checkpoint import atomic_save, get_rng_state, save_safetensors, set_rng_state, unwrap_model
@@ -355,9 +356,7 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
     summary = dict(model=cfg.model, recipe=cfg.recipe, epochs=cfg.epochs, best=best, last_val=last_val,
                    world_size=get_world_size(), rank_state_hashes=hashes, ranks_in_sync=len(set(hashes)) == 1)
     if out is not None and is_main_process():
-        tmp = out / ".summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2, default=str))
-        tmp.replace(out / "summary.json")
+        write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     return summary
 
 
