@@ -7,13 +7,19 @@ web video), then times, in one process with one thread (= one DataLoader worker)
 - baseline: the same frames fetched with one seek per frame (each decodes from the
   previous keyframe), the common naive approach,
 
-and prints clips/s and the ratio. Usage: python benchmarks/bench_data.py [--clips 40]
+and prints clips/s and the ratio. Then the 10x3 test protocol of tada2d_r50_8f.k400 on the
+same 10 s video: per-video items (``VideoDataset.per_video``: the union of the 10 clips'
+frames decoded once, as ``evaluate`` reads) against per-clip items (each clip opens, seeks
+and decodes on its own), interleaved, with the paired ratio of wall and CPU time.
+Usage: python benchmarks/bench_data.py [--clips 40] [--videos 2]
 """
 import argparse
 import os
 import random
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import av
 import numpy as np
@@ -21,15 +27,20 @@ import torch
 
 from tada_zoo.data import TrainTransform, VideoReader, interval_indices
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median_time, paired_ratio, time_runs  # noqa: E402
 
-def make_video(path: str, seconds: float = 10, fps: int = 30, width: int = 640, height: int = 360) -> None:
-    """Moving smooth pattern + mild noise: compresses like camera footage, not like noise."""
+
+def make_video(path: str, seconds: float = 10, fps: int = 30, width: int = 640, height: int = 360,
+               gop: int = 250) -> None:
+    """Moving smooth pattern + mild noise: compresses like camera footage, not like noise.
+    x264 defaults otherwise (B-frames where it finds them useful); ``gop``: keyframe interval."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     with av.open(path, "w") as out:
         s = out.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-        s.options = {"preset": "veryfast", "crf": "23"}
+        s.options = {"preset": "veryfast", "crf": "23", "g": str(gop)}
         for t in range(int(seconds * fps)):
             phase = t / fps
             r = 127 + 100 * np.sin(xx / 40 + 2 * phase)
@@ -69,6 +80,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=40, help="clips per measurement")
     ap.add_argument("--video", default=None, help="use this file instead of a generated one")
+    ap.add_argument("--videos", type=int, default=2, help="videos per 10x3 measurement")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved turns of the 10x3 comparison")
     args = ap.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,6 +103,31 @@ def main():
             ours, base = results["seek once + decode forward", aug], results["seek per frame", aug]
             print(f"{what:28s} 8x224 clips/s per worker: seek once {ours:6.2f} | per-frame seek {base:6.2f} "
                   f"| ratio {ours / base:.2f}x")
+        bench_views(path, tmp, args.videos, args.repeats)
+
+
+def bench_views(path: str, tmp: str, num_videos: int, repeats: int) -> None:
+    """10 clips x 3 crops per video: per-video items vs per-clip items, one worker."""
+    import tada_zoo  # noqa: F401  (registers the tags)
+    from timm.models import get_pretrained_cfg
+
+    from tada_zoo.data import protocol_from_cfg
+
+    protocol = protocol_from_cfg(get_pretrained_cfg("tada2d_r50_8f.k400"))
+    lst = os.path.join(tmp, "views.txt")
+    with open(lst, "w") as f:
+        f.write("".join(f"{os.path.abspath(path)} 0\n" for _ in range(num_videos)))
+    ds = protocol.dataset("/", lst, train=False)
+    views = ds.per_video()
+    print(f"10x3 test views ({protocol.describe()}), {num_videos} videos per call, one worker:")
+    for what, transform in (("decode + cut", None), ("decode + cut + 3-crop transform", ds.transform)):
+        ds.transform = transform
+        runs = time_runs({"per-video": lambda: [views[i]["video"] for i in range(len(views))],
+                          "per-clip": lambda: [ds[i]["video"] for i in range(len(ds))]}, repeats=repeats)
+        new, old = median_time(runs, "per-video"), median_time(runs, "per-clip")
+        print(f"  {what:32s} videos/s: per-video {num_videos / new:6.2f} | per-clip {num_videos / old:6.2f} "
+              f"| speed-up {1 / paired_ratio(runs, 'per-video', 'per-clip'):.2f}x wall, "
+              f"{1 / paired_ratio(runs, 'per-video', 'per-clip', cpu=True):.2f}x CPU")
 
 
 if __name__ == "__main__":

@@ -34,13 +34,12 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from ._files import atomic_write
+from .data.adapters import VIDEO_EXTENSIONS
 from .engine.distributed import all_gather_object, barrier, get_rank, get_world_size, state_hash
 from .models._builder import create_video_model
 
 __all__ = ["FeatureExtractor", "extract_videos", "list_videos", "summarize_skipped", "VIDEO_EXTENSIONS"]
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".gif", ".flv", ".wmv",
-                    ".3gp", ".ogv", ".ts", ".mts", ".m2ts")
 Layer = Union[str, int]
 
 

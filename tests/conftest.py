@@ -56,3 +56,16 @@ class Reference:
 def reference():
     """``reference("tada2d_r50_k400")`` -> Reference."""
     return Reference
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _empty_weights_folder(tmp_path_factory):
+    """Tests never see the developer's own ``~/.cache/tada_zoo`` (converted or original weights there
+    would turn the "weights missing" tests into loads)."""
+    old = os.environ.get("TADA_ZOO_HOME")
+    os.environ["TADA_ZOO_HOME"] = str(tmp_path_factory.mktemp("tada_zoo_home"))
+    yield
+    if old is None:
+        os.environ.pop("TADA_ZOO_HOME", None)
+    else:
+        os.environ["TADA_ZOO_HOME"] = old

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from _engine_utils import one_thread, tiny_model  # noqa: F401  (one_thread: autouse fixture)
 from data_videos import read_index, write_video
 from tada_zoo.data import (SSV2_FLIP_LABELS, EvalTransform, TrainTransform, VideoDataset, VideoDecodeError,
                            interval_indices, protocol_from_cfg, read_annotations, segment_indices)
@@ -283,3 +284,69 @@ def test_unusable_paths_reported_as_what_they_are(tmp_path):
     assert "list.txt:4: dangling.mp4 (is a broken or looping symlink)" in msg
     assert "list.txt:5: gone.mp4 (missing)" in msg
     assert "--data-root" in msg and "--drop-missing" in msg and "check_files=False" in msg
+
+
+@pytest.mark.parametrize("sampling, transform", [("interval", None), ("segment", None),
+                                                 ("interval", EvalTransform(32, 40, num_crops=3))])
+def test_per_video_views_are_the_per_clip_items_decoded_once(root, tmp_path, sampling, transform):
+    """``load_views`` decodes a video once for all its clips and gives exactly the per-clip items."""
+    from tada_zoo.data import PyAVReader, register_backend
+
+    calls = []
+
+    class Counting(PyAVReader):
+        def frames_at(self, indices):
+            calls.append(self.path)
+            return super().frames_at(indices)
+
+    register_backend("counting", Counting)
+    lst = _list(tmp_path, "a b/v0.mp4 3\nv1.mp4 1\n")
+    ds = VideoDataset(root, lst, 4, sampling, frame_interval=3, train=False, num_clips=3, transform=transform,
+                      backend="counting")
+    views = ds.per_video()
+    assert len(views) == 2
+    for i, n in enumerate((40, 30)):
+        calls.clear()
+        item = views[i]
+        assert len(calls) == 1 and (item["index"], item["label"]) == (i, (3, 1)[i])
+        assert item["video"].shape[0] == 3
+        for c in range(3):
+            assert torch.equal(item["video"][c], ds[i * 3 + c]["video"]), (i, c)
+            if transform is None:
+                assert [read_index(f) for f in item["video"][c].numpy()] == ds.indices(n, c, 30.0).tolist()
+    with pytest.raises(ValueError, match="train=True"):
+        VideoDataset(root, lst, 4).per_video()
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 4, 7])
+def test_clip_batches_are_the_per_clip_loaders_batches(root, tmp_path, batch_size):
+    """Per-video items re-cut into clip batches: the same batches as a DataLoader over the clip items."""
+    from tada_zoo.data.datasets import ClipBatches
+
+    lst = _list(tmp_path, "a b/v0.mp4 3 7\nv1.mp4 1 2\na b/v0.mp4 0 5\n")  # multi-label: (B, heads) labels
+    ds = VideoDataset(root, lst, 4, frame_interval=3, train=False, num_clips=3)
+    ours = ClipBatches(DataLoader(ds.per_video(), batch_size=2), batch_size)
+    theirs = list(DataLoader(ds, batch_size=batch_size))
+    got = list(ours)
+    assert len(ours) == len(got) == len(theirs)
+    for a, b in zip(got, theirs):
+        for key in ("video", "label", "index", "clip_index"):
+            assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+
+
+def test_evaluation_scores_unchanged_by_per_video_decoding(root, tmp_path, monkeypatch):
+    """evaluate_model reads videos once each; its scores are bit for bit those of the per-clip loader."""
+    from tada_zoo.engine.evaluate import evaluate_model
+    from tada_zoo.engine.metrics import collect_scores
+
+    model = tiny_model(num_classes=3, num_frames=4).eval()
+    lst = _list(tmp_path, "a b/v0.mp4 2\nv1.mp4 1\na b/v0.mp4 0\n")
+    ds = VideoDataset(root, lst, 4, frame_interval=3, train=False, num_clips=3,
+                      transform=EvalTransform(32, 40, num_crops=3))
+    for batch_size in (2, 3):
+        old = collect_scores(model, DataLoader(ds, batch_size=batch_size), 3, [3], torch.device("cpu"))
+        with monkeypatch.context() as m:
+            m.setattr(VideoDataset, "__getitem__", None)  # no per-clip item may be read
+            new = evaluate_model(model, ds, [3], batch_size=batch_size, workers=0, progress=False)
+        assert torch.equal(new["scores"][0], old["scores"][0]) and torch.equal(new["views"], old["views"])
+        assert new["views"].tolist() == [9.0] * 3 and new["labels"][:, 0].tolist() == [2, 1, 0]

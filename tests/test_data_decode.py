@@ -346,3 +346,21 @@ def test_base_reader_timestamps_default_to_the_frame_rate():
     r = Fixed()
     assert r.timestamps([0, 4, 9]) == pytest.approx([0, 0.16, 0.36])
     assert r.frame_end_time(3) == pytest.approx(0.16) and r.frame_end_time(9) == pytest.approx(0.4)
+
+
+def test_threads_change_no_pixel_and_one_means_one(videos):
+    """num_threads=1 (a DataLoader worker) decodes and converts on one thread; more threads give the same frames."""
+    with VideoReader(videos["h264"]) as one, VideoReader(videos["h264"], num_threads=0) as auto:
+        assert one._stream.thread_count == 1
+        assert one._rgb_kwargs in ({}, {"threads": 1})
+        np.testing.assert_array_equal(one.frames_at(range(NUM_FRAMES)), auto.frames_at(range(NUM_FRAMES)))
+
+
+def test_frame_size_change_mid_stream_is_a_decode_error(videos, monkeypatch):
+    """frames_at fills one array as it decodes: a frame of another size says so instead of failing to stack."""
+    with VideoReader(videos["h264"]) as r:
+        to_rgb = r._to_rgb
+        monkeypatch.setattr(r, "_to_rgb", lambda f: to_rgb(f)[:24] if f.pts == r._pts[20] else to_rgb(f))
+        assert r.frames_at([3, 19]).shape == (2, 48, 64, 3)
+        with pytest.raises(VideoDecodeError, match=r"frame 20 is 64x24 but earlier frames are 64x48"):
+            r.frames_at([3, 20])

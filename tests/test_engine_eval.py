@@ -104,16 +104,18 @@ def test_evaluate_runs_the_tags_original_protocol_and_says_so(tiny_videos, tmp_p
     """No view flags: a .k400 tag is evaluated with its reported views (10 clips x 3 crops, 30-fps windows)."""
     from tada_zoo.cli import main
 
-    common = ["evaluate", "--model", "tada2d_r50_8f.k400", "--data-root", str(tiny_videos), "--val-list",
-              str(tiny_videos / "val.txt"), "--num-classes", "2", "--test-size", "32", "--workers", "0",
-              "--model-kwargs", json.dumps(TINY), "--quiet"]
+    weights = tmp_path / "tiny.safetensors"  # a tagged name without --checkpoint would load the tag's weights
+    save_file(tiny_model(num_classes=2).state_dict(), weights)
+    common = ["evaluate", "--model", "tada2d_r50_8f.k400", "--checkpoint", str(weights), "--data-root",
+              str(tiny_videos), "--val-list", str(tiny_videos / "val.txt"), "--num-classes", "2", "--test-size", "32",
+              "--workers", "0", "--model-kwargs", json.dumps(TINY), "--quiet"]
     assert main(common + ["--output", str(tmp_path / "a")]) == 0
     printed = capsys.readouterr().out
-    protocol = "interval sampling (8 frames, interval 8 at 30 fps), 10 clips x 3 crops, short side 32, crop 32"
+    protocol = "interval sampling, 8 frames every 8 at 30 fps; 10 clips x 3 crops, short side 32, crop 32"
     assert protocol in printed
     assert json.loads((tmp_path / "a" / "metrics.json").read_text())["tada2d_r50_8f.k400"]["protocol"] == protocol
     assert main(common + ["--clips", "2", "--crops", "1", "--target-fps", "0"]) == 0
-    assert "interval sampling (8 frames, interval 8), 2 clips x 1 crop," in capsys.readouterr().out
+    assert "interval sampling, 8 frames every 8; 2 clips x 1 crop," in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("flag", ["--clips=0", "--target-fps=-1", "--num-frames=x", "--frame-interval=0"])

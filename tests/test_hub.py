@@ -109,7 +109,7 @@ def test_inflated_card_says_what_the_weights_are():
         card = (HUB_CONFIGS / name / "README.md").read_text()
         config = json.loads((HUB_CONFIGS / name / "config.json").read_text())
         assert "license: mit" in card.split("---")[1] and config["num_classes"] == 1000
-        for needle in ("never released", "convnext_tiny.fb_in1k", "conversion/inflate_convnext.py",
+        for needle in ("never released", "convnext_tiny.fb_in1k", "tada-zoo inflate --model",
                        "Not trained on video", "facebookresearch/ConvNeXt", "licence: MIT", "@inproceedings"):
             assert needle in card, (name, needle)
         assert "original_file" not in config["video"] and "sha256" not in card
@@ -164,7 +164,7 @@ def test_every_release_points_at_its_safetensors_repo_and_explains_missing_weigh
     for name in hub.hub_models():
         cfg = hub.registered_cfg(name)
         assert (cfg.hf_hub_id, cfg.hf_hub_filename) == (f"tada-zoo/{name}", "model.safetensors"), name
-        recipe = f"--model {name} " if cfg.original_file else f"inflate_convnext.py .*--output {name}/"
+        recipe = f"--model {name} " if cfg.original_file else f"tada-zoo inflate --model {name} "
         assert re.search(recipe, hub.how_to_convert(name)), name
         if name in _RECOUNT:  # one network of each kind goes through timm (~0.4 s each)
             with hub._params_on_meta(), pytest.raises(hub.WeightsNotAvailableError, match=recipe):
@@ -220,7 +220,8 @@ _OFFLINE_CHECKS = textwrap.dedent("""
     m = timm.create_model("tada2d_r50_8f.k400", pretrained=True)
     out["name"] = [same(m), rel_err(m)]
     m = timm.create_model("hf-hub:tada-zoo/tada2d_r50_8f.k400", pretrained=True)
-    out["hf_hub"] = [same(m), m.num_frames, list(m.pretrained_cfg["mean"])]
+    out["hf_hub"] = [same(m), m.num_frames, list(m.pretrained_cfg["mean"]), m.pretrained_cfg.get("sampling"),
+                     m.pretrained_cfg.get("top1")]  # the video facts, from config.json's "video" entry
     for src in ("tada2d_r50_8f.k400", "hf-hub:tada-zoo/tada2d_r50_8f.k400"):
         m = timm.create_model(src, pretrained=True, num_classes=10)
         out["finetune " + src] = [same(m, skip=("fc.",)), m.num_classes, tuple(m.fc.weight.shape)]
@@ -280,7 +281,7 @@ def test_publish_dry_run_then_load_offline_from_hf_cache(tmp_path, reference):
     for key in ("name", "hf_hub"):  # pretrained_cfg_overlay=dict(file=...): test_convert.py
         assert out[key][0] is True, key  # exactly the published tensors
     assert out["name"][1] <= 1e-4  # and they reproduce the original code's logits
-    assert out["hf_hub"][1:] == [8, [0.45, 0.45, 0.45]]
+    assert out["hf_hub"][1:] == [8, [0.45, 0.45, 0.45], "interval", 76.7]
     for key in ("finetune tada2d_r50_8f.k400", "finetune hf-hub:tada-zoo/tada2d_r50_8f.k400"):
         assert out[key] == [True, 10, [10, 2048]], key
     assert "not published" in out["unpublished"] and "tada-zoo convert" in out["unpublished"]
@@ -319,3 +320,69 @@ def test_push_folder_uploads_the_written_folder(tmp_path, monkeypatch):
     assert hub.push_folder(folder, "tada-zoo/x") == "tada-zoo/x"
     assert calls == [("token", "hf_from_env"), ("create", "tada-zoo/x", True),
                      ("upload", "tada-zoo/x", str(folder), ("model.safetensors", "config.json", "README.md"))]
+
+
+# ---- timm's own save_for_hf / push_to_hf_hub round trip ----------------------------------------
+
+def _cache_repo(cache: Path, repo_id: str) -> Path:
+    """An empty snapshot folder of ``repo_id`` in huggingface_hub's cache layout (refs/main -> rev)."""
+    rev = "89abcdef0123456789abcdef0123456789abcdef"
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(rev)
+    return repo / "snapshots" / rev
+
+
+# name -> its family in tests/test_models.py FAMILIES (tiny kwargs, input clip)
+_TINY = {"tada2d_r50_8f.ssv2": "VideoResNet", "tadaformer_b16_16f.ssv2": "TAdaFormer", "slowfast_r50_8x8": "SlowFast"}
+
+
+@pytest.mark.parametrize("name", sorted(_TINY))
+def test_save_for_hf_round_trip_offline(name, tmp_path, monkeypatch):
+    """A fine-tuned model saved with timm's save_for_hf (what push_to_hf_hub uploads) loads back
+    through hf-hub: (offline, from the HF cache) and local-dir:, with its network (the .ssv2
+    TAdaFormer is another network), weights, video facts and class names."""
+    import huggingface_hub.constants as hf_constants
+
+    from test_models import FAMILIES
+
+    kwargs, shape = FAMILIES[_TINY[name]]
+    torch.manual_seed(0)
+    model = timm.create_model(name, num_classes=5, **kwargs).eval()
+    classes = ["archery", "bowling", "cooking", "dancing", "eating"]
+    snapshot = _cache_repo(tmp_path / "hf_cache", "someone/finetuned")
+    timm.models.save_for_hf(model, snapshot, model_config=dict(label_names=classes), safe_serialization=True)
+    assert not (snapshot / "pytorch_model.bin").exists()
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+    x = torch.randn(shape)
+    with torch.no_grad():
+        expected = model(x)
+    for source in ("hf-hub:someone/finetuned", f"local-dir:{snapshot}"):
+        loaded = timm.create_model(source, pretrained=True).eval()
+        assert type(loaded) is type(model) and loaded.num_classes == 5
+        assert loaded.state_dict().keys() == model.state_dict().keys()
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), expected)
+        cfg = loaded.pretrained_cfg
+        assert list(cfg["label_names"]) == classes
+        for key in ("num_frames", "sampling", "target_fps", "dataset"):
+            assert cfg.get(key) == model.pretrained_cfg.get(key), key
+        assert cfg["num_frames"] == model.num_frames and cfg.get("tag") == model.pretrained_cfg.get("tag")
+    # and it fine-tunes again: a new head, the rest of the saved weights
+    again = timm.create_model("hf-hub:someone/finetuned", pretrained=True, num_classes=3)
+    head = model.pretrained_cfg["classifier"] + "."
+    assert again.num_classes == 3 and all(torch.equal(v, model.state_dict()[k])
+                                          for k, v in again.state_dict().items() if not k.startswith(head))
+
+
+def test_config_with_unknown_cfg_fields_is_refused_by_name(tmp_path):
+    from test_models import FAMILIES
+
+    model = timm.create_model("tada2d_r50_8f", **FAMILIES["VideoResNet"].kwargs)
+    timm.models.save_for_hf(model, tmp_path, safe_serialization=True)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["pretrained_cfg"]["frames_per_second_v9"] = 3
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"fields neither timm .* know: \['frames_per_second_v9'\]"):
+        timm.create_model(f"local-dir:{tmp_path}", pretrained=True)

@@ -281,7 +281,8 @@ def test_model_pretrained_cfg(name):
     assert len(cfg["input_size"]) == 3 and cfg["input_size"][0] == 3 and len(cfg["mean"]) == len(cfg["std"]) == 3
     # timm's default-cfg contract: first_conv / classifier name the modules pretrained loading adapts
     assert model.get_submodule(cfg["classifier"]) is model.get_classifier()
-    assert isinstance(model.get_submodule(cfg["first_conv"]), (nn.Conv2d, nn.Conv3d))
+    first = (cfg["first_conv"],) if isinstance(cfg["first_conv"], str) else cfg["first_conv"]  # SlowFast: both stems
+    assert all(isinstance(model.get_submodule(f), (nn.Conv2d, nn.Conv3d)) for f in first)
     # every pretrained tag of the architecture is a VideoPretrainedCfg with its clip length
     for tag in timm.list_pretrained(cfg["architecture"] + ".*") or [cfg["architecture"]]:
         tag_cfg = timm.models.get_pretrained_cfg(tag)

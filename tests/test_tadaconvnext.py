@@ -259,16 +259,21 @@ def test_bad_input():
 
 
 def test_calibrated_dwconv_is_one_plain_depthwise_conv(monkeypatch):
-    """The fast path never builds per-frame weights: every conv2d has at most C groups."""
+    """The fast path never builds per-frame weights: every spatial conv (2D, or 3D with a
+    1-frame kernel; the 3x1x1 one is the temporal average) has at most C groups."""
     model = timm.create_model("tadaconvnextv2_t_16f", num_classes=4, **TINY_V2).eval()
     seen = []
-    conv2d = torch.nn.functional.conv2d
 
-    def spy(x, w, *args, **kwargs):
-        seen.append((x.shape[0], w.shape[0], args[-1] if len(args) >= 5 else kwargs.get("groups", 1)))
-        return conv2d(x, w, *args, **kwargs)
+    def spy(conv):
+        def run(x, w, *args, **kwargs):
+            if x.dim() == 4 or w.shape[2] == 1:
+                frames = x.shape[0] * (x.shape[2] if x.dim() == 5 else 1)
+                seen.append((frames, w.shape[0], args[-1] if len(args) >= 5 else kwargs.get("groups", 1)))
+            return conv(x, w, *args, **kwargs)
+        return run
 
-    monkeypatch.setattr(torch.nn.functional, "conv2d", spy)
+    for name in ("conv2d", "conv3d"):
+        monkeypatch.setattr(torch.nn.functional, name, spy(getattr(torch.nn.functional, name)))
     with torch.no_grad():
         model(torch.randn(2, 3, 8, 32, 32))
     depthwise = [s for s in seen if s[2] > 1]

@@ -10,17 +10,29 @@ from typing import List, Optional
 from tada_zoo.data import VideoDecodeError
 from tada_zoo.models._builder import WeightsNotAvailableError
 
-from . import convert, evaluate, extract, make_list, profile, train
+from . import convert, download, evaluate, export, extract, inflate, make_list, predict, profile, train, visualize
 
-COMMANDS = (profile, make_list, convert, train, evaluate, extract)  # each has register(subparsers)
+COMMANDS = (profile, make_list, convert, inflate, download, train, evaluate, extract, predict, visualize, export)  # each has register(subparsers)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tada-zoo", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.register(subparsers)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version (what pip shows)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tada-zoo")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        from tada_zoo import __version__
+        return f"{__version__} (not installed)"
 
 
 def _one_line(e: BaseException) -> str:

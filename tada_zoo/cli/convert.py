@@ -1,7 +1,7 @@
 """``tada-zoo convert``: an original TAdaConv .pyth -> safetensors + config.json + model card."""
 import argparse
 
-from tada_zoo.convert import convert_checkpoint
+from tada_zoo.convert import convert_checkpoint, stage_printer
 
 __all__ = ["register"]
 
@@ -12,14 +12,18 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True,
                    help="arch.tag of a released checkpoint (e.g. tada2d_r50_8f.k400), or an architecture")
     p.add_argument("--checkpoint", required=True, help="original .pyth file")
-    p.add_argument("--output", required=True, help="new (or empty) directory to write")
+    p.add_argument("--output", required=True,
+                   help="new (or empty) directory to write; $TADA_ZOO_HOME/ARCH.TAG (default "
+                        "~/.cache/tada_zoo/ARCH.TAG) makes --pretrained TAG / pretrained=True find it")
     p.add_argument("--ema", action="store_true", help="convert 'model_ema_state' instead of 'model_state'")
     p.add_argument("--no-cfg-check", dest="cfg_check", action="store_false",
                    help="do not compare the tag's dataset / frames with the checkpoint's stored config")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> None:
-    out = convert_checkpoint(args.model, args.checkpoint, args.output, ema=args.ema, cfg_check=args.cfg_check)
+    out = convert_checkpoint(args.model, args.checkpoint, args.output, ema=args.ema, cfg_check=args.cfg_check,
+                             step=None if args.quiet else stage_printer())
     print(f"wrote {out}/model.safetensors, config.json, README.md")

@@ -1,14 +1,14 @@
 """``tada-zoo extract``: features of every video (sliding windows), resumable, also under torchrun."""
 import argparse
-import json
 from pathlib import Path
 
 from tada_zoo.data import protocol_from_cfg
+from tada_zoo.engine.checkpoint import resolve_run
 from tada_zoo.engine.distributed import cleanup_distributed, init_distributed, is_main_process
 from tada_zoo.engine.trainer import autocast_dtype
 from tada_zoo.features import FeatureExtractor, extract_videos, list_videos, summarize_skipped
 
-from ._args import non_negative_int, positive_int
+from ._args import HelpFormatter, add_pretrained_args, json_object, non_negative_int, positive_int, resolve_pretrained
 
 __all__ = ["register"]
 
@@ -25,23 +25,13 @@ def _layer(text: str):
         raise argparse.ArgumentTypeError(f"expected 'pooled', 'map' or a feature level index, got {text!r}") from None
 
 
-def _json_object(text: str) -> dict:
-    """argparse type: a JSON object."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"layers\": [1, 1, 1, 1]}}', got {text!r}")
-    return value
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser("extract", help="features of every video (sliding windows), resumable",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, help="registered model, e.g. tada2d_r50_8f.k400")
+                              formatter_class=HelpFormatter)
+    p.add_argument("--model", default=None,
+                   help="registered model, e.g. tada2d_r50_8f.k400 (default: what --checkpoint says, from train)")
     p.add_argument("--checkpoint", default=None, help="local weights (.safetensors / checkpoint); head ignored")
-    p.add_argument("--pretrained", action="store_true", help="use the registered pretrained weights")
+    add_pretrained_args(p, p)
     p.add_argument("--input", required=True, help="a video file or a folder of videos (recursive)")
     p.add_argument("--output", required=True,
                    help="folder: one feature file per video (its name + .safetensors / .npy), "
@@ -55,14 +45,15 @@ def register(subparsers) -> None:
     p.add_argument("--frame-interval", type=positive_int, default=None, help="frame step inside a window (default: the cfg's, else 8/5/2)")
     p.add_argument("--clip-stride", type=positive_int, default=None, help="frames between window starts (default: clip-len x interval)")
     p.add_argument("--size", type=positive_int, default=None, help="crop and short side (default: the cfg's test size)")
-    p.add_argument("--format", choices=("safetensors", "npy"), default="safetensors")
-    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--format", choices=("safetensors", "npy"), default="safetensors", help="feature file format")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="windows per forward pass")
     p.add_argument("--workers", type=non_negative_int, default=2, help="decoding processes")
-    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--model-kwargs", type=_json_object, default={}, help="extra model arguments as a JSON object")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--debug", action="store_true")
+    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+    p.add_argument("--model-kwargs", type=json_object, default={},
+                   help="extra model arguments as a JSON object (a checkpoint written by train already says them)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=_main)
 
 
@@ -70,15 +61,17 @@ def _main(args: argparse.Namespace) -> None:
     skipped = []
     videos = list_videos(args.input, skipped=skipped)  # before the model: a wrong --input fails fast
     root = Path(args.input) if Path(args.input).is_dir() else None
+    run = resolve_run(args.checkpoint, args.model, None, args.model_kwargs)  # --model / kwargs from the checkpoint
     device = init_distributed(args.device)
     main = is_main_process()
     if skipped and main:
         print(summarize_skipped(skipped, root))
-    kwargs = dict(args.model_kwargs)
+    kwargs = dict(run["model_kwargs"])
     if args.clip_len:
         kwargs["num_frames"] = args.clip_len
     try:
-        ex = FeatureExtractor.from_name(args.model, args.checkpoint, args.pretrained, kwargs, layer=args.layer,
+        ex = FeatureExtractor.from_name(run["model"], args.checkpoint, resolve_pretrained(args, run["model"]), kwargs,
+                                        layer=args.layer,
                                         batch_size=args.batch_size, device=device,
                                         autocast_dtype=autocast_dtype(args.amp, device))
         # the model's test transform (one centre crop); the windows are extract's own, in frames of the file
@@ -88,7 +81,7 @@ def _main(args: argparse.Namespace) -> None:
         clip_len, interval = protocol.num_frames, protocol.frame_interval
         stride = args.clip_stride or clip_len * interval
         tf = protocol.eval_transform(crops=1)
-        settings = dict(model_name=args.model, model_kwargs=args.model_kwargs, pretrained=args.pretrained,
+        settings = dict(model_name=run["model"], model_kwargs=run["model_kwargs"], pretrained=args.pretrained,
                         checkpoint=str(Path(args.checkpoint).resolve()) if args.checkpoint else None)
         r = extract_videos(ex, videos, args.output, clip_len, interval, stride, tf, args.workers, args.format,
                            root, progress=not args.quiet and main, settings=settings, overwrite=args.overwrite)

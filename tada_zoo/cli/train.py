@@ -1,17 +1,22 @@
-"""``tada-zoo train``: fine-tune a registered model on an annotation list (also under torchrun)."""
+"""``tada-zoo train``: fine-tune a registered model on an annotation list or a folder of class
+folders (also under torchrun)."""
 import argparse
 import dataclasses
 import json
+from pathlib import Path
 
+from tada_zoo._files import write_text
+from tada_zoo.data.adapters import read_class_names, split_class_folders
 from tada_zoo.data.protocol import FLIP_LABELS, protocol_from_cfg
-from tada_zoo.engine.distributed import cleanup_distributed, init_distributed, is_main_process
+from tada_zoo.engine.distributed import barrier, cleanup_distributed, init_distributed, is_main_process
 from tada_zoo.engine.metrics import parse_num_classes
 from tada_zoo.engine.recipes import RECIPES
 from tada_zoo.engine.trainer import TrainConfig, fit, resolve_config, seed_everything
 from tada_zoo.models._builder import create_video_model
 
-from ._args import (add_data_args, non_negative_float, positive_float, positive_int, probability, protocol_overrides,
-                    require_readable)
+from ._args import add_pretrained_args, resolve_pretrained
+from ._args import (HelpFormatter, add_data_args, non_negative_float, open_fraction, positive_float, positive_int,
+                    probability, protocol_overrides, require_readable)
 
 __all__ = ["register"]
 
@@ -23,19 +28,62 @@ _FIELD_TYPES = dict(
     drop_rate=probability, drop_path_rate=probability, mixup_prob=probability, random_erasing=probability,
     ema_decay=probability)
 
+_RECIPE = " (default: the recipe's)"
+_FIELD_HELP = dict(
+    epochs="training epochs" + _RECIPE,
+    batch_size="clips per batch per process",
+    lr="learning rate for the global batch (default: the recipe's base lr scaled by global batch / its batch)",
+    head_lr="classifier learning rate (default: lr x the recipe's head scale)",
+    min_lr="final learning rate of the schedule",
+    warmup_epochs="linear warm-up epochs" + _RECIPE,
+    warmup_lr="learning rate at the start of warm-up (default: lr x the recipe's warm-up scale)",
+    opt="timm optimizer name, e.g. sgd, adamw" + _RECIPE,
+    momentum="SGD momentum" + _RECIPE,
+    weight_decay="weight decay (not on biases and norms)" + _RECIPE,
+    sched="timm scheduler name, e.g. cosine" + _RECIPE,
+    label_smoothing="label smoothing" + _RECIPE,
+    clip_grad="clip the gradient norm to this" + _RECIPE,
+    drop_rate="dropout before the classifier" + _RECIPE,
+    drop_path_rate="stochastic depth rate" + _RECIPE,
+    mixup="mixup alpha, 0 = off" + _RECIPE,
+    cutmix="cutmix alpha, 0 = off" + _RECIPE,
+    mixup_prob="probability of mixing a batch when mixup / cutmix are on",
+    rand_augment="timm RandAugment string, e.g. rand-m9-n4-mstd0.5 (default: the model's data protocol)",
+    random_erasing="random erasing probability" + _RECIPE,
+    ema_decay="EMA decay per step (with --ema)",
+    seed="seed of weights init, shuffling and augmentation",
+    eval_every="validate every this many epochs (and after the last)",
+    max_steps_per_epoch="cut every epoch to this many steps (debugging; default: all batches)",
+)
+
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="fine-tune a video model (torchrun for several GPUs)",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = subparsers.add_parser(
+        "train", help="fine-tune a video model (torchrun for several GPUs)", formatter_class=HelpFormatter,
+        description="Fine-tune on an annotation list (--train-list, --val-list, --num-classes) or on a folder "
+                    "of class folders (--data-root videos/ alone: DATA_ROOT/<class>/<video>, split into train / "
+                    "val here and written to OUTPUT/train.txt, val.txt, classes.txt). Checkpoints carry the "
+                    "model name, its arguments and the class names.")
     p.add_argument("--model", required=True, help="registered architecture, e.g. tada2d_r50_8f")
-    p.add_argument("--data-root", required=True, help="folder the list paths are relative to")
-    p.add_argument("--train-list", required=True)
-    p.add_argument("--val-list", default=None)
-    p.add_argument("--num-classes", required=True, help="N, or N1,N2 for several heads (EPIC verb,noun)")
+    p.add_argument("--data-root", required=True,
+                   help="folder the list paths are relative to; without --train-list: a folder of class folders "
+                        "(<class>/<video>, classes in sorted order)")
+    p.add_argument("--train-list", default=None,
+                   help="training annotation list ('relative/path label' lines); omit to split --data-root's "
+                        "class folders")
+    p.add_argument("--val-list", default=None, help="validation list (with --train-list; none: no validation)")
+    p.add_argument("--num-classes", default=None,
+                   help="N, or N1,N2 for several heads (EPIC verb,noun); default: the number of class names "
+                        "(class folders or --class-names)")
+    p.add_argument("--class-names", default=None,
+                   help="with --train-list: class names file (line i = class i, e.g. make-list --class-names-out); "
+                        "stored in the checkpoints")
+    p.add_argument("--val-fraction", type=open_fraction, default=0.2,
+                   help="class folders: share of each class's videos held out for validation")
+    p.add_argument("--split-seed", type=int, default=0, help="class folders: seed of the train / val split")
     p.add_argument("--output", required=True, help="run folder: checkpoints, metrics.jsonl, curves.png")
     init = p.add_mutually_exclusive_group()
-    init.add_argument("--pretrained", nargs="?", const=True, default=None,
-                      help="start from registered weights: the default tag, or the tag given (e.g. k400)")
+    add_pretrained_args(init, p)
     init.add_argument("--checkpoint-init", default=None, help="start from a local .safetensors / checkpoint")
     init.add_argument("--inflate-from", default=None, help="inflate 2D ImageNet weights (timm name or file)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
@@ -50,11 +98,11 @@ def register(subparsers) -> None:
     p.add_argument("--val-clips", type=positive_int, default=1, help="clips per video in per-epoch validation")
     # every TrainConfig field not set above becomes a flag; None = recipe value
     skip = {"model", "num_classes", "output", "recipe", "workers", "progress", "stop_after_epoch", "resume", "amp",
-            "ema", "compile", "sync_bn", "flip_labels"}
+            "ema", "compile", "sync_bn", "flip_labels", "model_kwargs", "class_names", "protocol"}
     for f in dataclasses.fields(TrainConfig):
         if f.name not in skip:
             p.add_argument(f"--{f.name.replace('_', '-')}", type=_FIELD_TYPES.get(f.name, non_negative_float),
-                           default=f.default)
+                           default=f.default, help=_FIELD_HELP[f.name])
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision")
     p.add_argument("--ema", action="store_true", help="keep an EMA of the weights (used for validation and checkpoints)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -66,31 +114,86 @@ def register(subparsers) -> None:
     p.set_defaults(func=_main)
 
 
+def _split_into_run_folder(args) -> tuple:
+    """Split the class folders of --data-root and write the lists + classes.txt into the run folder
+    (rank 0; the others wait), so the run says which videos it trained and validated on.
+    A run folder being resumed must hold the same split."""
+    classes, train, val = split_class_folders(args.data_root, args.val_fraction, args.split_seed)
+    out = Path(args.output)
+    files = {out / "train.txt": train, out / "val.txt": val}
+    if is_main_process():
+        texts = {f: "".join(f"{p} {l}\n" for p, l in s) for f, s in files.items()}
+        texts[out / "classes.txt"] = "".join(f"{c}\n" for c in classes)
+        resuming = args.resume != "none" and (out / "last.pt").exists()
+        changed = [f.name for f, t in texts.items() if f.exists() and f.read_text(encoding="utf-8") != t]
+        if resuming and changed:
+            raise ValueError(f"{out} holds a run on another split ({', '.join(changed)} differ: videos added or "
+                             f"removed under {args.data_root}, or another --val-fraction / --split-seed); resume with "
+                             "the same videos, or use another --output (or --resume none to start over)")
+        for f, text in texts.items():
+            write_text(f, text)
+        print(f"{args.data_root}: {len(classes)} classes, {len(train)} training / {len(val)} validation videos "
+              f"(val fraction {args.val_fraction:g}, seed {args.split_seed}) -> {out}/train.txt, val.txt, classes.txt")
+    barrier()
+    return classes, str(out / "train.txt"), str(out / "val.txt")
+
+
+def _classes_and_lists(args):
+    if args.train_list is None:
+        if args.val_list or args.class_names:
+            flag = "--val-list" if args.val_list else "--class-names"
+            raise ValueError(f"{flag} needs --train-list; without it --data-root is a folder of class folders, "
+                             "split here and named by its folders")
+        return _split_into_run_folder(args)
+    names = read_class_names(args.class_names) if args.class_names else None
+    return names, args.train_list, args.val_list
+
+
 def _main(args: argparse.Namespace) -> None:
     device = init_distributed(args.device)
     try:
-        heads = parse_num_classes(args.num_classes)
+        class_names, train_list, val_list = _classes_and_lists(args)
+        if args.num_classes is not None:
+            heads = parse_num_classes(args.num_classes)
+            if class_names is not None and heads != [len(class_names)]:
+                where = args.class_names or f"the class folders of {args.data_root}"
+                raise ValueError(f"--num-classes {args.num_classes} disagrees with the {len(class_names)} classes of "
+                                 f"{where}; drop --num-classes")
+        elif class_names is not None:
+            heads = [len(class_names)]
+        else:
+            raise ValueError("--num-classes is needed with --train-list (or --class-names FILE to name the classes)")
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and k not in ("num_classes", "resume")})
+        cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and k not in (
+            "num_classes", "resume", "class_names")})
+        model_kwargs = dict(args.model_kwargs, **(dict(num_frames=args.num_frames) if args.num_frames else {}))
         cfg = dataclasses.replace(cfg, num_classes=heads, progress=not args.quiet,
                                   resume=None if args.resume == "none" else args.resume)
         cfg = resolve_config(cfg)
         seed_everything(cfg.seed)  # same initial weights on every rank
         model = create_video_model(
-            args.model, sum(heads), pretrained=args.pretrained, checkpoint=args.checkpoint_init,
+            args.model, sum(heads), pretrained=resolve_pretrained(args, args.model), checkpoint=args.checkpoint_init,
             inflate_from=args.inflate_from, drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate,
-            **(dict(num_frames=args.num_frames) if args.num_frames else {}), **args.model_kwargs)
+            **model_kwargs)
         over = dict(protocol_overrides(args), train_crop=args.input_size, hflip=False if args.no_hflip else None,
                     flip_labels=args.flip_labels or cfg.flip_labels, rand_augment=cfg.rand_augment,
                     random_erasing=cfg.random_erasing or None)
         over["num_frames"] = args.num_frames or getattr(model, "num_frames", None)
         protocol = protocol_from_cfg(model.pretrained_cfg, **over)
-        train_set = protocol.dataset(args.data_root, args.train_list, train=True, num_classes=heads)
+        # what the checkpoints need to rebuild this model and its test protocol (checkpoint_info)
+        tag = (model.pretrained_cfg or {}).get("tag")
+        name = f"{args.model}.{tag}" if args.pretrained and "." not in args.model and tag else args.model
+        stored = {k: v for k, v in protocol_overrides(args).items() if v is not None and k != "num_frames"}
+        if args.input_size:
+            stored["train_crop"] = args.input_size
+        cfg = dataclasses.replace(cfg, model=name, model_kwargs=model_kwargs, class_names=class_names,
+                                  protocol=stored)
+        train_set = protocol.dataset(args.data_root, train_list, train=True, num_classes=heads)
         val_set = None
-        if args.val_list:
-            val_set = protocol.dataset(args.data_root, args.val_list, train=False, clips=args.val_clips, crops=1,
+        if val_list:
+            val_set = protocol.dataset(args.data_root, val_list, train=False, clips=args.val_clips, crops=1,
                                        num_classes=heads)
-            require_readable(val_set, f"--val-list {args.val_list}", args.workers)
+            require_readable(val_set, f"--val-list {val_list}", args.workers)
         if is_main_process():
             print(f"{args.model}: {len(train_set.samples)} training videos, "
                   f"{len(val_set.samples) if val_set else 0} validation videos, recipe {cfg.recipe}, "

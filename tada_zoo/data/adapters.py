@@ -1,4 +1,4 @@
-"""Annotation lists from the public dataset formats, and the ``tada-zoo make-list`` command.
+"""Annotation lists from the public dataset formats and from class folders (``tada-zoo make-list``).
 
 Every adapter writes ``relative/path label`` lines (``path verb noun`` for EPIC-KITCHENS)
 atomically and returns the class names, index = label. Paths are built from a
@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import random
 import re
 import string
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -18,7 +19,12 @@ from tada_zoo._files import write_text
 from .datasets import _read_text, write_annotations
 
 __all__ = ["kinetics_csv_to_list", "ssv2_json_to_list", "ucf101_to_list", "hmdb51_to_list",
-           "epic100_csv_to_list", "read_class_names"]
+           "epic100_csv_to_list", "read_class_names", "scan_class_folders", "split_class_folders",
+           "class_folders_to_lists", "VIDEO_EXTENSIONS"]
+
+# what counts as a video in a class folder (compared lower-case)
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".gif", ".flv", ".wmv",
+                    ".3gp", ".ogv", ".ts", ".mts", ".m2ts")
 
 KINETICS_TEMPLATE = "{label}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4"
 SSV2_TEMPLATE = "{id}.webm"
@@ -303,3 +309,77 @@ def epic100_csv_to_list(csv_file: PathLike, output: PathLike, class_names_out: O
         samples.append((_format(path_template, r, where), labels if len(labels) > 1 else labels[0]))
     class_names = {h: [d.get(i, "") for i in range(max(d) + 1)] if d else [] for h, d in names.items()}
     return _finish(samples, output, class_names, class_names_out, data_root, drop_missing, csv_file)
+
+
+def scan_class_folders(root: PathLike) -> Tuple[List[str], List[Tuple[str, int]]]:
+    """``(class_names, [(class/relative/path, label)])`` of an ImageFolder-style video tree
+    ``root/<class>/**/<video>``: classes are the sub-folder names sorted (the order pytorchvideo
+    and torchvision's ImageFolder use), videos found recursively, extensions compared
+    case-insensitively; hidden files and folders (``.name``) and non-video files are skipped.
+    A class folder without videos is an error (its label would never be seen)."""
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"{root} is not a folder of class folders (videos/<class>/<video>)")
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    if not classes:
+        raise ValueError(f"{root} has no class folders; expected {root}/<class>/<video> (one folder per class)")
+    odd = [c for c in classes if c != c.strip() or "\n" in c or "\r" in c]
+    if odd:
+        raise ValueError(f"class folder names must not start or end with spaces or hold line breaks (they are "
+                         f"written one per line to classes.txt): {odd[0]!r} under {root}")
+    samples, empty = [], []
+    for label, name in enumerate(classes):
+        found = []
+        for folder, dirs, files in os.walk(os.path.join(root, name), followlinks=True):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            rel = os.path.relpath(folder, root).replace(os.sep, "/")
+            found += [f"{rel}/{f}" for f in sorted(files)
+                      if not f.startswith(".") and os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS]
+        if not found:
+            empty.append(name)
+        samples += [(path, label) for path in found]
+    if empty:
+        raise ValueError(f"{len(empty)} class folder{'s' * (len(empty) > 1)} under {root} hold no videos "
+                         f"({', '.join(VIDEO_EXTENSIONS[:4])}, ...): {', '.join(empty[:5])}"
+                         f"{' ...' if len(empty) > 5 else ''}; add videos or remove the folder")
+    return classes, samples
+
+
+def _check_fraction(val_fraction: float) -> float:
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be a number strictly between 0 and 1, got {val_fraction!r}")
+    return float(val_fraction)
+
+
+def split_class_folders(root: PathLike, val_fraction: float = 0.2, seed: int = 0):
+    """``(class_names, train, val)`` of ``scan_class_folders(root)``, split per class (stratified):
+    each class with n >= 2 videos puts ``round(n * val_fraction)`` of them (at least 1, at most
+    n - 1) in ``val``, chosen by a ``seed``-ed shuffle, so the split depends only on the files,
+    the fraction and the seed. A class with one video stays in ``train``."""
+    val_fraction = _check_fraction(val_fraction)
+    classes, samples = scan_class_folders(root)
+    rng = random.Random(seed)
+    train, val = [], []
+    for label in range(len(classes)):
+        mine = [s for s in samples if s[1] == label]
+        rng.shuffle(mine)
+        n_val = min(max(1, round(len(mine) * val_fraction)), len(mine) - 1)
+        val += mine[:n_val]
+        train += mine[n_val:]
+    if not val:
+        raise ValueError(f"no validation videos: every class under {root} has a single video; "
+                         "a split needs at least 2 videos in some class")
+    return classes, sorted(train), sorted(val)
+
+
+def class_folders_to_lists(root: PathLike, output_dir: PathLike, val_fraction: float = 0.2,
+                           seed: int = 0) -> List[str]:
+    """Write ``train.txt``, ``val.txt`` (paths relative to ``root``) and ``classes.txt`` (line i
+    = class i) into ``output_dir``, each atomically, from ``split_class_folders``; returns the
+    class names."""
+    classes, train, val = split_class_folders(root, val_fraction, seed)
+    out = os.fspath(output_dir)
+    write_annotations(train, os.path.join(out, "train.txt"))
+    write_annotations(val, os.path.join(out, "val.txt"))
+    write_text(os.path.join(out, "classes.txt"), "".join(f"{c}\n" for c in classes))
+    return classes

@@ -11,7 +11,7 @@ import random
 import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from tada_zoo._files import write_text
 from .decode import VideoDecodeError, open_video
 from .sampling import interval_indices, segment_indices
 
-__all__ = ["read_annotations", "write_annotations", "VideoDataset"]
+__all__ = ["read_annotations", "write_annotations", "VideoDataset", "VideoViews", "ClipBatches"]
 
 
 Label = Union[int, Tuple[int, ...]]
@@ -104,6 +104,8 @@ class VideoDataset(Dataset):
     ``len = samples * num_clips``, item ``i`` is clip ``i % num_clips`` of sample
     ``i // num_clips``. Interval windows are measured at ``target_fps`` (the original's
     ``DATA.TARGET_FPS: 30``; ``None`` counts frames of the file whatever its rate).
+    ``per_video()`` gives the same views one item per video, its clips decoded together (what
+    ``evaluate_model`` reads: each per-clip item would open, seek and decode the video again).
 
     ``flip_labels`` (training): the original's ``SSV2_FLIP``: after the transform, with
     probability 0.5 the clip is mirrored and its label swapped through the mapping (e.g.
@@ -266,6 +268,28 @@ class VideoDataset(Dataset):
             frames = reader.frames_at(self.indices(len(reader), clip_index, reader.fps))
         return self.transform(frames) if self.transform is not None else torch.from_numpy(frames)
 
+    def load_views(self, sample_index: int) -> torch.Tensor:
+        """All ``num_clips`` test clips of a sample stacked ``(clips, ...)``, each exactly ``load_clip``'s.
+
+        The union of the clips' frames is decoded in one pass and the clips cut from it: per-clip
+        loading opens, seeks and decodes from a keyframe once per clip (10 times for 10 clips)."""
+        path = os.path.join(self.data_root, self.samples[sample_index][0])
+        with open_video(path, backend=self.backend) as reader:
+            n, fps = len(reader), reader.fps
+            clips = [self.indices(n, c, fps) for c in range(self.num_clips)]
+            union = np.unique(np.concatenate(clips))
+            frames = reader.frames_at(union.tolist())
+        views = [frames[np.searchsorted(union, idx)] for idx in clips]
+        if self.transform is None:
+            return torch.from_numpy(np.stack(views))
+        return torch.stack([self.transform(v) for v in views])
+
+    def per_video(self) -> "VideoViews":
+        """The test views as one item per video (see ``VideoViews``); ``train=False`` only."""
+        if self.train:
+            raise ValueError("per_video() is for the test views; this dataset has train=True")
+        return VideoViews(self)
+
     def __getitem__(self, i: int) -> dict:
         sample_index, clip_index = divmod(i, self.num_clips)
         clip = None if self.train else clip_index
@@ -294,3 +318,69 @@ class VideoDataset(Dataset):
             label = torch.tensor(label, dtype=torch.long)
         return dict(video=video, label=label, index=sample_index, clip_index=clip_index, skipped=attempt,
                     skipped_files="\n".join(skipped))
+
+
+class VideoViews(Dataset):
+    """The test views of a ``VideoDataset(train=False)``, one item per video: ``dict(video, label,
+    index)`` with ``video`` the ``num_clips`` clips stacked ``(clips, ...)`` (``load_views``: one
+    decode per video, whichever DataLoader worker gets it). ``ClipBatches`` cuts batches of these
+    items back into the per-clip batches a DataLoader over the dataset itself gives."""
+
+    def __init__(self, dataset: VideoDataset):
+        self.dataset = dataset
+        self.samples = dataset.samples
+        self.num_clips = dataset.num_clips
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict:
+        label = self.samples[i][1]
+        if isinstance(label, tuple):
+            label = torch.tensor(label, dtype=torch.long)
+        return dict(video=self.dataset.load_views(i), label=label, index=i)
+
+
+class ClipBatches:
+    """Batches of ``batch_size`` clips from a DataLoader over ``VideoViews``: the clips of its
+    batches in order, so over an unshuffled loader the batches (``video``, ``label``, ``index``,
+    ``clip_index``) are exactly those of ``DataLoader(dataset, batch_size)`` over the per-clip
+    items, and a model scores every view as before."""
+
+    def __init__(self, loader, batch_size: int):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.loader, self.batch_size = loader, batch_size
+        self.num_clips = loader.dataset.num_clips
+
+    def __len__(self) -> int:
+        sampler = getattr(self.loader, "sampler", None)
+        videos = len(sampler) if sampler is not None else len(self.loader.dataset)
+        return -(-videos * self.num_clips // self.batch_size)
+
+    def __iter__(self) -> Iterator[dict]:
+        parts: List[dict] = []
+        size = 0
+        for batch in self.loader:
+            videos, clips = batch["video"].shape[:2]
+            flat = dict(video=batch["video"].flatten(0, 1),
+                        label=torch.as_tensor(batch["label"]).repeat_interleave(clips, 0),
+                        index=torch.as_tensor(batch["index"]).repeat_interleave(clips),
+                        clip_index=torch.arange(clips).repeat(videos))
+            start = 0
+            while start < len(flat["video"]):
+                take = min(self.batch_size - size, len(flat["video"]) - start)
+                parts.append({k: v[start:start + take] for k, v in flat.items()})
+                start += take
+                size += take
+                if size == self.batch_size:
+                    yield self._join(parts)
+                    parts, size = [], 0
+        if parts:
+            yield self._join(parts)
+
+    @staticmethod
+    def _join(parts: List[dict]) -> dict:
+        if len(parts) == 1:  # a slice of one loader batch: no copy (stays pinned if the loader pins)
+            return parts[0]
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}

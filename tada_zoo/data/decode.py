@@ -32,6 +32,7 @@ when renamed ``.mp4``: a dataset of videos that silently contains images trains 
 frozen clips. ``allow_images=True`` reads them as one-frame videos.
 """
 import bisect
+import functools
 import math
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -102,9 +103,9 @@ class BaseVideoReader:
 
 
 class PyAVReader(BaseVideoReader):
-    """PyAV (FFmpeg) reader. ``num_threads``: decoder threads (0 = FFmpeg's choice); 1 suits
-    DataLoader workers, which already decode in parallel. ``allow_images``: read still images
-    as one-frame videos instead of refusing them. ``autorotate``: apply the display matrix."""
+    """PyAV (FFmpeg) reader. ``num_threads``: decoder and RGB-conversion threads (0 = FFmpeg's
+    choice); 1 suits DataLoader workers, which already decode in parallel. ``allow_images``: read
+    still images as one-frame videos instead of refusing them. ``autorotate``: apply the display matrix."""
 
     def __init__(self, path, num_threads: int = 1, *, allow_images: bool = False, autorotate: bool = True):
         import av  # imported here so the package imports without PyAV
@@ -125,7 +126,9 @@ class PyAVReader(BaseVideoReader):
             self._stream = self._container.streams.video[0]
             if num_threads != 1:
                 self._stream.thread_type = "AUTO"
-                self._stream.thread_count = num_threads
+            self._stream.thread_count = num_threads  # PyAV's own default is 0 (auto), not one thread
+            # the RGB conversion too: PyAV >= 17 converts with all cores unless told (slower in a worker)
+            self._rgb_kwargs = dict(threads=num_threads) if _reformat_takes_threads() else {}
             self._build_index()
             if not allow_images:
                 self._refuse_still_image()
@@ -265,7 +268,7 @@ class PyAVReader(BaseVideoReader):
         return self._rotation
 
     def _to_rgb(self, frame) -> np.ndarray:
-        img = frame.to_ndarray(format="rgb24")
+        img = frame.to_ndarray(format="rgb24", **self._rgb_kwargs)
         if self._autorotate or self._rotation is None:
             matrix = _display_matrix(frame)  # per frame: H.264/HEVC can also signal it per frame (SEI)
             if self._rotation is None:
@@ -293,7 +296,7 @@ class PyAVReader(BaseVideoReader):
         if not idx:
             raise ValueError("frames_at needs at least one frame index")
         wanted = sorted(set(idx))
-        got: Dict[int, np.ndarray] = {}
+        got = _Output(self.path, idx)
         if self._pts is None:
             self._collect(self._decode_from(None), wanted, got, by_pts=False)
         else:
@@ -310,9 +313,9 @@ class PyAVReader(BaseVideoReader):
                         if k < 0:
                             raise VideoDecodeError(self.path, f"frame {wanted[pos]} could not be decoded")
                         k -= 1
-        return np.stack([got[i] for i in idx])
+        return got.array
 
-    def _collect(self, frames, wanted: List[int], got: Dict[int, np.ndarray], by_pts: bool, start: int = 0) -> int:
+    def _collect(self, frames, wanted: List[int], got: "_Output", by_pts: bool, start: int = 0) -> int:
         """Decode forward, keep wanted frames; return the position in ``wanted`` where a re-seek pays off."""
         pos = start
         counter = -1
@@ -331,7 +334,7 @@ class PyAVReader(BaseVideoReader):
                 raise VideoDecodeError(self.path, f"frame {wanted[pos]} could not be decoded")
             first = False
             if i == wanted[pos]:
-                got[i] = self._to_rgb(frame)
+                got.put(i, self._to_rgb(frame))
                 pos += 1
                 if pos == len(wanted):
                     return pos
@@ -345,6 +348,40 @@ class PyAVReader(BaseVideoReader):
 
     def close(self) -> None:
         self._container.close()
+
+
+@functools.lru_cache(maxsize=None)
+def _reformat_takes_threads() -> bool:
+    """Whether this PyAV's ``reformat`` / ``to_ndarray`` has the ``threads`` option (PyAV >= 17)."""
+    import av
+
+    try:
+        av.VideoFrame(16, 16, "yuv420p").reformat(format="rgb24", threads=1)
+    except TypeError:
+        return False
+    return True
+
+
+class _Output:
+    """The ``frames_at`` result, filled as frames are decoded: each converted frame is copied to its
+    place at once and dropped, so the converter reuses one warm buffer instead of keeping every
+    frame alive for a final ``np.stack`` (a second copy into fresh, page-faulting memory)."""
+
+    def __init__(self, path: str, idx: List[int]):
+        self.path, self.count, self.array = path, len(idx), None
+        self.slots: Dict[int, List[int]] = {}
+        for pos, i in enumerate(idx):
+            self.slots.setdefault(i, []).append(pos)
+
+    def put(self, i: int, img: np.ndarray) -> None:
+        if self.array is None:
+            self.array = np.empty((self.count, *img.shape), img.dtype)
+        elif img.shape != self.array.shape[1:]:
+            raise VideoDecodeError(self.path, f"frame {i} is {img.shape[1]}x{img.shape[0]} but earlier frames "
+                                              f"are {self.array.shape[2]}x{self.array.shape[1]}: the frame size "
+                                              "changes mid-stream")
+        for pos in self.slots[i]:
+            self.array[pos] = img
 
 
 def _stream_duration(stream, container) -> Optional[float]:

@@ -86,9 +86,11 @@ class DataProtocol:
 
     def describe(self, train: bool = False, clips: Optional[int] = None, crops: Optional[int] = None) -> str:
         """One line a user can check against the paper (printed by ``train`` and ``evaluate``)."""
-        frames = (f"{self.num_frames} frames, interval {self.frame_interval}" if self.sampling == "interval"
-                  else f"{self.num_frames} segments")
-        fps = f" at {self.target_fps:g} fps" if self.target_fps and self.sampling == "interval" else ""
+        if self.sampling == "interval":  # e.g. "interval sampling, 8 frames every 8 at 30 fps"
+            fps = f" at {self.target_fps:g} fps" if self.target_fps else ""
+            clip = f"interval sampling, {self.num_frames} frames every {self.frame_interval}{fps}"
+        else:
+            clip = f"segment sampling, {self.num_frames} segments"
         if train:
             crop = (f"random-resized crop {self.train_crop} (area {self.train_scale[0]:g}-{self.train_scale[1]:g}, "
                     f"ratio {self.train_ratio[0]:g}-{self.train_ratio[1]:g})" if max(self.train_scale) <= 1 else
@@ -98,9 +100,9 @@ class DataProtocol:
             extra += [f"RandAugment {self.rand_augment}"] if self.rand_augment else []
             extra += [f"grayscale p={self.grayscale:g}"] if self.grayscale else []
             extra += [f"random erasing p={self.random_erasing:g}"] if self.random_erasing else []
-            return f"{self.sampling} sampling ({frames}{fps}), {crop}, {', '.join(extra)}"
+            return f"{clip}; {crop}, {', '.join(extra)}"
         clips, crops = clips or self.clips, crops or self.crops
-        return (f"{self.sampling} sampling ({frames}{fps}), {clips} clip{'s' * (clips > 1)} x {crops} "
+        return (f"{clip}; {clips} clip{'s' * (clips > 1)} x {crops} "
                 f"crop{'s' * (crops > 1)}, short side {self.test_short_side}, crop {self.test_crop}")
 
     def as_dict(self) -> dict:

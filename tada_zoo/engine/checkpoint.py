@@ -4,21 +4,31 @@ A run directory holds ``last.safetensors`` / ``best.safetensors`` (weights, for 
 ``last.pt`` (weights + optimizer, scheduler, scaler, EMA, epoch and RNG states, for
 ``--resume``). ``last.pt`` holds only tensors and plain Python values, so it loads with
 ``torch.load(weights_only=True)``.
+
+All three carry the run's identity as str -> str metadata (``run_metadata``; the safetensors
+header, and ``last.pt``'s ``metadata`` entry): the model name, its constructor arguments,
+the heads, the class names and the data-protocol flags, so ``evaluate`` / ``predict`` /
+``extract`` rebuild the model from the file alone (``checkpoint_info``).
 """
+import json
 import os
 import random
-from typing import Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from safetensors.torch import save_file
 
 from tada_zoo._files import atomic_write
+from tada_zoo.models._helpers import read_checkpoint
 
 __all__ = [
     "atomic_save", "save_safetensors", "get_rng_state", "set_rng_state",
-    "unwrap_model",
+    "unwrap_model", "run_metadata", "checkpoint_info", "resolve_run",
 ]
+
+# metadata keys holding JSON (safetensors metadata is str -> str); "model" is a plain string
+_JSON_KEYS = ("model_kwargs", "num_classes", "class_names", "protocol")
 
 PathLike = Union[str, os.PathLike]
 
@@ -67,3 +77,75 @@ def set_rng_state(state: dict) -> None:
     random.setstate((p[0], tuple(p[1]), p[2]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def run_metadata(model: str, model_kwargs: Optional[dict] = None, num_classes: Optional[Sequence[int]] = None,
+                 class_names: Optional[Sequence[str]] = None, protocol: Optional[dict] = None) -> Dict[str, str]:
+    """What rebuilds a trained model, as str -> str: ``model`` (registered name, with the tag
+    whose data protocol it used), ``model_kwargs``, ``num_classes`` (one int per head),
+    ``class_names`` and ``protocol`` (the data flags training overrode), JSON-encoded."""
+    values = dict(model_kwargs=dict(model_kwargs or {}), num_classes=list(num_classes) if num_classes else None,
+                  class_names=list(class_names) if class_names else None, protocol=dict(protocol or {}))
+    return dict(model=model, **{k: json.dumps(v) for k, v in values.items()})
+
+
+def checkpoint_info(path: Union[str, os.PathLike]) -> Dict[str, Any]:
+    """``dict(model, model_kwargs, num_classes, class_names, protocol, trained)`` stored in a
+    weights file by ``tada-zoo train`` (``run_metadata``; ``trained`` True); files from elsewhere
+    (converted or Hub weights, original checkpoints) give ``model=None`` and empty values. Read
+    through the one reader, ``models._helpers.read_checkpoint``."""
+    meta = read_checkpoint(path)[1].get("metadata") or {}
+    info: Dict[str, Any] = dict(model=meta.get("model") or None, model_kwargs={}, num_classes=None,
+                                class_names=None, protocol={}, trained=bool(meta.get("model")))
+    for key in _JSON_KEYS:
+        if meta.get(key) is None:
+            continue
+        try:
+            value = json.loads(meta[key])
+        except ValueError:
+            raise ValueError(f"{path}: its metadata {key!r} is not valid JSON ({meta[key][:60]!r}); "
+                             "was the file edited?") from None
+        if value is not None:
+            info[key] = value
+    return info
+
+
+def _agree(flag: str, given, stored, path) -> None:
+    if given is not None and stored is not None and given != stored:
+        raise ValueError(f"{flag} {given} disagrees with {path}, which was trained with {stored}; "
+                         f"drop {flag} (the checkpoint says it) or use the matching checkpoint")
+
+
+def resolve_run(checkpoint: Optional[Union[str, os.PathLike]], model: Optional[str] = None,
+                num_classes: Optional[List[int]] = None, model_kwargs: Optional[dict] = None) -> Dict[str, Any]:
+    """The model to build for ``checkpoint``: what the user gave, filled in from ``checkpoint_info``.
+
+    Given values must agree with the stored ones (architecture and tag, heads, each model
+    argument), else a ValueError says which; ``model_kwargs`` keys the file lacks are added.
+    Returns ``checkpoint_info``'s dict with ``model``, ``num_classes`` and ``model_kwargs`` resolved.
+    """
+    info = checkpoint_info(checkpoint) if checkpoint else dict(model=None, model_kwargs={}, num_classes=None,
+                                                               class_names=None, protocol={}, trained=False)
+    stored = info["model"]
+    if model is not None and stored is not None:
+        (arch, _, tag), (s_arch, _, s_tag) = model.partition("."), stored.partition(".")
+        if arch != s_arch or (tag and s_tag and tag != s_tag):
+            _agree("--model", model, stored, checkpoint)
+        if tag and not s_tag:
+            stored = model
+    info["model"] = stored or model
+    if info["model"] is None:
+        raise ValueError(f"--model is needed: {checkpoint} does not say which model it holds (not written by "
+                         "tada-zoo train)" if checkpoint else "--model is needed")
+    _agree("--num-classes", ",".join(map(str, num_classes)) if num_classes else None,
+           ",".join(map(str, info["num_classes"])) if info["num_classes"] else None, checkpoint)
+    info["num_classes"] = info["num_classes"] or (list(num_classes) if num_classes else None)
+    kwargs = dict(info["model_kwargs"])
+    for k, v in (model_kwargs or {}).items():
+        v = json.loads(json.dumps(v))  # tuples compare as the JSON lists stored
+        if k in kwargs and kwargs[k] != v:
+            raise ValueError(f"--model-kwargs {k}={json.dumps(v)} disagrees with {checkpoint}, which was trained "
+                             f"with {k}={json.dumps(kwargs[k])}; drop it (the checkpoint says it)")
+        kwargs[k] = v
+    info["model_kwargs"] = kwargs
+    return info

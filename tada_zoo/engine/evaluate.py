@@ -2,6 +2,7 @@
 adds per-class accuracy and ensembles of several models (the paper's TAda2DEn = 8f + 16f)."""
 import csv
 import io
+from pathlib import Path
 from typing import List, Optional, Sequence
 
 import torch
@@ -12,16 +13,24 @@ from tada_zoo._files import write_text
 from .distributed import get_rank, get_world_size, is_main_process
 from .metrics import collect_scores
 
-__all__ = ["evaluate_model", "write_predictions"]
+__all__ = ["evaluate_model", "write_predictions", "write_confusion"]
 
 
 def evaluate_model(model: torch.nn.Module, dataset, heads: Sequence[int], batch_size: int = 8, workers: int = 2,
                    device: torch.device = torch.device("cpu"), autocast_dtype=None, progress: bool = True) -> dict:
     """Per-video probabilities of ``dataset`` (a ``VideoDataset`` with ``train=False``:
-    ``num_clips`` items per video, each ``(crops, C, T, H, W)``), averaged over all views."""
-    sampler = DistributedSampler(dataset, num_replicas=get_world_size(), rank=get_rank(), shuffle=False)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                        pin_memory=device.type == "cuda")
+    ``num_clips`` items per video, each ``(crops, C, T, H, W)``), averaged over all views.
+    A ``VideoDataset`` is read one video per item (its clips decoded together, ``VideoViews``)
+    and re-cut into the same clip batches (``ClipBatches``): the same scores, one decode per video."""
+    per_video = not getattr(dataset, "train", True) and hasattr(dataset, "per_video")
+    items = dataset.per_video() if per_video else dataset
+    sampler = DistributedSampler(items, num_replicas=get_world_size(), rank=get_rank(), shuffle=False)
+    loader = DataLoader(items, batch_size=max(1, batch_size // items.num_clips) if per_video else batch_size,
+                        sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda")
+    if per_video:
+        from tada_zoo.data.datasets import ClipBatches
+
+        loader = ClipBatches(loader, batch_size)
     num_videos = len(dataset.samples) if hasattr(dataset, "samples") else len(dataset)
     return collect_scores(model.to(device), loader, num_videos, heads, device, autocast_dtype,
                           progress=progress and is_main_process())
@@ -46,3 +55,34 @@ def write_predictions(path, scores: List[torch.Tensor], labels: torch.Tensor, na
                     f"{t.values[i, 0].item():.6f}"]
         w.writerow(row)
     write_text(path, buf.getvalue())
+
+
+def write_confusion(out_dir, scores: List[torch.Tensor], labels: torch.Tensor,
+                    class_names: Optional[Sequence[str]] = None) -> List[str]:
+    """Per head, the confusion matrix of the top-1 predictions: ``confusion.csv`` (counts, row =
+    true class, column = predicted) and ``confusion.png`` (row-normalised; skipped with a note
+    without matplotlib); several heads write ``confusion_head{i}.*``. ``class_names`` (of a
+    single head) label the rows / columns when their number fits. Returns the file names."""
+    from tada_zoo import plots
+
+    out, written = Path(out_dir), []
+    labels = labels.reshape(labels.shape[0], -1)
+    for h, s in enumerate(scores):
+        k = s.shape[1]
+        names = list(class_names) if class_names is not None and len(scores) == 1 and len(class_names) == k else None
+        counts = plots.confusion_matrix(s.argmax(1).numpy(), labels[:, h].numpy(), k)
+        stem = "confusion" if len(scores) == 1 else f"confusion_head{h}"
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        cols = names or [str(c) for c in range(k)]
+        w.writerow(["true/predicted"] + cols)
+        for c, row in zip(cols, counts.tolist()):
+            w.writerow([c] + row)
+        write_text(out / f"{stem}.csv", buf.getvalue())
+        written.append(f"{stem}.csv")
+        try:
+            plots.plot_confusion(counts, out / f"{stem}.png", names)
+            written.append(f"{stem}.png")
+        except ImportError as e:
+            print(f"skipping {stem}.png: {e}")
+    return written

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from tada_zoo._files import write_text
 from tada_zoo.models._helpers import load_pickle
 
-from .checkpoint import atomic_save, get_rng_state, save_safetensors, set_rng_state, unwrap_model
+from .checkpoint import atomic_save, get_rng_state, run_metadata, save_safetensors, set_rng_state, unwrap_model
 from .distributed import (all_gather_object, all_reduce_sum, average_buffers, barrier, get_rank,
                           get_world_size, is_distributed, is_main_process, state_hash)
 from .metrics import collect_scores, compute_metrics, split_heads
@@ -43,8 +43,12 @@ __all__ = ["TrainConfig", "fit", "resolve_config", "plot_metrics", "seed_everyth
 @dataclass
 class TrainConfig:
     """Every training knob; ``None`` means "take it from the recipe"."""
-    model: str = ""
+    model: str = ""  # the name that rebuilds the model (with the tag whose data protocol it uses)
     num_classes: List[int] = field(default_factory=lambda: [400])
+    # stored in the checkpoints (run_metadata) so evaluate / predict / extract need no re-typed flags
+    model_kwargs: dict = field(default_factory=dict)
+    class_names: Optional[List[str]] = None
+    protocol: dict = field(default_factory=dict)  # the data-protocol flags that overrode the cfg's
     recipe: Optional[str] = None
     epochs: Optional[int] = None
     batch_size: int = 16  # per process
@@ -148,31 +152,16 @@ def _loss_fn(logits: torch.Tensor, target: torch.Tensor, heads: Sequence[int], s
 
 
 def plot_metrics(metrics_file: Path, out_file: Path) -> Optional[Path]:
-    """Loss and accuracy curves from ``metrics.jsonl``; skipped (with a note) without matplotlib."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: skipping the curves plot (pip install matplotlib)")
-        return None
+    """Loss and accuracy curves from ``metrics.jsonl`` (``tada_zoo.plots.plot_curves``: markers,
+    so one epoch shows); skipped (with a note) without matplotlib."""
+    from tada_zoo.plots import plot_curves
+
     rows = [r for r in map(_row, Path(metrics_file).read_text().splitlines()) if r]
-    rows = [r for r in rows if r.get("type") == "epoch"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ep = [r["epoch"] for r in rows]
-    ax1.plot(ep, [r["train_loss"] for r in rows], label="train loss")
-    ax1.set_xlabel("epoch"), ax1.legend()
-    for key in ("val_top1", "val_top5"):
-        pts = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
-        if pts:
-            ax2.plot(*zip(*pts), label=key)
-    ax2.set_xlabel("epoch"), ax2.set_ylabel("%"), ax2.legend()
-    fig.tight_layout()
-    tmp = out_file.with_name(f".{out_file.stem}.tmp{out_file.suffix}")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out_file)
-    return out_file
+    try:
+        return plot_curves(rows, out_file)
+    except ImportError as e:
+        print(f"skipping the curves plot: {e}")
+        return None
 
 
 def _row(line: str) -> dict:
@@ -273,9 +262,11 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
-        train_model = torch.compile(train_model)
+        train_model = torch.compile(train_model)  # batch axis dynamic: a new batch size does not recompile
+        train_model.register_forward_pre_hook(lambda _, args: torch._dynamo.mark_dynamic(args[0], 0))
 
     log = _MetricsLog(out / "metrics.jsonl", start_epoch) if out is not None else None
+    meta = run_metadata(cfg.model, cfg.model_kwargs, heads, cfg.class_names, cfg.protocol)
     last_val = None
     for epoch in range(start_epoch, cfg.epochs):
         seed_everything(cfg.seed + 1000 * epoch + 100003 * get_rank())
@@ -330,17 +321,17 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
                 best = dict(top1=last_val["top1"], epoch=epoch)
                 if out is not None and is_main_process():
                     save_safetensors(unwrap_model(eval_model).state_dict(), out / "best.safetensors",
-                                     metadata=dict(model=cfg.model, epoch=str(epoch), top1=f"{best['top1']:.4f}"))
+                                     metadata=dict(meta, epoch=str(epoch), top1=f"{best['top1']:.4f}"))
         rngs = all_gather_object(get_rng_state())
         if out is not None and is_main_process():
             state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
                          scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
-                         epoch=epoch, best=best, rng=rngs, config=_plain(dataclasses.asdict(cfg)))
+                         epoch=epoch, best=best, rng=rngs, config=_plain(dataclasses.asdict(cfg)), metadata=meta)
             if ema is not None:
                 state["ema"] = ema.state_dict()
             atomic_save(state, out / "last.pt")
             save_safetensors(unwrap_model(eval_model).state_dict(), out / "last.safetensors",
-                             metadata=dict(model=cfg.model, epoch=str(epoch)))
+                             metadata=dict(meta, epoch=str(epoch)))
             log.write(**row)
             plot_metrics(out / "metrics.jsonl", out / "curves.png")
         if is_main_process():

@@ -1,6 +1,7 @@
 """Building blocks with no model knowledge: TAdaConv, calibration generators, temporal aggregation, MLPs."""
+from ._fx import fx_check, fx_leaf
 from .calibration import (
     FrameConv1d, LearnableCalibration, RouteFuncMLP, RouteFuncTransformer, route_func_transformer_from_original)
 from .mlp import QuickGELUMlp
 from .tadaconv import TAdaConv2d, TAdaConv3d, check_video, temporal_taps
-from .temporal import TemporalAggregation, temporal_pool, temporal_sum
+from .temporal import TemporalAggregation, temporal_pool, temporal_sum, unflatten_frames

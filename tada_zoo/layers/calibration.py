@@ -15,31 +15,32 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from timm.layers.activations import QuickGELU
 
+from ._fx import fx_check
 from .tadaconv import check_video
+
+QuickGELU_SCALE = 1.702  # QuickGELU(x) = x * sigmoid(1.702 x)
 
 __all__ = ["FrameConv1d", "RouteFuncMLP", "LearnableCalibration", "RouteFuncTransformer",
            "route_func_transformer_from_original"]
 
 
+@fx_check
+def _check_input(x: torch.Tensor, channels: int, what: str) -> None:
+    check_video(x, channels, what)
+
+
 class FrameConv1d(nn.Conv1d):
     """``nn.Conv1d`` over the frames of descriptor sequences ``(B, C, T)`` ('same' padding, stride 1).
 
-    Computed as one GEMM on the unfolded temporal windows: at these sizes (a few frames, up
-    to 768 channels) that is about 3x faster on CPU than the convolution kernel, which
-    route functions call twice per block. Parameters and results are ``nn.Conv1d``'s.
+    One ``conv1d`` call: route functions run on a few frames and channels, where the cost
+    of a layer is its number of dispatched ops (on a GPU, kernel launches) rather than its
+    arithmetic; a GEMM on stacked temporal windows took ten ops for the same result.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True):
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd ('same' padding), got {kernel_size}")
         super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, T = x.shape
-        k = self.kernel_size[0]
-        windows = F.pad(x, (k // 2, k // 2)).unfold(2, k, 1).transpose(1, 2)  # (B, T, C, k), the weight's order
-        y = F.linear(windows.reshape(B * T, C * k), self.weight.view(self.out_channels, C * k), self.bias)
-        return y.view(B, T, -1).transpose(1, 2)
 
 
 class RouteFuncMLP(nn.Module):
@@ -107,8 +108,9 @@ class RouteFuncMLP(nn.Module):
         return alpha.transpose(1, 2)[..., None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_video(x, self.c_in, "RouteFuncMLP input")
-        return self.calibration(x.mean((3, 4)))[..., None, None]
+        _check_input(x, self.c_in, "RouteFuncMLP input")
+        alpha = self.calibration(x.mean((3, 4)))
+        return alpha.view(alpha.shape + (1, 1))  # one op, not two unsqueezes
 
 
 class LearnableCalibration(nn.Module):
@@ -201,6 +203,9 @@ class RouteFuncTransformer(nn.Module):
         self.b = FrameConv1d(hidden, c_in, kernels[1], bias=False)
         self.b_bias = (FrameConv1d(hidden, c_in, kernels[1], bias=False)
                        if with_bias_cal else None)
+        # the "+ 1" as the stacked conv's bias: one op less than adding it (not a weight: no state dict entry)
+        self.register_buffer("cal_one", torch.ones((2 if with_bias_cal else 1) * c_in) if zero_init_cal else None,
+                             persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -219,18 +224,39 @@ class RouteFuncTransformer(nn.Module):
         """Self-attention over frames: ``(B, T, c)`` -> ``(B, T, c)``."""
         B, T, c = y.shape
         # (B, T, 3, head_dim, heads) -> (3, B, heads, T, head_dim)
-        qkv = self.qkv_proj(y).view(B, T, 3, self.head_dim, self.num_heads).permute(2, 0, 4, 1, 3)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], scale=self.scale)
+        qkv = self.qkv_proj(y)
+        if (isinstance(qkv, torch.fx.Proxy) or torch.jit.is_tracing() or torch.compiler.is_compiling()
+                or torch.onnx.is_in_onnx_export() or not qkv.is_contiguous()):
+            qkv = qkv.view(B, T, 3, self.head_dim, self.num_heads).permute(2, 0, 4, 1, 3)
+        else:  # eager: one strided view of the contiguous projection, not view + permute (two dispatches)
+            qkv = qkv.as_strided((3, B, self.num_heads, T, self.head_dim),
+                                 (c, T * 3 * c, 1, 3 * c, self.num_heads), qkv.storage_offset())
+        q, k, v = qkv.unbind(0)  # one op, not three selects
+        out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         return self.attn_out(out.transpose(1, 2).reshape(B, T, c))  # channel h * head_dim + d
 
+    def _stacked(self, v: torch.Tensor) -> torch.Tensor:
+        """Frame descriptors ``(B, C, T)`` -> ``alpha`` and ``bias_alpha`` stacked along channels ``(B, n * C, T)``.
+
+        Few dispatched ops, same function: QuickGELU ``y = silu(s * u) / s`` keeps ``g = silu(s * u)``
+        and folds the ``1 / s`` into ``norm_transformer``'s eps (``LN(g / s, eps) == LN(g, s^2 eps)``)
+        and the residual add; ``b`` / ``b_bias`` run as one conv whose bias is the ``+ 1``.
+        """
+        s = QuickGELU_SCALE
+        g = F.silu(self.norm(self.a(v).transpose(1, 2)).mul_(s), inplace=True)  # s * QuickGELU, (B, T, c)
+        nt = self.norm_transformer
+        y = torch.add(self.attention(F.layer_norm(g, nt.normalized_shape, nt.weight, nt.bias, nt.eps * s * s)),
+                      g, alpha=1 / s).transpose(1, 2)  # (B, c, T)
+        w = self.b.weight if self.b_bias is None else torch.cat([self.b.weight, self.b_bias.weight])
+        return F.conv1d(y, w, self.cal_one, 1, self.b.padding)
+
     def calibration(self, v: torch.Tensor):
-        """Frame descriptors ``(B, C, T)`` -> ``alpha`` (and ``bias_alpha``) ``(B, C, T)``."""
-        y = self.act(self.norm(self.a(v).transpose(1, 2)))  # (B, T, c)
-        y = (y + self.attention(self.norm_transformer(y))).transpose(1, 2)  # (B, c, T)
-        outs = [self.b(y)] + ([self.b_bias(y)] if self.b_bias is not None else [])
-        if self.zero_init_cal:
-            outs = [o + 1 for o in outs]
-        return outs
+        """Frame descriptors ``(B, C, T)`` -> ``[alpha]`` or ``[alpha, bias_alpha]``, each ``(B, C, T)``."""
+        out = self._stacked(v)
+        if self.b_bias is None:
+            return [out]
+        n = self.b.out_channels  # a Python int: narrow, not chunk, so that FX traces it
+        return [out.narrow(1, 0, n), out.narrow(1, n, n)]
 
     def forward_frames(self, x: torch.Tensor):
         """Frame-major ``(B, T, C, H, W)`` -> ``alpha`` or ``[alpha, bias_alpha]``, each (B, T, C, 1, 1)."""
@@ -240,9 +266,11 @@ class RouteFuncTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor):
         """``(B, C, T, H, W)`` -> ``alpha`` or ``[alpha, bias_alpha]``, each (B, C, T, 1, 1), like the original."""
-        check_video(x, self.c_in, "RouteFuncTransformer input")
-        outs = [o[..., None, None] for o in self.calibration(x.mean((3, 4)))]
-        return outs if self.with_bias_cal else outs[0]
+        _check_input(x, self.c_in, "RouteFuncTransformer input")
+        out = self._stacked(x.mean((3, 4)))
+        if self.b_bias is None:
+            return out.view(out.shape + (1, 1))
+        return out.view(out.shape[0], 2, -1, out.shape[2], 1, 1).unbind(1)  # two views in two ops, not four
 
 
 _RFT_CONV1D = ("a.weight", "b.weight", "b_bias.weight")

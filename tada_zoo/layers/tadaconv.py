@@ -29,13 +29,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ._fx import fx_check, fx_leaf
+
 __all__ = ["TAdaConv2d", "TAdaConv3d", "check_video", "temporal_taps"]
 
 _IntOr = Union[int, Sequence[int]]
 
 
+@fx_check
 def check_video(x: torch.Tensor, channels: int, what: str = "input", channel_dim: int = 1) -> None:
-    """Raise a clear error unless ``x`` is a 5D video with ``channels`` channels."""
+    """Raise a clear error unless ``x`` is a 5D video with ``channels`` channels (skipped by FX tracing)."""
     layout = "(B, C, T, H, W)" if channel_dim == 1 else "(B, T, C, H, W)"
     if not torch.is_tensor(x) or x.dim() != 5:
         shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
@@ -103,6 +106,15 @@ class _InputCalibratedConv2d(torch.autograd.Function):
         grad_x = grad_xa * alpha if need_x else None
         grad_alpha = (grad_xa * x).sum((-2, -1), keepdim=True) if need_alpha else None
         return grad_x, grad_alpha, grad_w, grad_b, None, None, None, None
+
+
+@fx_leaf
+def _input_calibrated_conv2d(x, alpha, weight, bias, stride, padding, dilation, groups) -> torch.Tensor:
+    """``conv2d(x * alpha, W)`` on frames; through ``_InputCalibratedConv2d`` when autograd records
+    (one FX node: whether it does is known only at run time)."""
+    if torch.is_grad_enabled() and (x.requires_grad or alpha.requires_grad or weight.requires_grad):
+        return _InputCalibratedConv2d.apply(x, alpha, weight, bias, stride, padding, dilation, groups)
+    return F.conv2d(x * alpha, weight, bias, stride, padding, dilation, groups)
 
 
 class _TAdaConvNd(nn.Module):
@@ -184,6 +196,7 @@ class TAdaConv2d(_TAdaConvNd):
     def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], groups: int):
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
 
+    @fx_check
     def _check(self, x, alpha, bias_alpha, channel_dim):
         check_video(x, self.in_channels, "TAdaConv2d input", channel_dim)
         B, T = (x.shape[0], x.shape[2]) if channel_dim == 1 else x.shape[:2]
@@ -219,16 +232,27 @@ class TAdaConv2d(_TAdaConvNd):
         if check:
             self._check(x, alpha, bias_alpha, channel_dim=2)
         B, T = x.shape[:2]
+        y = self.forward_flat(x.flatten(0, 1), alpha.flatten(0, 1),
+                              None if bias_alpha is None else bias_alpha.flatten(0, 1))
+        return y.view((B, T) + y.shape[1:])  # not unflatten: see temporal.unflatten_frames
+
+    def forward_flat(
+            self,
+            x: torch.Tensor,
+            alpha: torch.Tensor,
+            bias_alpha: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Flat frames: ``x`` (B * T, C_in, H, W), ``alpha`` (B * T, C_cal, 1, 1) -> (B * T, C_out, H', W').
+
+        No checks and no reshapes: for blocks that keep their frames flat, where every
+        reshape of the (tiny) calibration is one more dispatched op.
+        """
         if self.cal_dim == "cin":
             bias = self.bias if bias_alpha is None else None
-            if torch.is_grad_enabled() and (x.requires_grad or alpha.requires_grad or self.weight.requires_grad):
-                y = _InputCalibratedConv2d.apply(x.flatten(0, 1), alpha.flatten(0, 1), self.weight, bias,
-                                                 self.stride, self.padding, self.dilation, self.groups)
-            else:
-                y = self._conv((x * alpha).flatten(0, 1), self.weight, bias, self.groups)
-            y = y.unflatten(0, (B, T))
+            y = _input_calibrated_conv2d(x, alpha, self.weight, bias,
+                                         self.stride, self.padding, self.dilation, self.groups)
         else:
-            y = self._conv(x.flatten(0, 1), self.weight, None, self.groups).unflatten(0, (B, T))
+            y = self._conv(x, self.weight, None, self.groups)
             if self.bias is None:
                 return y * alpha
             bias = self.bias.view(-1, 1, 1) if bias_alpha is None else bias_alpha * self.bias.view(-1, 1, 1)
@@ -306,6 +330,7 @@ class TAdaConv3d(_TAdaConvNd):
         kt, st, pt, dt = self.kernel_size[0], self.stride[0], self.padding[0], self.dilation[0]
         return (t + 2 * pt - dt * (kt - 1) - 1) // st + 1
 
+    @fx_check
     def _check(self, x, alpha, channel_dim):
         check_video(x, self.in_channels, "TAdaConv3d input", channel_dim)
         B, T = (x.shape[0], x.shape[2]) if channel_dim == 1 else x.shape[:2]
@@ -347,7 +372,7 @@ class TAdaConv3d(_TAdaConvNd):
         frames = torch.stack(taps, 3).flatten(2, 4).flatten(0, 1) if kt > 1 else taps[0].flatten(2, 3).flatten(0, 1)
         weight = self.weight.transpose(1, 2).flatten(1, 2)  # (O, kt * I // g, kh, kw)
         y = F.conv2d(frames, weight, self.bias, self.stride[1:], self.padding[1:], self.dilation[1:], g)
-        return y.unflatten(0, (B, t_out))
+        return y.view((B, t_out) + y.shape[1:])
 
     def frame_weights(self, alpha: torch.Tensor) -> torch.Tensor:
         """The literal per-frame weights ``alpha_t * W_b``: (B, T_out, O, I // groups, kt, kh, kw)."""

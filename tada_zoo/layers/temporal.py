@@ -3,13 +3,24 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ._fx import fx_leaf
 from .tadaconv import check_video
 
-__all__ = ["TemporalAggregation", "temporal_pool", "temporal_sum"]
+__all__ = ["TemporalAggregation", "temporal_pool", "temporal_sum", "unflatten_frames"]
 
 POOL_TYPES = ("avg", "max", "mix")
 
 
+def unflatten_frames(x: torch.Tensor, clip) -> torch.Tensor:
+    """Frames ``(B * T, ...)`` -> clips ``(B, T, ...)``, ``(B, T) = clip[:2]`` (``-1`` allowed).
+
+    ``x.unflatten(0, clip[:2])`` as a ``view``: the TorchScript-based ONNX exporter records
+    unflatten's sizes as constants, which would fix the batch size of an export.
+    """
+    return x.view(clip[:2] + x.shape[1:])
+
+
+@fx_leaf
 def temporal_pool(x: torch.Tensor, kernel_size: int = 3, pool_type: str = "avg", time_dim: int = 1) -> torch.Tensor:
     """Stride-1 pooling over time (dim ``time_dim``), same length out, any layout.
 
@@ -24,11 +35,12 @@ def temporal_pool(x: torch.Tensor, kernel_size: int = 3, pool_type: str = "avg",
     if pool_type == "avg":
         return temporal_sum(x, kernel_size, time_dim).div_(kernel_size)
     # max: a (k, 1) 2D pool over the view (outer, 1, T, inner) needs no transpose or copy
-    flat = x.reshape(x.shape[:time_dim].numel(), 1, x.shape[time_dim], -1)
+    flat = x.reshape(-1, 1, x.shape[time_dim], x.shape[time_dim + 1:].numel())  # -1: the batch stays symbolic in exports
     y = F.max_pool2d(flat, (kernel_size, 1), 1, (kernel_size // 2, 0)).view(x.shape)
     return y if pool_type == "max" else y + temporal_sum(x, kernel_size, time_dim).div_(kernel_size)
 
 
+@fx_leaf
 def temporal_sum(x: torch.Tensor, kernel_size: int = 3, time_dim: int = 1) -> torch.Tensor:
     """Zero-padded sum over ``kernel_size`` frames along ``time_dim``: ``k * avg_pool`` (count_include_pad).
 
@@ -42,11 +54,15 @@ def temporal_sum(x: torch.Tensor, kernel_size: int = 3, time_dim: int = 1) -> to
     T, r = x.shape[time_dim], kernel_size // 2
     if r == 0 or T == 1:
         return x.clone()
+    if torch.onnx.is_in_onnx_export():
+        return _padded_shift_sum(x, r, time_dim)
 
     def frames(t: torch.Tensor, start: int, length: int) -> torch.Tensor:
         return t.narrow(time_dim, start, length)
 
-    if torch.is_grad_enabled() and x.requires_grad:  # out= is not differentiable
+    # out= is not differentiable (nor in a traced graph run with autograd), and torch.compile
+    # breaks its graph on an out= view
+    if (torch.is_grad_enabled() and x.requires_grad) or torch.compiler.is_compiling() or torch.jit.is_tracing():
         y = x.clone()
         frames(y, 1, T - 1).add_(frames(x, 0, T - 1))
     else:  # one pass less than clone + add
@@ -57,6 +73,29 @@ def temporal_sum(x: torch.Tensor, kernel_size: int = 3, time_dim: int = 1) -> to
     for d in range(2, min(r, T - 1) + 1):
         frames(y, d, T - d).add_(frames(x, 0, T - d))
         frames(y, 0, T - d).add_(frames(x, d, T - d))
+    return y
+
+
+def _padded_shift_sum(x: torch.Tensor, radius: int, time_dim: int, center: bool = True) -> torch.Tensor:
+    """Sum of ``x`` shifted by ``-radius..radius`` frames (zero padded; ``center``: with the unshifted ``x``),
+    without in-place updates of views, which the TorchScript-based ONNX exporter loses."""
+    padded = F.pad(x, (0, 0) * (x.dim() - 1 - time_dim) + (radius, radius))
+    shifts = [padded.narrow(time_dim, j, x.shape[time_dim]) for j in range(2 * radius + 1) if center or j != radius]
+    y = shifts[0]
+    for s in shifts[1:]:
+        y = y + s
+    return y
+
+
+@fx_leaf
+def _add_shifted(y: torch.Tensor, x: torch.Tensor, scale: torch.Tensor, radius: int, time_dim: int) -> torch.Tensor:
+    """``y += scale * x`` shifted by ``d = -radius..radius, d != 0`` frames (zero padded), in place."""
+    if torch.onnx.is_in_onnx_export():
+        return y + scale * _padded_shift_sum(x, radius, time_dim, center=False)
+    T = x.shape[time_dim]
+    for d in range(1, min(radius, T - 1) + 1):
+        y.narrow(time_dim, d, T - d).addcmul_(x.narrow(time_dim, 0, T - d), scale)
+        y.narrow(time_dim, 0, T - d).addcmul_(x.narrow(time_dim, d, T - d), scale)
     return y
 
 
@@ -110,11 +149,7 @@ class TemporalAggregation(nn.Module):
         s2, b2 = affine(self.norm_pool)
         s2 = (s2 / self.kernel_size).view(channel_shape)
         y = torch.addcmul((b1 + b2).view(channel_shape), x, (s1.view(channel_shape) + s2))
-        T = x.shape[time_dim]
-        for d in range(1, min(self.kernel_size // 2, T - 1) + 1):
-            y.narrow(time_dim, d, T - d).addcmul_(x.narrow(time_dim, 0, T - d), s2)
-            y.narrow(time_dim, 0, T - d).addcmul_(x.narrow(time_dim, d, T - d), s2)
-        return self.act(y)
+        return self.act(_add_shifted(y, x, s2, self.kernel_size // 2, time_dim))
 
     def _aggregate(self, x: torch.Tensor, time_dim: int) -> torch.Tensor:
         if not self.training and self.pool_type == "avg" and self.norm.running_var is not None:
@@ -124,6 +159,21 @@ class TemporalAggregation(nn.Module):
         # of the 5D tensor: (B*T, C, H, W) frame-major, (B, C, T, H*W) channel-first
         view = (lambda t: t.flatten(0, 1)) if time_dim == 1 else (lambda t: t.flatten(3))
         return self.act(self.norm(view(x)) + self.norm_pool(view(pooled))).view(x.shape)
+
+    def forward_flat(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Flat frames ``(B * T, C, H, W)``, ``T = num_frames`` -> same shape (no checks).
+
+        In eval the average pool is one ``avg_pool2d`` over the ``(B, 1, T, C * H * W)``
+        view, so the module costs seven dispatched ops however long the clip; the folded
+        shifted adds of ``forward_frames`` take about 25 small ones, which on a loaded
+        machine (or as GPU kernel launches) cost more than the one extra pass saves.
+        """
+        k = self.kernel_size
+        if self.training or self.pool_type != "avg" or k == 1:
+            return self._aggregate(x.reshape((-1, num_frames) + x.shape[1:]), time_dim=1).flatten(0, 1)
+        # -1: the batch stays symbolic in exports; reshape: channels-last frames need a copy
+        pooled = F.avg_pool2d(x.reshape(-1, 1, num_frames, x.shape[1:].numel()), (k, 1), 1, (k // 2, 0))
+        return self.act(self.norm(x) + self.norm_pool(pooled.view(x.shape)))
 
     def forward_frames(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, C, H, W)`` -> same shape."""

@@ -16,15 +16,23 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 from timm.models import checkpoint_seq
-from timm.models._features import feature_take_indices
+from timm.models._features import FeatureGetterNet, feature_take_indices
 
-__all__ = ["VideoModelMixin", "StagedVideoMixin", "check_output_fmt", "drop_path_rates"]
+__all__ = ["VideoModelMixin", "StagedVideoMixin", "VideoFeatureDictNet", "check_output_fmt", "drop_path_rates"]
 
 
-def check_output_fmt(output_fmt: str) -> None:
-    """Video maps are ``(B, C, T, H, W)``; 'NCHW' is accepted as timm's ``FeatureGetterNet`` passes it."""
-    if output_fmt not in ("NCTHW", "NCHW"):
-        raise ValueError(f"output_fmt must be 'NCTHW', got {output_fmt!r}")
+# video layouts of the feature maps; timm's 2D names (what FeatureGetterNet passes) mean their video analogue
+_CHANNELS_LAST = {"NCTHW": False, "NCHW": False, "NTHWC": True, "NHWC": True}
+
+
+def check_output_fmt(output_fmt: str) -> bool:
+    """True for channels-last maps: ``'NCTHW'`` (or timm's ``'NCHW'``) is ``(B, C, T, H, W)``,
+    ``'NTHWC'`` (or ``'NHWC'``) ``(B, T, H, W, C)``; timm's token formats do not apply to video maps."""
+    fmt = getattr(output_fmt, "value", output_fmt)  # timm's Format enum
+    if fmt not in _CHANNELS_LAST:
+        raise ValueError(f"output_fmt must be 'NCTHW' (alias 'NCHW') or 'NTHWC' (alias 'NHWC') for video "
+                         f"feature maps, got {fmt!r}")
+    return _CHANNELS_LAST[fmt]
 
 
 def drop_path_rates(rate: float, depths: Sequence[int]) -> List[List[float]]:
@@ -36,11 +44,36 @@ def drop_path_rates(rate: float, depths: Sequence[int]) -> List[List[float]]:
     return [rates[s:s + d] for s, d in zip(starts, depths)]
 
 
+def _channels_last(m):
+    """``(B, C, T, H, W)`` -> ``(B, T, H, W, C)``; a ``(map, prefix tokens)`` pair keeps its tokens."""
+    if isinstance(m, tuple):
+        return (m[0].permute(0, 2, 3, 4, 1),) + m[1:]
+    return m.permute(0, 2, 3, 4, 1)
+
+
 class VideoModelMixin:
     """timm's model API from the family's hooks (module docstring)."""
     stem_is_level = False
     maps_per_level = 1
     classifier_name = "fc"
+
+    def to(self, *args, **kwargs):
+        """``nn.Module.to``; ``memory_format=torch.channels_last_3d`` also takes the 4D weights of the
+        2D convolutions (plain ``Module.to`` raises on them): they become ``channels_last``, the
+        same layout for the ``(B * T, C, H, W)`` frames they convolve."""
+        if kwargs.get("memory_format") is not torch.channels_last_3d:
+            return super().to(*args, **kwargs)
+        kwargs = {k: v for k, v in kwargs.items() if k != "memory_format"}
+        super().to(*args, **kwargs)
+        formats = {5: torch.channels_last_3d, 4: torch.channels_last}
+        return self._apply(lambda t: t.contiguous(memory_format=formats[t.dim()]) if t.dim() in formats else t)
+
+    def __prepare_scriptable__(self):
+        """``torch.jit.script`` calls this first: the forwards are not TorchScript (per-family level
+        state, autograd Functions, FX-aware checks), so fail saying what works instead."""
+        raise RuntimeError(
+            f"{type(self).__name__} does not support torch.jit.script; use torch.jit.trace, torch.export or "
+            "ONNX instead (tada_zoo.export.export_model or `tada-zoo export`, see docs/deploy.md)")
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -78,16 +111,18 @@ class VideoModelMixin:
         """Level outputs as ``(B, C, T, H, W)`` maps (timm's feature API).
 
         ``indices``: which of the ``len(feature_info)`` levels to return (an int n: the last n);
-        ``norm``: the family's final norm applied to them, where it has one.
+        ``norm``: the family's final norm applied to them, where it has one; ``output_fmt``:
+        ``'NCTHW'`` or channels-last ``'NTHWC'`` (timm's ``'NCHW'`` / ``'NHWC'`` mean the same).
         """
-        check_output_fmt(output_fmt)
+        channels_last = check_output_fmt(output_fmt)
         take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
         offset = int(self.stem_is_level)
         intermediates = []
 
         def collect(h, level: int) -> None:
-            maps = self._level_maps(h, norm, **map_kwargs)
-            intermediates.extend(m for j, m in enumerate(maps) if level * self.maps_per_level + j in take_indices)
+            maps = [m for j, m in enumerate(self._level_maps(h, norm, **map_kwargs))
+                    if level * self.maps_per_level + j in take_indices]
+            intermediates.extend([_channels_last(m) for m in maps] if channels_last else maps)
 
         h = self._embed(x)
         if offset:
@@ -123,6 +158,15 @@ class VideoModelMixin:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+class VideoFeatureDictNet(FeatureGetterNet):
+    """``features_only=True, feature_cls='dict'``: the ``forward_intermediates`` maps keyed by their
+    ``feature_info`` module names (timm's ``FeatureDictNet`` re-runs the modules in order, which
+    video networks do not allow: their stages pass internal layouts)."""
+
+    def forward(self, x: torch.Tensor) -> dict:
+        return dict(zip(self.feature_info.module_name(), super().forward(x)))
 
 
 class StagedVideoMixin(VideoModelMixin):

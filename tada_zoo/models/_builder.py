@@ -8,28 +8,33 @@ registered model from at most one source of weights (the Hub, a local checkpoint
 to inflate), for train, evaluate, extract and profile.
 """
 import dataclasses
+import json
+import logging
 from pathlib import Path
 from typing import List, Optional, Union
 
 import timm
 import torch.nn as nn
-from huggingface_hub.errors import (
+from huggingface_hub.utils import (  # .utils has them in every release, .errors only from 0.25
     EntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)
 from timm.models import PretrainedCfg, build_model_with_cfg, get_pretrained_cfg
 
+from ._base import VideoFeatureDictNet
 from ._cfg import VideoPretrainedCfg
-from ._helpers import check_model_name, classifier_keys, family, list_models, load_checkpoint, read_checkpoint
+from ._helpers import (adapt_input_convs, check_model_name, classifier_keys, family, list_models, load_checkpoint,
+                       read_checkpoint)
+from ._weights import (WeightsNotAvailableError, check_against_cfg, find_local_weights, how_to_get, in_hf_cache,
+                       registered_tags, weights_help)
 
 __all__ = ["WEIGHTS_NAME", "WeightsNotAvailableError", "build_video_model", "create_video_model", "how_to_convert",
-           "list_models", "registered_cfg", "released_models"]
+           "list_models", "list_published", "registered_cfg", "released_models", "video_cfg_from_config"]
 
 WEIGHTS_NAME = "model.safetensors"
 _TIMM_FIELDS = {f.name for f in dataclasses.fields(PretrainedCfg)}
 _HUB_MISSING = (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError, OfflineModeIsEnabled)
-
-
-class WeightsNotAvailableError(RuntimeError):
-    """Pretrained weights are neither on the Hub nor in the local HF cache."""
+_VIDEO_CFG_FIELDS = {f.name for f in dataclasses.fields(VideoPretrainedCfg)}
+# timm's feature_cls names that apply to video maps: all come from forward_intermediates
+_FEATURE_CLS = {"getter": "getter", "list": "getter", "dict": VideoFeatureDictNet}
 
 
 def released_models() -> List[str]:
@@ -40,6 +45,14 @@ def released_models() -> List[str]:
         if "." in name and isinstance(cfg, VideoPretrainedCfg) and cfg.original_file:  # not arch = default tag
             names.append(name)
     return sorted(names)
+
+
+def list_published(pattern: str = "*") -> List[str]:
+    """The names of ``timm.list_pretrained(pattern)`` that are ours and whose weights are on the Hub
+    (cfg ``published``); the others load after a local conversion (``how_to_convert``)."""
+    ours = set(list_models())
+    return [name for name in timm.list_pretrained(pattern) if name.split(".")[0] in ours
+            and getattr(get_pretrained_cfg(name), "published", False)]
 
 
 def registered_cfg(name: str) -> VideoPretrainedCfg:
@@ -55,22 +68,8 @@ def registered_cfg(name: str) -> VideoPretrainedCfg:
 
 
 def how_to_convert(name: str, cfg=None) -> str:
-    """The local-conversion recipe for ``arch.tag``, for error messages and docs."""
-    cfg = cfg if cfg is not None else registered_cfg(name)
-    if name.endswith("_inflated") and not getattr(cfg, "original_file", None):
-        return (f"build them locally from the 2D weights ({getattr(cfg, 'origin_url', None) or cfg.init}):\n"
-                f"  python conversion/inflate_convnext.py --source model.safetensors --model {name.split('.')[0]} "
-                f"--output {name}/\nthen load them with\n"
-                f"  timm.create_model({name!r}, pretrained=True, "
-                f"pretrained_cfg_overlay=dict(file={name + '/' + WEIGHTS_NAME!r}))")
-    original = getattr(cfg, "original_file", None) or "ORIGINAL.pyth"
-    url = getattr(cfg, "original_url", None) or getattr(cfg, "origin_url", None)
-    where = f" (download: {url})" if url else ""
-    return (f"convert the original checkpoint{where} locally:\n"
-            f"  tada-zoo convert --model {name} --checkpoint {original} --output {name}/\n"
-            f"then load it with\n"
-            f"  timm.create_model({name!r}, pretrained=True, "
-            f"pretrained_cfg_overlay=dict(file={name + '/' + WEIGHTS_NAME!r}))")
+    """How to get the weights of ``arch.tag`` locally (``_weights.how_to_get``), for error messages and docs."""
+    return how_to_get(name, cfg if cfg is not None else registered_cfg(name))
 
 
 def _cfg_for_message(variant: str, kwargs: dict) -> PretrainedCfg:
@@ -87,9 +86,118 @@ def _cfg_for_message(variant: str, kwargs: dict) -> PretrainedCfg:
     return dataclasses.replace(cfg or PretrainedCfg(architecture=variant), **overlay)
 
 
+def _config_video_entry(cfg: dict, cache_dir=None) -> dict:
+    """The top-level ``"video"`` entry of the ``config.json`` a Hub / folder cfg came from (our
+    converted repos keep the video facts there, out of plain timm's way; timm's loader drops it)."""
+    if cfg.get("source") == "hf-hub" and cfg.get("hf_hub_id"):
+        from timm.models._hub import download_from_hf
+
+        path = download_from_hf(cfg["hf_hub_id"], "config.json", cache_dir=cache_dir)  # cached by timm just now
+    elif cfg.get("source") == "local-dir" and cfg.get("file"):
+        path = Path(cfg["file"]) / "config.json"
+    else:
+        return {}
+    video = json.loads(Path(path).read_text()).get("video")
+    return video if isinstance(video, dict) else {}
+
+
+def video_cfg_from_config(cfg: dict, cache_dir=None) -> VideoPretrainedCfg:
+    """A Hub / local-folder ``config.json``'s pretrained cfg (timm passes it as a dict) as a
+    VideoPretrainedCfg: timm would build a plain ``PretrainedCfg``, which refuses the video facts
+    that ``timm.models.save_for_hf`` writes into it. Facts in the config's ``"video"`` entry (our
+    converted repos) are read back too. ``published``: True, these weights come with that config."""
+    cfg = dict(_config_video_entry(cfg, cache_dir), **cfg)
+    unknown = sorted(set(cfg) - _VIDEO_CFG_FIELDS)
+    if unknown:
+        where = cfg.get("hf_hub_id") or cfg.get("file") or "the model's config.json"
+        raise ValueError(f"pretrained_cfg of {where} has fields neither timm {timm.__version__} nor tada-zoo know: "
+                         f"{unknown} (written by a newer version?)")
+    return VideoPretrainedCfg(**dict(cfg, published=True))
+
+
+class _AdaptedStemWarnings(logging.Filter):
+    """Drops timm's "weights already match the model ... Loading unchanged" warning for the stems
+    that ``adapt_input_convs`` has just adapted (timm checks them after the filter ran)."""
+
+    def __init__(self):
+        super().__init__()
+        self.adapted = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not any(msg.startswith(f"Pretrained {name} weights already match") for name in self.adapted)
+
+
+def _video_options(kwargs: dict) -> dict:
+    """timm's build options that need a video answer: a config.json's cfg dict, ``feature_cls``,
+    ``output_fmt`` of ``features_only`` and ``output_stride`` (ValueError for what does not apply,
+    naming the alternative)."""
+    if kwargs.get("output_stride") is not None:
+        raise ValueError(f"output_stride={kwargs['output_stride']}: tada-zoo video models have a fixed output stride "
+                         "(32; the patch size for TAdaFormer) and no dilated variant; drop the argument")
+    kwargs.pop("output_stride", None)
+    if isinstance(kwargs.get("pretrained_cfg"), dict):
+        kwargs["pretrained_cfg"] = video_cfg_from_config(kwargs["pretrained_cfg"], kwargs.get("cache_dir"))
+    feature_cls = kwargs.get("feature_cls")
+    if kwargs.get("features_only") and isinstance(feature_cls, str):
+        if feature_cls.lower() not in _FEATURE_CLS:
+            raise ValueError(
+                f"feature_cls={feature_cls!r} does not apply to tada-zoo video models: it takes module outputs, "
+                "which are internal layouts (frames as batch, channels-last, tokens); use 'getter' (the default), "
+                "'list' or 'dict': (B, C, T, H, W) maps from forward_intermediates")
+        kwargs["feature_cls"] = _FEATURE_CLS[feature_cls.lower()]
+    if kwargs.get("features_only") and "output_fmt" in kwargs:  # the maps' layout, not a model argument
+        kwargs["feature_cfg"] = dict(kwargs.get("feature_cfg") or {}, output_fmt=kwargs.pop("output_fmt"))
+    return kwargs
+
+
+def _stem_adapting_filter(filter_fn, quiet: _AdaptedStemWarnings):
+    """The family's ``pretrained_filter_fn``, then the 3D stems adapted to the model's ``in_chans``
+    (timm adapts 2D stems itself and would re-initialise 3D ones)."""
+    def fn(state_dict, model):
+        if filter_fn is not None:
+            state_dict = filter_fn(state_dict, model)
+        base = ((getattr(model, "pretrained_cfg", None) or {}).get("input_size") or (3,))[0]
+        quiet.adapted.update(adapt_input_convs(state_dict, model, base))
+        return state_dict
+    return fn
+
+
+def _local_weights(variant: str, kwargs: dict) -> dict:
+    """Weights from the local weights folder (``_weights``: converted, or an original converted on
+    first use), looked up before the Hub. A tag with no source of weights, and unpublished weights
+    that are not in the HF cache either, fail here without a network round trip."""
+    if isinstance(kwargs.get("pretrained_cfg"), dict) or (kwargs.get("pretrained_cfg_overlay") or {}).get("file"):
+        return kwargs  # a config.json's cfg (hf-hub:, local-dir:) or an explicit file: timm's own path
+    cfg = _cfg_for_message(variant, kwargs)
+    if not isinstance(cfg, VideoPretrainedCfg) or not cfg.tag:
+        return kwargs
+    name = f"{variant}.{cfg.tag}"
+    path = find_local_weights(name, cfg)
+    if path is not None:
+        return dict(kwargs, pretrained_cfg_overlay=dict(kwargs.get("pretrained_cfg_overlay") or {}, file=str(path)))
+    if not (cfg.hf_hub_id or cfg.url or cfg.file) or (
+            not cfg.published and cfg.hf_hub_id and not in_hf_cache(cfg, kwargs.get("cache_dir"))):
+        raise WeightsNotAvailableError(weights_help(name, cfg))
+    return kwargs
+
+
 def build_video_model(model_cls, variant: str, pretrained: bool, **kwargs):
     """``timm.models.build_model_with_cfg`` whose failure to find the weights on the Hub (or in
-    the offline cache) says how to convert them locally instead of a bare 404."""
+    the offline cache) says how to convert them locally instead of a bare 404.
+
+    Also for video: a config.json's cfg becomes a ``VideoPretrainedCfg`` (``video_cfg_from_config``),
+    the pretrained 3D stems adapt to another ``in_chans`` by timm's rule, and the feature options
+    that do not apply are refused by name (docs/features.md).
+    """
+    if pretrained:
+        kwargs = _local_weights(variant, kwargs)
+    kwargs = _video_options(kwargs)
+    quiet = _AdaptedStemWarnings()
+    if pretrained:
+        kwargs["pretrained_filter_fn"] = _stem_adapting_filter(kwargs.get("pretrained_filter_fn"), quiet)
+    timm_log = logging.getLogger(build_model_with_cfg.__module__)
+    timm_log.addFilter(quiet)
     try:
         return build_model_with_cfg(model_cls, variant, pretrained, **kwargs)
     except _HUB_MISSING as e:
@@ -106,6 +214,38 @@ def build_video_model(model_cls, variant: str, pretrained: bool, **kwargs):
         except RuntimeError:
             recipe_cfg = cfg
         raise WeightsNotAvailableError(f"{why}; {how_to_convert(name, recipe_cfg or cfg)}") from e
+    finally:
+        timm_log.removeFilter(quiet)
+
+
+def _is_tag(arch: str, tag: str) -> bool:
+    return tag in registered_tags(arch)
+
+
+def _pretrained_file(name: str, arch: str, value) -> tuple:
+    """``pretrained=PATH``: ``(name whose cfg goes with it, weights file)``. The tag: ``name``'s, else
+    a converted folder's config.json's, else the release whose original file has this name."""
+    path = Path(value).expanduser()
+    if not path.exists():
+        tags = ", ".join(registered_tags(arch)) or "none"
+        raise FileNotFoundError(f"--pretrained {value}: neither a tag of {arch} ({tags}) nor an existing .pyth / "
+                                ".safetensors file or converted folder")
+    tag = name.partition(".")[2]
+    if path.is_dir():
+        folder, path = path, path / WEIGHTS_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"--pretrained {value}: the folder has no {WEIGHTS_NAME} (expected a folder "
+                                    "written by tada-zoo convert or tada-zoo inflate)")
+        try:
+            tag = tag or json.loads((folder / "config.json").read_text())["pretrained_cfg"].get("tag") or ""
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+    if not tag:
+        tag = next((t for t in registered_tags(arch)
+                    if getattr(get_pretrained_cfg(f"{arch}.{t}"), "original_file", None) == path.name), "")
+    if tag and not _is_tag(arch, tag):
+        tag = ""  # a folder of another version's tag: the architecture's default cfg
+    return (f"{arch}.{tag}" if tag else arch), path
 
 
 def create_video_model(
@@ -122,8 +262,11 @@ def create_video_model(
     Args:
         name: registered architecture, optionally ``name.tag`` (ValueError listing ours if unknown).
         num_classes: classifier size (default: the cfg's).
-        pretrained: ``True`` (the default tag of ``name``) or a tag: weights from the
-            timm / Hugging Face cache; the head is replaced when ``num_classes`` differs.
+        pretrained: ``True`` (the default tag of ``name``) or a tag: weights from the local
+            weights folder (``$TADA_ZOO_HOME``) or the Hub; or a path: an original ``.pyth``, a
+            ``.safetensors`` or a converted folder, with the cfg of ``name``'s tag (else the
+            folder's, the release of that original file name, the default). The head is
+            replaced when ``num_classes`` differs.
         checkpoint: a local ``.safetensors``, training checkpoint or original ``.pyth``, read
             and mapped by ``load_checkpoint`` with ``head``: ``"fit"`` (fine-tuning: a
             classifier of another size is re-initialised, and says so), ``"strict"``
@@ -139,7 +282,10 @@ def create_video_model(
         raise ValueError("give at most one of --pretrained, --checkpoint-init, --inflate-from")
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
-    if isinstance(pretrained, str) and pretrained:
+    from_file = isinstance(pretrained, (str, Path)) and str(pretrained) and not _is_tag(arch, str(pretrained))
+    if from_file:  # --pretrained PATH: loaded like a checkpoint, with the cfg of its release
+        name, checkpoint, pretrained = *_pretrained_file(name, arch, pretrained), None
+    elif isinstance(pretrained, str) and pretrained:
         name = f"{arch}.{pretrained}"
         pretrained = True
     try:
@@ -152,9 +298,12 @@ def create_video_model(
     if pretrained:
         return model
     if checkpoint:
-        kept = load_checkpoint(model, checkpoint, head=head, context=(
+        info = load_checkpoint(model, checkpoint, head=head, context=(
             f"file: {checkpoint}; check --model (architecture and frame count), --num-classes and "
-            "--model-kwargs against it"))["classifier_kept"]
+            "--model-kwargs against it"))
+        kept = info["classifier_kept"]
+        if from_file and "." in name:  # an original's stored config must agree with the release
+            check_against_cfg(name, info["cfg"])
         if kept and head == "fit":
             print(f"{checkpoint}: classifier {kept} re-initialised for {model.num_classes} classes")
     elif inflate_from:

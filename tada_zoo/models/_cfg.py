@@ -79,12 +79,15 @@ class VideoPretrainedCfg(PretrainedCfg):
     original_url: Optional[str] = None
     init: Optional[str] = None  # what the original training started from
     init_license: Optional[str] = None  # licence of those starting weights
-    published: bool = False  # converted weights are on the Hub (else loading explains how to convert)
+    published: bool = False  # converted weights are on the Hub (else loading explains how to convert;
+    # timm.list_pretrained lists every tag with a Hub id, tada_zoo.list_published only these)
 
 
 def video_cfg(**kwargs) -> VideoPretrainedCfg:
     """Defaults for a video model; ``hf_hub_id='tada-zoo/'`` gets ``<arch>.<tag>`` appended by
-    ``generate_video_cfgs`` (timm only completes its own ``'timm/'`` prefix)."""
+    ``generate_video_cfgs`` (timm only completes its own ``'timm/'`` prefix). ``pool_size`` is
+    timm's: the ``(H, W)`` of the last feature map at ``input_size`` (stride 32 unless given);
+    its time size depends on the clip length."""
     cfg = dict(
         hf_hub_id=f"{HUB_ORG}/",
         hf_hub_filename="model.safetensors",  # safetensors only, never a pickle
@@ -104,6 +107,7 @@ def video_cfg(**kwargs) -> VideoPretrainedCfg:
         paper_name="TAda! Temporally-Adaptive Convolutions for Video Understanding",
     )
     cfg.update(kwargs)
+    cfg.setdefault("pool_size", tuple(s // 32 for s in cfg["input_size"][1:]))
     return VideoPretrainedCfg(**cfg)
 
 

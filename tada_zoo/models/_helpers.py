@@ -13,14 +13,15 @@ import sys
 import zipfile
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Dict, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import timm
 import torch
 import torch.nn as nn
+from timm.models import adapt_input_conv as _adapt_2d
 
 __all__ = ["list_models", "check_model_name", "load_pickle", "read_checkpoint", "family_module", "family", "checkpoint_filter", "map_checkpoint", "load_checkpoint",
-           "load_inflated", "classifier_keys"]
+           "load_inflated", "classifier_keys", "adapt_input_conv", "adapt_input_convs"]
 
 PathLike = Union[str, Path]
 _SHOW = 12  # keys listed per kind of mismatch
@@ -62,7 +63,9 @@ def read_checkpoint(path: PathLike, ema: bool = False) -> Tuple[Dict[str, torch.
     """``(state_dict, info)`` of a weights file, without DDP ``module.`` prefixes.
 
     ``info``: ``state_key`` (where the weights were), ``epoch`` and the original config
-    ``cfg`` (dict or None) when the file stores them. ``ema`` reads the original's
+    ``cfg`` (dict or None) when the file stores them, and ``metadata``: the str -> str
+    metadata of a safetensors header or of a ``.pt``'s ``metadata`` entry (``{}`` if none;
+    ``tada_zoo.engine.checkpoint.checkpoint_info`` reads what training put there). ``ema`` reads the original's
     ``model_ema_state``. A file that cannot be read, needs code to unpickle or holds no
     state dict is a ValueError naming it.
     """
@@ -72,12 +75,15 @@ def read_checkpoint(path: PathLike, ema: bool = False) -> Tuple[Dict[str, torch.
                                 else f"checkpoint {path} is not a file")
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         if ema:
             raise ValueError(f"{path} is a safetensors file: it holds one set of weights; drop --ema")
         try:
-            return load_file(str(path)), dict(state_key="(safetensors)", epoch=None, cfg=None)
+            with safe_open(str(path), "pt") as f:
+                metadata = dict(f.metadata() or {})
+            return load_file(str(path)), dict(state_key="(safetensors)", epoch=None, cfg=None, metadata=metadata)
         except (SafetensorError, OSError, ValueError) as e:
             raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {e}") from None
     ckpt = load_pickle(path)
@@ -106,7 +112,11 @@ def read_checkpoint(path: PathLike, ema: bool = False) -> Tuple[Dict[str, torch.
             cfg = json.loads(cfg)
         except ValueError:
             cfg = None
-    return state_dict, dict(state_key=state_key, epoch=ckpt.get("epoch"), cfg=cfg if isinstance(cfg, dict) else None)
+    metadata = ckpt.get("metadata")
+    metadata = {k: v for k, v in metadata.items() if isinstance(k, str) and isinstance(v, str)} \
+        if isinstance(metadata, dict) else {}
+    return state_dict, dict(state_key=state_key, epoch=ckpt.get("epoch"), cfg=cfg if isinstance(cfg, dict) else None,
+                            metadata=metadata)
 
 
 def _architecture(model_or_name: Union[nn.Module, str]) -> str:
@@ -242,3 +252,31 @@ def load_inflated(model: nn.Module, state_dict: Dict[str, torch.Tensor], new_par
                  for what, x in (("missing", missing), ("unexpected", unexpected), ("mismatched", wrong)) if x]
         raise ValueError(f"cannot inflate into {type(model).__name__}: " + "; ".join(parts))
     model.load_state_dict(state_dict, strict=False)
+
+
+def adapt_input_conv(in_chans: int, weight: torch.Tensor, base_chans: int = 3) -> torch.Tensor:
+    """timm's ``adapt_input_conv`` for stems of any rank (timm's takes 2D ``(O, I, H, W)`` only):
+    the same rule, the input channels summed for ``in_chans=1``, else repeated and scaled by
+    ``base_chans / in_chans``. A Conv3d ``(O, I, T, H, W)`` is adapted as ``(O, I, T * H, W)``."""
+    if weight.dim() < 3:
+        raise ValueError(f"adapt_input_conv: expected a convolution weight (O, I, ...), got {tuple(weight.shape)}")
+    out = _adapt_2d(in_chans, weight.reshape(*weight.shape[:2], -1, weight.shape[-1]), base_chans=base_chans)
+    return out.reshape(out.shape[0], out.shape[1], *weight.shape[2:])
+
+
+def adapt_input_convs(state_dict: Dict[str, torch.Tensor], model: nn.Module, base_chans: int) -> List[str]:
+    """Adapt the 3D stems named by the model's ``first_conv`` (str or tuple) from ``base_chans`` to the
+    model's input channels in ``state_dict`` (in place), where timm's pretrained loading would drop
+    them for random init; 2D stems are left to timm. Returns the adapted names."""
+    names = getattr(model, "_traits", {}).get("first_conv", (getattr(model, "pretrained_cfg", None) or {}).get(
+        "first_conv"))
+    adapted = []
+    for name in (names,) if isinstance(names, str) else names or ():
+        key, target = f"{name}.weight", model.get_submodule(name).weight
+        weight = state_dict.get(key)
+        if (weight is None or weight.dim() < 5 or weight.shape == target.shape or weight.shape[1] != base_chans
+                or weight.shape[:1] + weight.shape[2:] != target.shape[:1] + target.shape[2:]):
+            continue  # nothing to do, or not an input-channel change: the load reports it
+        state_dict[key] = adapt_input_conv(target.shape[1], weight, base_chans)
+        adapted.append(name)
+    return adapted

@@ -144,9 +144,10 @@ class Bottleneck3d(nn.Module):
             y = self.act2(self.bn2(_calibrated(self.conv2, self.conv2_rf, y)))
         if self.conv2t is not None:
             y = self.act2t(self.bn2t(_calibrated(self.conv2t, self.conv2t_rf, y)))
-        y = self.bn3(self.conv3(y))
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return self.act3(self.drop_path(y) + shortcut)
+        y = self.drop_path(self.bn3(self.conv3(y)))
+        # in place: BN's backward needs its input, not its output, so the sum needs no tensor of its own
+        y += x if self.downsample is None else self.downsample(x)
+        return self.act3(y)
 
 
 def _calibrated(conv: nn.Module, route_func: Optional[nn.Module], x: torch.Tensor) -> torch.Tensor:

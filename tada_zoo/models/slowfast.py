@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 from timm.models import generate_default_cfgs, register_model
 
-from ..layers import check_video
+from ..layers import check_video, fx_check
 from ._base import VideoModelMixin
 from ._builder import build_video_model
 from ._cfg import VideoFamily, video_cfg
@@ -134,20 +134,35 @@ class SlowFast(VideoModelMixin, nn.Module):
         """Frames of a fast clip that the slow pathway sees (the original data pipeline's choice)."""
         return torch.linspace(0, num_frames, num_frames // self.alpha + 1).long()[:-1]
 
-    def _stems(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    @fx_check
+    def _check_input(self, x: torch.Tensor) -> None:
         check_video(x, self.in_chans, "SlowFast input (the fast-rate clip)")
         T = x.shape[2]
         if T < self.alpha or T % self.alpha:
             raise ValueError(
                 f"SlowFast input: the fast clip's T={T} must be a positive multiple of alpha={self.alpha} "
                 f"(the slow pathway takes every {self.alpha}th frame); e.g. T={self.num_frames}")
-        slow = x.index_select(2, self.slow_indices(T).to(x.device))
+
+    def _stems(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        self._check_input(x)
+        slow = x.index_select(2, self.slow_indices(x.shape[2]).to(x.device))
         return self.slow.stem(slow), self.fast.stem(x)
 
     def _stage(self, i: int, slow: torch.Tensor, fast: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         name = self.stage_names[i]
         slow = torch.cat((slow, getattr(self, f"fuse{i + 1}")(fast)), 1)
         return self.slow.stage(name, slow), self.fast.stage(name, fast)
+
+    def forward_features(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """``_stage`` inlined, so the unfused slow map is freed once fused (the generic level loop
+        keeps a level's input alive through the level: ~20% of the inference peak)."""
+        slow, fast = self._stems(x)
+        for i in range(self._num_levels()):
+            name = self.stage_names[i]
+            slow = torch.cat((slow, getattr(self, f"fuse{i + 1}")(fast)), 1)
+            slow = self.slow.stage(name, slow)
+            fast = self.fast.stage(name, fast)
+        return [slow, fast]
 
     # levels (VideoModelMixin): stems, then the 4 stages of both pathways; maps: slow, fast
     stem_is_level = True
@@ -178,12 +193,10 @@ class SlowFast(VideoModelMixin, nn.Module):
 
     def forward_head(self, x: Sequence[torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
         """Pool each pathway over time and space, concatenate (slow first), dropout, classifier."""
-        if self.global_pool == "avg":
-            x = torch.cat([t.mean((2, 3, 4)) for t in x], 1)
-        else:
-            x = list(x)
-        x = self.head_drop(x) if torch.is_tensor(x) else x
-        return x if pre_logits or not torch.is_tensor(x) else self.fc(x)
+        if self.global_pool != "avg":
+            return list(x)  # unpooled: the maps (no torch.is_tensor test, which FX tracing cannot answer)
+        x = self.head_drop(torch.cat([t.mean((2, 3, 4)) for t in x], 1))
+        return x if pre_logits else self.fc(x)
 
 
 # ---- original checkpoints ------------------------------------------------------------
@@ -247,8 +260,9 @@ FAMILY = VideoFamily("SlowFast", recipe="tada2d", inflate=inflate_resnet3d, name
 # ---- registry ------------------------------------------------------------------------
 
 def _cfg(frames: int, interval: int, **kwargs):
-    # no released weights: the cfgs give preprocessing defaults (K400, Table 3)
-    kwargs.setdefault("first_conv", "slow.conv1")
+    # no released weights: the cfgs give preprocessing defaults (K400, Table 3). Both stems take
+    # the input clip, so both adapt to another in_chans when weights load
+    kwargs.setdefault("first_conv", ("slow.conv1", "fast.conv1"))
     return video_cfg(hf_hub_id=None, num_frames=frames, sampling="interval", frame_interval=interval, **kwargs)
 
 

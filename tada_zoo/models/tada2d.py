@@ -22,7 +22,7 @@ import torch.nn as nn
 from timm.layers import DropPath
 from timm.models import register_model
 
-from ..layers import RouteFuncMLP, TAdaConv2d, TemporalAggregation, check_video
+from ..layers import RouteFuncMLP, TAdaConv2d, TemporalAggregation, check_video, unflatten_frames
 from ._base import StagedVideoMixin, drop_path_rates
 from ._builder import build_video_model
 from ._cfg import VideoFamily, generate_video_cfgs, video_cfg
@@ -65,7 +65,7 @@ class Bottleneck(nn.Module):
 
     def forward_conv2(self, x: torch.Tensor) -> torch.Tensor:
         """The spatial 3x3 stage on ``(B, T, C, H, W)``."""
-        return self.act2(self.bn2(self.conv2(x.flatten(0, 1)))).unflatten(0, x.shape[:2])
+        return unflatten_frames(self.act2(self.bn2(self.conv2(x.flatten(0, 1)))), x.shape)
 
     tada_conv = "conv2"  # the conv tada_zoo.tadafy replaces (through to_tada)
 
@@ -99,11 +99,11 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frames = x.flatten(0, 1)
-        y = self.act1(self.bn1(self.conv1(frames))).unflatten(0, x.shape[:2])
+        y = unflatten_frames(self.act1(self.bn1(self.conv1(frames))), x.shape)
         y = self.bn3(self.conv3(self.forward_conv2(y).flatten(0, 1)))
         shortcut = frames if self.downsample is None else self.downsample(frames)
         # drop path on the clip view: a whole clip is dropped, never single frames
-        y = self.drop_path(y.unflatten(0, x.shape[:2])) + shortcut.unflatten(0, x.shape[:2])
+        y = self.drop_path(unflatten_frames(y, x.shape)) + unflatten_frames(shortcut, x.shape)
         return self.act3(y)
 
 
@@ -129,8 +129,29 @@ class TAdaBottleneck(Bottleneck):
         self.agg2 = TemporalAggregation(chs, agg_kernel, agg_pool, eps=bn_eps)
 
     def forward_conv2(self, x: torch.Tensor) -> torch.Tensor:
-        alpha = self.conv2_rf.forward_frames(x)
-        return self.agg2.forward_frames(self.conv2.forward_frames(x, alpha, check=False))
+        B, T = x.shape[:2]
+        return unflatten_frames(self._conv2_flat(x.flatten(0, 1), B, T), x.shape)
+
+    def _conv2_flat(self, frames: torch.Tensor, B: int, T: int) -> torch.Tensor:
+        """The TAda stage on flat frames ``(B * T, C, H, W)``: calibration, conv, aggregation.
+
+        The frames stay flat (only the route function sees the clip), so the block
+        dispatches about as few ops as a plain bottleneck plus the calibration's own;
+        the route function is called as a module, so its hooks (``tada_zoo.visualize``) see it.
+        """
+        alpha = self.conv2_rf(frames.reshape((B, T) + frames.shape[1:]).transpose(1, 2))  # (B, C, T, 1, 1)
+        alpha = alpha.transpose(1, 2).reshape(B * T, -1, 1, 1)
+        return self.agg2.forward_flat(self.conv2.forward_flat(frames, alpha), T)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T = x.shape[:2]
+        frames = x.flatten(0, 1)
+        y = self.bn3(self.conv3(self._conv2_flat(self.act1(self.bn1(self.conv1(frames))), B, T)))
+        shortcut = frames if self.downsample is None else self.downsample(frames)
+        if not isinstance(self.drop_path, nn.Identity):
+            # drop path on the clip view: a whole clip is dropped, never single frames
+            return self.act3(self.drop_path(unflatten_frames(y, x.shape)) + unflatten_frames(shortcut, x.shape))
+        return unflatten_frames(self.act3(y + shortcut), x.shape)
 
 
 class VideoResNet(StagedVideoMixin, nn.Module):
@@ -221,7 +242,7 @@ class VideoResNet(StagedVideoMixin, nn.Module):
         check_video(x, self.in_chans, f"{type(self).__name__} input")
         B, _, T = x.shape[:3]
         frames = x.transpose(1, 2).flatten(0, 1)
-        return self.act1(self.bn1(self.conv1(frames))).unflatten(0, (B, T))
+        return unflatten_frames(self.act1(self.bn1(self.conv1(frames))), (B, T))
 
     def to_video(self, x: torch.Tensor) -> torch.Tensor:
         return x.transpose(1, 2)  # frame-major (B, T, C, H, W) -> (B, C, T, H, W), a view

@@ -22,9 +22,10 @@ Module names follow timm's ``convnext.py`` (``stem``, ``stages.i.downsample``,
 ``stages.i.blocks.j.{conv_dw,norm,mlp.fc1,mlp.fc2,gamma}``, ``head.{norm,fc}``), so a timm
 ConvNeXt state dict inflates with a single key change (``tada_zoo.inflate.inflate_convnext``). Between
 blocks activations are frame-major and channels-last, ``(B, T, H, W, C)`` contiguous: the
-convolutions run on the free view ``(B * T, C, H, W)`` in channels-last memory format
-(oneDNN's fast depth-wise path), and the LayerNorms, MLP, calibration and temporal pooling
-need no transposed copies. The public interface is ``(B, C, T, H, W)``.
+convolutions run as ``1 x k x k`` Conv3d on the free view ``(B, C, T, H, W)`` in channels-last-3d
+memory format (oneDNN's fast depth-wise path; no frame flattening, so fewer dispatched ops), and
+the LayerNorms, MLP, calibration and temporal pooling need no transposed copies. The public
+interface is ``(B, C, T, H, W)``.
 """
 import re
 from typing import Callable, Dict, List, Optional, Sequence, Union
@@ -39,8 +40,8 @@ from timm.models import checkpoint_seq, register_model
 from timm.models.convnext import checkpoint_filter_fn as convnext_2d_filter
 
 from ..layers import (
-    QuickGELUMlp, RouteFuncMLP, RouteFuncTransformer, TAdaConv2d, check_video,
-    route_func_transformer_from_original, temporal_sum)
+    QuickGELUMlp, RouteFuncMLP, RouteFuncTransformer, TAdaConv2d, check_video, fx_check,
+    route_func_transformer_from_original)
 from ._base import VideoModelMixin, drop_path_rates
 from ._builder import build_video_model
 from ._cfg import V2_TRAIN_AUG, VideoFamily, generate_video_cfgs, video_cfg
@@ -81,6 +82,8 @@ class TAdaConvNeXtBlock(nn.Module):
         if route not in ("mlp", "transformer"):
             raise ValueError(f"route must be 'mlp' (TAdaConvNeXt) or 'transformer' (V2), got {route!r}")
         self.conv_dw = TAdaConv2d(dim, dim, 7, padding=3, groups=dim, bias=True, cal_dim="cout")
+        self.dim = dim
+        self.bias_cal = route == "transformer"
         if route == "mlp":
             self.conv_dw_rf = RouteFuncMLP(dim, rf_ratio, rf_kernels)
         else:
@@ -91,6 +94,8 @@ class TAdaConvNeXtBlock(nn.Module):
             self.norm_pool = nn.LayerNorm(dim, eps=norm_eps)
             nn.init.zeros_(self.norm_pool.weight)
             nn.init.zeros_(self.norm_pool.bias)
+            # the 1/3 average as a fixed depth-wise kernel (not a weight: no state dict entry)
+            self.register_buffer("pool_weight", torch.full((dim, 1, 3, 1, 1), 1 / 3), persistent=False)
         else:
             self.norm_pool = None
         act_layer = get_act_layer(act_layer)
@@ -102,20 +107,32 @@ class TAdaConvNeXtBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, T, H, W, C)`` -> same shape."""
-        cal = self.conv_dw_rf.calibration(x.mean((2, 3)).transpose(1, 2))  # from frame descriptors (B, C, T)
-        cal = [c.transpose(1, 2)[..., None, None] for c in (cal if isinstance(cal, (list, tuple)) else [cal])]
-        # per-frame calibration commutes with the depth-wise conv: one conv over the B*T frames
-        z = self.conv_dw.forward_frames(x.permute(0, 1, 4, 2, 3), *cal, check=False)
-        z = z.permute(0, 1, 3, 4, 2)  # back to (B, T, H, W, C), free for a channels-last conv output
-        y = self.norm(z)
+        """``(B, T, H, W, C)`` -> same shape.
+
+        Every op here is one dispatch (a kernel launch on a GPU) whatever its size, so the
+        block runs on the free ``(B, C, T, H, W)`` view of its channels-last input: the route
+        function is called as a module on it (its output is ``alpha`` ``(B, C, T, 1, 1)``), the
+        depth-wise conv is a ``1x7x7`` Conv3d on it (per-frame calibration commutes with it),
+        and the temporal average a ``3x1x1`` one; back to ``(B, T, H, W, C)`` by free permutes.
+        """
+        xc = x.permute(0, 4, 1, 2, 3)
+        cal = self.conv_dw_rf(xc)
+        alpha, bias_alpha = (cal[0], cal[1]) if self.bias_cal else (cal, None)  # indexing: FX-traceable
+        c = self.conv_dw
+        z = F.conv3d(xc, c.weight.unsqueeze(2), None, (1,) + c.stride, (0,) + c.padding, (1,) + c.dilation, c.groups)
+        bias = c.bias.view(-1, 1, 1, 1)
+        z = torch.addcmul(bias if bias_alpha is None else bias_alpha * bias, z, alpha)
+        y = self.norm(z.permute(0, 2, 3, 4, 1))
         if self.norm_pool is not None:
-            # LN(sum / 3, eps) == LN(sum, 9 * eps): the average's division folds into the norm
-            p = self.norm_pool
-            y += F.layer_norm(temporal_sum(z, 3), p.normalized_shape, p.weight, p.bias, p.eps * 9)
-        y = self.mlp(y)
+            # zero-padded average of 3 frames (padding counted, like the original AvgPool3d) as a
+            # depth-wise 3x1x1 conv: one op, and on channels-last clips faster than avg_pool3d
+            pooled = F.conv3d(z, self.pool_weight, None, 1, (1, 0, 0), 1, self.dim)
+            y = y + self.norm_pool(pooled.permute(0, 2, 3, 4, 1))
         if self.gamma is not None and isinstance(self.drop_path, nn.Identity):
-            return torch.addcmul(x, y, self.gamma)  # residual and layer scale in one pass
+            if isinstance(self.mlp, QuickGELUMlp):
+                return self.mlp.forward_residual(y, x, self.gamma)
+            return torch.addcmul(x, self.mlp(y), self.gamma)  # residual and layer scale in one pass
+        y = self.mlp(y)
         if self.gamma is not None:
             y = y * self.gamma
         # drop path on (B, ...): a whole clip is dropped, never single frames
@@ -129,8 +146,11 @@ class FrameDownsample(nn.Sequential):
         super().__init__(nn.LayerNorm(in_chs, eps=norm_eps), nn.Conv2d(in_chs, out_chs, kernel_size=2, stride=2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self[1](self[0](x).flatten(0, 1).permute(0, 3, 1, 2))
-        return y.permute(0, 2, 3, 1).unflatten(0, x.shape[:2])
+        # the 2x2 conv as a 1x2x2 Conv3d on the free (B, C, T, H, W) view: no frame flattening
+        conv = self[1]
+        y = F.conv3d(self[0](x).permute(0, 4, 1, 2, 3), conv.weight.unsqueeze(2), conv.bias,
+                     (1,) + conv.stride, (0,) + conv.padding)
+        return y.permute(0, 2, 3, 4, 1)
 
 
 class TAdaConvNeXtStage(nn.Module):
@@ -182,7 +202,8 @@ class VideoNormHead(nn.Module):
         if not self.global_pool:
             return x
         x = self.norm(x.mean((2, 3, 4)))
-        x = self.drop(x)
+        if self.training and self.drop.p > 0:  # eval dropout would still be one dispatched op
+            x = self.drop(x)
         return x if pre_logits else self.fc(x)
 
 
@@ -276,11 +297,15 @@ class TAdaConvNeXt(VideoModelMixin, nn.Module):
         self.num_classes = num_classes
         self.head.reset(num_classes, global_pool)
 
-    def _stem(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, T, H, W)`` -> tubelet embeddings ``(B, T', H/4, W/4, C0)``."""
+    @fx_check
+    def _check_input(self, x: torch.Tensor) -> None:
         check_video(x, self.in_chans, f"{type(self).__name__} input")
         if x.shape[-2] < 4 or x.shape[-1] < 4:
             raise ValueError(f"{type(self).__name__} input: H and W must be >= 4, got shape {tuple(x.shape)}")
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, T, H, W)`` -> tubelet embeddings ``(B, T', H/4, W/4, C0)``."""
+        self._check_input(x)
         return self.stem[1](self.stem[0](x).permute(0, 2, 3, 4, 1))
 
     # levels (VideoModelMixin): the 4 stages, in the channels-last layout (B, T', H, W, C)
@@ -432,7 +457,7 @@ def _inflated(frames: int):
         num_classes=1000, num_frames=frames, mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
         dataset="imagenet-1k", init=(
             "ImageNet-1k ConvNeXt-T of facebookresearch/ConvNeXt (timm convnext_tiny.fb_in1k), "
-            "inflated by conversion/inflate_convnext.py"),
+            "inflated by tada-zoo inflate"),
         init_license="mit", license="mit", first_conv="stem.0", classifier="head.fc",
         origin_url="https://huggingface.co/timm/convnext_tiny.fb_in1k",
         notes=(
@@ -440,7 +465,7 @@ def _inflated(frames: int):
             "ConvNeXt-T (convnext_tiny.fb_in1k) inflated into TAdaConvNeXt-T, exactly the paper's starting "
             "point: tubelet stem centre-initialised, calibration at identity, temporal aggregation at zero, "
             "so the model equals ConvNeXt-T applied to every other frame. Not trained on video: fine-tune it.",
-            "Built by conversion/inflate_convnext.py (tada_zoo.inflate.inflate_convnext).",
+            "Built by `tada-zoo inflate --model ARCH.in1k_inflated` (tada_zoo.inflate.inflate_convnext).",
         ))
 
 

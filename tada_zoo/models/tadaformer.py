@@ -37,7 +37,7 @@ from timm.models import get_pretrained_cfg, register_model
 from timm.models.vision_transformer import Block, _convert_openai_clip
 from torch.utils.checkpoint import checkpoint
 
-from ..layers import QuickGELUMlp, TAdaConv2d, TemporalAggregation, check_video
+from ..layers import QuickGELUMlp, TAdaConv2d, TemporalAggregation, check_video, fx_check, fx_leaf, unflatten_frames
 from ..layers.calibration import RouteFuncTransformer, route_func_transformer_from_original
 from ._base import VideoModelMixin, drop_path_rates
 from ._builder import build_video_model
@@ -71,15 +71,29 @@ class TemporalLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, c = self.kernel_size, self.out_features
-        z = F.linear(x, self.weight.permute(2, 0, 1).reshape(k * c, -1)).unflatten(-1, (k, c))
-        y = z[..., k // 2, :] + self.bias
+        z = F.linear(x, self.weight.permute(2, 0, 1).reshape(k * c, -1))
+        z = z.view(z.shape[:-1] + (k, c))  # not unflatten: see layers.unflatten_frames
+        return _add_shifted_taps(z[..., k // 2, :] + self.bias, z)
+
+
+@fx_leaf
+def _add_shifted_taps(y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``y[:, t] += z[:, t + o, ..., j]`` for every tap ``j`` of ``z`` (..., k, C) off the centre
+    (``o = j - k // 2``), in place (one FX node: in-place slice updates do not trace)."""
+    k = z.shape[-2]
+    if torch.onnx.is_in_onnx_export():  # the TorchScript-based exporter loses in-place updates of views
         for j in range(k):
-            o = j - k // 2  # out[t] += W_j x[t + o]
-            if o < 0:
-                y[:, -o:] += z[:, :o, :, j]
-            elif o > 0:
-                y[:, :-o] += z[:, o:, :, j]
+            o = j - k // 2
+            if o:
+                y = y + F.pad(z[:, max(o, 0):z.shape[1] + min(o, 0), :, j], (0, 0, 0, 0, max(-o, 0), max(o, 0)))
         return y
+    for j in range(k):
+        o = j - k // 2  # out[t] += W_j x[t + o]
+        if o < 0:
+            y[:, -o:] += z[:, :o, :, j]
+        elif o > 0:
+            y[:, :-o] += z[:, o:, :, j]
+    return y
 
 
 class TAdaBlock(nn.Module):
@@ -136,7 +150,7 @@ class TAdaBlock(nn.Module):
     def forward(self, x: torch.Tensor, grid: Tuple[int, int, int]) -> torch.Tensor:
         T = grid[0]
         if isinstance(self.pre_proj, TemporalLinear):
-            y = self.pre_proj(x.unflatten(0, (-1, T))).flatten(0, 1)
+            y = self.pre_proj(unflatten_frames(x, (-1, T))).flatten(0, 1)
         else:
             y = self.pre_proj(x)
         return self.proj(self.act(self.forward_conv(y, grid)))
@@ -180,6 +194,21 @@ class TAdaFormerBlock(Block):
         return x
 
 
+@fx_leaf
+def _pos_embed_for(pos_embed: torch.Tensor, grid: Tuple[int, int], model_grid: Tuple[int, int],
+                   num_prefix_tokens: int) -> torch.Tensor:
+    """``pos_embed`` (made for ``model_grid`` patches) for a ``grid`` of patches: bicubic resampling
+    (one FX node: the comparison of the grids needs the input's shape)."""
+    if tuple(grid) == tuple(model_grid):
+        return pos_embed
+    if torch.onnx.is_in_onnx_export() and torch.jit.is_tracing():
+        raise RuntimeError(
+            f"TAdaFormer: the TorchScript-based ONNX exporter cannot resample pos_embed from {tuple(model_grid)} "
+            f"to {tuple(grid)} patches (antialiased bicubic); call model.set_input_size(...) with the export "
+            f"size first (tada_zoo.export.export_model does), or export with dynamo=True")
+    return resample_abs_pos_embed(pos_embed, grid, model_grid, num_prefix_tokens)
+
+
 class PatchEmbed3d(nn.Module):
     """Tubelet embedding: ``Conv3d((kt, P, P), stride (st, P, P), padding (kt // 2, 0, 0))``, no bias (CLIP)."""
 
@@ -200,7 +229,7 @@ class TAdaFormer(VideoModelMixin, nn.Module):
     """TAdaFormer: ``(B, 3, T, H, W)`` clips -> ``(B, num_classes)``.
 
     Args:
-        img_size: training resolution (sets ``pos_embed``; other sizes are resampled).
+        img_size: training resolution, ``S`` or ``(H, W)`` (sets ``pos_embed``; other sizes are resampled).
         patch_size, embed_dim, depth, num_heads, mlp_ratio: the CLIP ViT.
         num_frames: input frames the model is meant for (the original builds its modules
             for it; no weight depends on it, any T runs). Token frames: ``num_frames // 2``.
@@ -249,7 +278,8 @@ class TAdaFormer(VideoModelMixin, nn.Module):
         self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
         self.num_prefix_tokens = 1
         self.patch_size = patch_size
-        self.grid_size = (img_size // patch_size, img_size // patch_size)
+        img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)  # timm saves (H, W)
+        self.grid_size = (img_size[0] // patch_size, img_size[1] // patch_size)
         self.grad_checkpointing = False
         norm_layer = partial(nn.LayerNorm, eps=norm_eps)
 
@@ -290,19 +320,35 @@ class TAdaFormer(VideoModelMixin, nn.Module):
             self.global_pool = global_pool
         self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
 
-    def _embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int, int]]:
-        """``(B, C, T, H, W)`` -> tokens ``(B * T', 1 + H' * W', D)`` and the grid ``(T', H', W')``."""
+    def set_input_size(self, img_size) -> None:
+        """Resample ``pos_embed`` once to ``img_size`` (``S`` or ``(H, W)``), as timm's ViT: that size
+        then runs without resampling per call, and exports with the TorchScript-based ONNX exporter
+        (which cannot export the antialiased bicubic resampling); the weights keep the new grid."""
+        img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        grid = (img_size[0] // self.patch_size, img_size[1] // self.patch_size)
+        if min(grid) < 1:
+            raise ValueError(f"set_input_size: {img_size} is smaller than one {self.patch_size}x{self.patch_size} patch")
+        if grid != tuple(self.grid_size):
+            with torch.no_grad():
+                resampled = resample_abs_pos_embed(self.pos_embed, grid, self.grid_size, self.num_prefix_tokens)
+            self.pos_embed = nn.Parameter(resampled, requires_grad=self.pos_embed.requires_grad)
+            self.grid_size = grid
+
+    @fx_check
+    def _check_input(self, x: torch.Tensor) -> None:
         check_video(x, self.in_chans, f"{type(self).__name__} input")
         if min(x.shape[-2:]) < self.patch_size:
             raise ValueError(
                 f"{type(self).__name__} input: frames of {tuple(x.shape[-2:])} are smaller than one "
                 f"{self.patch_size}x{self.patch_size} patch; resize the clip (e.g. to 224x224)")
+
+    def _embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int, int]]:
+        """``(B, C, T, H, W)`` -> tokens ``(B * T', 1 + H' * W', D)`` and the grid ``(T', H', W')``."""
+        self._check_input(x)
         x = self.patch_embed(x)
         B, D, T, H, W = x.shape
         x = x.permute(0, 2, 3, 4, 1).reshape(B * T, H * W, D)
-        pos_embed = self.pos_embed
-        if (H, W) != self.grid_size:
-            pos_embed = resample_abs_pos_embed(pos_embed, (H, W), self.grid_size, self.num_prefix_tokens)
+        pos_embed = _pos_embed_for(self.pos_embed, (H, W), tuple(self.grid_size), self.num_prefix_tokens)
         x = torch.cat((self.cls_token.expand(B * T, -1, -1).to(x.dtype), x), dim=1) + pos_embed.to(x.dtype)
         return self.norm_pre(x), (T, H, W)
 
@@ -334,7 +380,7 @@ class TAdaFormer(VideoModelMixin, nn.Module):
     def _output(self, h) -> torch.Tensor:
         """Tokens ``(B, T', 1 + H' * W', D)`` (class token first, not normed)."""
         x, (T, _, _) = h
-        return x.view(-1, T, *x.shape[1:])
+        return unflatten_frames(x, (-1, T))
 
     def _prune(self, keep: int) -> None:
         self.blocks = self.blocks[:keep]
@@ -487,9 +533,10 @@ _CLIP = {"b16": "OpenAI CLIP ViT-B/16 (openai/CLIP ViT-B-16.pt)", "l14": "OpenAI
 
 
 def _cfg(arch: str, frames: int, file: str = None, drive_id: str = None, **kwargs):
+    patch = int(arch[1:])  # b16, l14
     cfg = dict(
         num_frames=frames, sampling="segment", mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD,
-        test_input_size=(3, 224, 224), crop_pct=1.0, test_crop_pct=1.0,
+        test_input_size=(3, 224, 224), crop_pct=1.0, test_crop_pct=1.0, pool_size=(224 // patch, 224 // patch),
         first_conv="patch_embed.proj", classifier="head", origin_url=_ZOO,
         original_file=file, original_url=_DRIVE.format(drive_id) if drive_id else None,
         init=_CLIP[arch], init_license="mit", **_PAPER, **V2_TRAIN_AUG)
@@ -523,7 +570,9 @@ default_cfgs = generate_video_cfgs({
     "tadaformer_b16_16f.k400": _k400("b16", 16, 84.5, "tadaformer_b16_k400_16f.pyth", "1E7IE762YLJnfeiqtjv0jBb91_dZhNK0Q"),
     "tadaformer_b16_16f.k710": _k710("b16", 16),
     "tadaformer_b16_16f.ssv2": _ssv2("b16", 16, 70.4, "tadaformer_b16_ssv2_16f.pyth", "1D-pKrxdrP2IcGXnd_e47ryci7OYCt8BK"),
-    "tadaformer_b16_32f": _cfg("b16", 32, hf_hub_id=None),  # no K400 weights (timm's default tag: .ssv2)
+    # no K400 weights at 32 frames: the tag names the K400 network and recipe (timm's default tag: .ssv2)
+    "tadaformer_b16_32f.k400": _cfg("b16", 32, hf_hub_id=None, dataset="kinetics400", num_classes=400,
+                                    eval_clips=4, eval_crops=3),
     "tadaformer_b16_32f.ssv2": _ssv2("b16", 32, 71.3, "tadaformer_b16_ssv2_32f.pyth", "1uY9tt0rcP_bQDs36oBNWPaqzxqibBQFt"),
     "tadaformer_b16_64f": _cfg("b16", 64, hf_hub_id=None),
     "tadaformer_l14_16f.k710_ft_k400": _k400(
@@ -560,7 +609,7 @@ def _tadaformer(arch: str, frames: int, pretrained: bool, **kwargs) -> TAdaForme
     variant = f"tadaformer_{arch}_{frames}f"
     model_args = dict(_ARCHS[arch], num_frames=frames)
     tag = _tag(kwargs.get("pretrained_cfg"))
-    if pretrained and kwargs.get("pretrained_cfg") is None:  # the default weights (b16_32f: SSV2's)
+    if kwargs.get("pretrained_cfg") is None:  # the default tag (b16_32f: .ssv2), pretrained or not
         tag = get_pretrained_cfg(variant).tag or ""
     if tag.startswith("ssv2"):
         model_args.update(SSV2_ARGS)

@@ -1,0 +1,59 @@
+"""Opt-in download of a release's original checkpoint into the weights folder (``$TADA_ZOO_HOME``).
+
+The original TAdaConv checkpoints are Google Drive files (each cfg's ``original_url``);
+``gdown`` (``pip install 'tada-zoo[download]'``) fetches them, confirmation pages included.
+A download takes its released name only once it is complete and a zip-format checkpoint
+(not Drive's quota or error page); the model layer's one converter then turns it into the
+cached safetensors. Never called implicitly: ``tada-zoo download NAME.TAG`` or ``--download``.
+"""
+import os
+import zipfile
+from pathlib import Path
+from typing import Optional
+
+from .models._builder import registered_cfg
+from .models._weights import find_local_weights, how_to_get, original_path
+
+__all__ = ["download_original"]
+
+
+def download_original(name: str, url: Optional[str] = None, convert: bool = True, quiet: bool = False) -> Path:
+    """Download the original checkpoint of ``arch.tag`` into the weights folder (skipped when it
+    is there) and, with ``convert``, convert it; returns the converted file (else the original).
+    ``url`` replaces the cfg's ``original_url`` (a mirror)."""
+    cfg = registered_cfg(name)
+    dest = original_path(cfg)
+    if dest is None:
+        raise ValueError(f"{name} has no original checkpoint to download; {how_to_get(name, cfg)}")
+    url = url or cfg.original_url
+    if not dest.is_file():
+        if not url:
+            raise ValueError(f"{name}: no download link is known for {dest.name}; save the file as {dest}")
+        _fetch(url, dest, quiet)
+    return (find_local_weights(name, cfg) or dest) if convert else dest
+
+
+def _fetch(url: str, dest: Path, quiet: bool) -> None:
+    manual = f"download {url} yourself and save it as {dest}"
+    try:
+        import gdown
+    except ImportError:
+        raise RuntimeError(f"downloading needs gdown: pip install 'tada-zoo[download]' (or {manual})") from None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    try:
+        if not quiet:
+            print(f"downloading {url} -> {dest}")
+        try:
+            got = gdown.download(url=url, output=str(part), quiet=quiet)
+        except Exception as e:  # gdown raises its own, requests' and OS errors: one message for all
+            raise OSError(f"could not download {url} ({type(e).__name__}: {e}); {manual}") from None
+        if not got or not part.is_file():
+            raise OSError(f"could not download {url}; {manual}")
+        if not zipfile.is_zipfile(part):  # torch.save's format; an HTML page (quota, login) is not
+            head = part.read_bytes()[:64]
+            raise OSError(f"what {url} returned is not a PyTorch checkpoint ({part.stat().st_size} bytes starting "
+                          f"{head[:32]!r}: a Google Drive quota or error page?); {manual}")
+        os.replace(part, dest)
+    finally:
+        part.unlink(missing_ok=True)

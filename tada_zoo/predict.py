@@ -1,0 +1,152 @@
+"""Classify videos with class names: model + its evaluation protocol + decoding + view-averaged softmax.
+
+``load_classifier("tadaconvnext_t_16f.ssv2")`` or ``load_classifier(checkpoint="run/best.safetensors")``
+(a file written by ``tada-zoo train`` says its model, arguments and classes) gives a
+``VideoClassifier`` whose ``predict(videos)`` returns the top-k ``(index, name, score)`` of each
+video. Scores are what ``tada-zoo evaluate`` averages: softmax probabilities over the
+protocol's clips x crops views (``protocol_from_cfg``), through the same dataset and loop.
+
+Class names come from ``labels`` (a list or a file, line i = class i), else the checkpoint,
+else the dataset of the model's pretrained cfg: Something-Something V2 ships its 174 names
+(``data/labels/ssv2.txt``, the ids of the official ``something-something-v2-labels.json``,
+which the original code uses). The original code base never published its Kinetics label
+order, so Kinetics tags give class indices only (``note`` says so) unless ``labels`` names them.
+"""
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from .data.adapters import read_class_names
+from .data.datasets import write_annotations
+from .data.decode import VideoDecodeError
+from .data.protocol import DataProtocol, protocol_from_cfg
+from .engine.checkpoint import resolve_run
+from .engine.evaluate import evaluate_model
+from .models._builder import create_video_model
+
+__all__ = ["VideoClassifier", "load_classifier", "dataset_class_names"]
+
+PathLike = Union[str, os.PathLike]
+_LABELS_DIR = Path(__file__).parent / "data" / "labels"
+# datasets whose label order is published, and the file (line i = class i) that holds it
+_DATASET_LABELS = {"ssv2": "ssv2.txt"}
+
+
+def dataset_class_names(dataset: Optional[str]) -> Optional[List[str]]:
+    """The class names of a pretrained cfg's ``dataset`` in label order, or None when unknown
+    (Kinetics: the original's label order was never published)."""
+    name = _DATASET_LABELS.get((dataset or "").lower())
+    return read_class_names(_LABELS_DIR / name) if name else None
+
+
+def _missing_names_note(dataset: Optional[str]) -> str:
+    if (dataset or "").lower().startswith("kinetics"):
+        return (f"class indices only: the original code base never published the label order of its {dataset} "
+                "models; pass labels (--labels FILE, line i = class i) to name them")
+    return "class indices only: no class names are known for this model; pass labels (--labels FILE)"
+
+
+@dataclass
+class VideoClassifier:
+    """A model in eval mode and the data protocol that feeds it (``load_classifier`` builds one)."""
+    model: torch.nn.Module
+    protocol: DataProtocol
+    heads: List[int]
+    class_names: Optional[List[str]] = None  # single head: one name per class
+    note: Optional[str] = None  # why there are no class names
+    name: str = ""  # the registered model name
+
+    def predict(self, videos: Sequence[PathLike], topk: int = 5, skip_unreadable: bool = False,
+                batch_size: int = 8, workers: int = 0, device: Union[str, torch.device] = "cpu",
+                autocast_dtype: Optional[torch.dtype] = None, progress: bool = False) -> List[dict]:
+        """``[{"video": path, "top": [(index, name, score), ...]}]`` per readable video, best first
+        (``name`` None without class names; several heads: ``top`` is one such list per head).
+
+        An unreadable video is a ``VideoDecodeError`` naming it, or with ``skip_unreadable`` a
+        warning, and it is left out of the result.
+        """
+        if topk < 1:
+            raise ValueError(f"topk must be positive, got {topk}")
+        paths = [os.path.abspath(os.fspath(v)) for v in videos]
+        if not paths:
+            raise ValueError("no videos to classify")
+        odd = [p for p in paths if "\n" in p or "\r" in p or p != p.strip()]
+        if odd:
+            raise ValueError(f"video names with line breaks or surrounding spaces are not supported: {odd[0]!r}")
+        with tempfile.TemporaryDirectory(prefix="tada-zoo-predict-") as tmp:
+            list_file = os.path.join(tmp, "videos.txt")
+            write_annotations([(p, 0) for p in paths], list_file)
+            ds = self.protocol.dataset("", list_file, train=False)
+            bad = ds.probe(workers=workers)
+            if bad:
+                if not skip_unreadable:
+                    path, reason = next(iter(bad.items()))
+                    raise VideoDecodeError(path, reason)
+                for path, reason in bad.items():
+                    warnings.warn(f"skipping {path}: cannot be read ({reason})", RuntimeWarning, stacklevel=2)
+                paths = [p for p in paths if p not in bad]
+                if not paths:
+                    return []
+                write_annotations([(p, 0) for p in paths], list_file)
+                ds = self.protocol.dataset("", list_file, train=False)
+            scores = evaluate_model(self.model, ds, self.heads, batch_size, workers, torch.device(device),
+                                    autocast_dtype, progress=progress)["scores"]
+        results = []
+        for i, path in enumerate(paths):
+            tops = [self._top(s[i], topk, names=self.class_names if len(self.heads) == 1 else None) for s in scores]
+            results.append(dict(video=path, top=tops[0] if len(tops) == 1 else tops))
+        return results
+
+    @staticmethod
+    def _top(probs: torch.Tensor, k: int, names) -> List[Tuple[int, Optional[str], float]]:
+        values, indices = probs.topk(min(k, len(probs)))
+        return [(int(i), names[i] if names else None, float(v)) for v, i in zip(values, indices)]
+
+
+def load_classifier(model: Optional[str] = None, checkpoint: Optional[PathLike] = None,
+                    labels: Optional[Union[PathLike, Sequence[str]]] = None, model_kwargs: Optional[dict] = None,
+                    num_classes: Optional[Sequence[int]] = None, clips: Optional[int] = None,
+                    crops: Optional[int] = None, **protocol_overrides) -> VideoClassifier:
+    """A ``VideoClassifier`` from a registered ``name.tag`` (its Hub weights) or a ``checkpoint``.
+
+    A checkpoint written by ``tada-zoo train`` supplies the model name, ``model_kwargs``, heads,
+    class names and the data flags of its run; arguments given here must agree with it
+    (``engine.checkpoint.resolve_run``). ``clips`` / ``crops`` / ``protocol_overrides``
+    (``protocol_from_cfg`` fields) change the test views; by default they are the model's own.
+    """
+    run = resolve_run(checkpoint, model, list(num_classes) if num_classes else None, model_kwargs)
+    heads = run["num_classes"]
+    kwargs = dict(run["model_kwargs"])
+    if protocol_overrides.get("num_frames"):  # another clip length: the model is built for it (as evaluate does)
+        kwargs["num_frames"] = protocol_overrides["num_frames"]
+    net = create_video_model(run["model"], sum(heads) if heads else None, pretrained=None if checkpoint else True,
+                             checkpoint=checkpoint, head="strict", **kwargs).eval()
+    heads = heads or [net.num_classes]
+    cfg = net.pretrained_cfg or {}
+    over = dict(run["protocol"], **{k: v for k, v in protocol_overrides.items() if v is not None})
+    over.update(num_frames=getattr(net, "num_frames", None), clips=clips, crops=crops)
+    protocol = protocol_from_cfg(cfg, **over)
+
+    names, note, source, dataset = None, None, None, cfg.get("dataset")
+    if labels is not None:
+        names = list(labels) if isinstance(labels, (list, tuple)) else read_class_names(labels)
+        source = "labels" if isinstance(labels, (list, tuple)) else os.fspath(labels)
+    elif run["class_names"]:
+        names, source = run["class_names"], checkpoint
+    elif not run["trained"]:  # registered or converted weights: the names of the dataset they were trained on
+        names = dataset_class_names(dataset)
+        names = names if names is not None and heads == [len(names)] else None
+    if names is not None and heads != [len(names)]:
+        raise ValueError(f"{source} names {len(names)} classes, but the model has "
+                         f"{heads[0] if len(heads) == 1 else heads} outputs; is it the class file of this model?")
+    if names is None and run["trained"]:
+        note = ("class indices only: the checkpoint names no classes (trained from a list without --class-names); "
+                "pass labels (--labels FILE, line i = class i)")
+    elif names is None:
+        note = _missing_names_note(dataset)
+    return VideoClassifier(net, protocol, list(heads), names, note, run["model"])
