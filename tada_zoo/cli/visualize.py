@@ -10,7 +10,8 @@ from tada_zoo.engine.distributed import init_distributed
 from tada_zoo.models._builder import create_video_model
 from tada_zoo.visualize import visualize_video
 
-from ._args import HelpFormatter, json_object, non_negative_int, positive_float, positive_int
+from ._args import (HelpFormatter, add_pretrained_args, json_object, non_negative_int, positive_float, positive_int,
+                    resolve_pretrained)
 
 __all__ = ["register"]
 
@@ -26,7 +27,7 @@ def register(subparsers) -> None:
                                                  "default: what --checkpoint says)")
     p.add_argument("--checkpoint", default=None, help="local weights (.safetensors / checkpoint; one written by train "
                                                       "also gives the model, its arguments and class names)")
-    p.add_argument("--pretrained", action="store_true", help="use the registered pretrained weights of NAME.TAG")
+    add_pretrained_args(p, p)
     p.add_argument("--num-classes", type=positive_int, default=None,
                    help="classifier size of --checkpoint (default: the model cfg's)")
     p.add_argument("--output", required=True, help="folder for the pictures and values")
@@ -61,7 +62,7 @@ def _main(args: argparse.Namespace) -> None:
     if args.num_frames:
         kwargs["num_frames"] = args.num_frames
     heads = run["num_classes"]
-    model = create_video_model(run["model"], sum(heads) if heads else None, pretrained=args.pretrained or None,
+    model = create_video_model(run["model"], sum(heads) if heads else None, pretrained=resolve_pretrained(args, run["model"]),
                                checkpoint=args.checkpoint, head="strict", **kwargs)
     if names is not None and len(names) != model.num_classes:
         raise ValueError(f"--class-names {args.class_names} has {len(names)} names for {model.num_classes} classes")
