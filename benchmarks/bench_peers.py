@@ -36,7 +36,7 @@ checkpoint utilities but never used here, so an empty stand-in module is registe
 
     git clone https://github.com/alibaba-mmai-research/TAdaConv /tmp/TAdaConv
     python benchmarks/bench_peers.py --original /tmp/TAdaConv [--only original|pytorchvideo|decode]
-        [--batches 1 4] [--repeats 3] [--size 224] [--frames T] [--threads 2] [--profile-ops]
+        [--models NAME ...] [--modes inference train] [--batches 1 4] [--repeats 3] [--size 224] [--frames T] [--threads 2] [--profile-ops]
         [-- decode args]
 """
 import argparse
@@ -294,7 +294,7 @@ def compare(section: str, name: str, pair, frames: int, args, goals: dict, their
     ours, theirs = (m.to(args.device) for m in pair)
     for batch in args.batches:
         x = clip(batch, frames, args.size, args.device)
-        for train in (False, True):
+        for train in [m == "train" for m in args.modes]:
             mode = "train step" if train else "inference"
             calls = {"ours": make_step(ours, x, train), "theirs": make_step(theirs, x, train)}
             runs = time_runs(calls, repeats=args.repeats)
@@ -335,6 +335,8 @@ def run_original(args) -> None:
         return
     pairs = {}
     for name, (_, issue_frames) in ORIGINAL.items():
+        if args.models and name not in args.models:
+            continue
         frames = args.frames or issue_frames
         pair = original_pair(name, args.original, frames)
         err = check_agree(*pair, clip(1, frames, args.size, "cpu"))
@@ -362,6 +364,8 @@ def run_pytorchvideo(args) -> None:
 
     pairs = {}
     for name, issue_frames in PYTORCHVIDEO.items():
+        if args.models and name not in args.models:
+            continue
         frames = args.frames or issue_frames
         pair = pytorchvideo_pair(name)
         shape = (1, 3, frames, args.size, args.size)
@@ -392,6 +396,10 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", choices=SECTIONS, action="append", help="run this section (repeatable); default all")
     p.add_argument("--original", type=Path, help="checkout of alibaba-mmai-research/TAdaConv")
+    p.add_argument("--models", nargs="+", choices=sorted({*ORIGINAL, *PYTORCHVIDEO}),
+                   help="only these of our models (default: all of each section)")
+    p.add_argument("--modes", nargs="+", choices=("inference", "train"), default=["inference", "train"],
+                   help="which calls to measure")
     p.add_argument("--batches", type=positive_int, nargs="+", default=[1, 4])
     p.add_argument("--repeats", type=positive_int, default=5, help="turns per measurement (median)")
     p.add_argument("--size", type=positive_int, default=224)

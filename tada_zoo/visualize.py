@@ -86,10 +86,13 @@ def select_tada_layers(model: nn.Module, patterns: Union[str, Sequence[str]] = "
     return chosen
 
 
-def _alpha_ct(alpha, frame_major: bool) -> torch.Tensor:
-    """First clip's alpha as ``(C, T)``: from ``(B, C, T, 1, 1)``, or ``(B, T, C, 1, 1)`` if frame-major."""
+def _alpha_ct(alpha, frame_major: bool, frames_last: bool = False) -> torch.Tensor:
+    """First clip's alpha as ``(C, T)``: from ``(B, C, T, 1, 1)``, ``(B, T, C, 1, 1)`` if frame-major,
+    or ``(B, T, 1, 1, C)`` if frames-last (a route function called with ``frames_last=True``)."""
     a = (alpha[0] if isinstance(alpha, (list, tuple)) else alpha).detach()[0].float()
-    if frame_major:
+    if frames_last:
+        a = a.permute(3, 0, 1, 2)
+    elif frame_major:
         a = a.transpose(0, 1)
     return a.reshape(a.shape[0], a.shape[1], -1).mean(-1).cpu()
 
@@ -125,9 +128,9 @@ def record_alpha(model: nn.Module, names: Sequence[str]):
             patched.append((conv, attr))
         rf = modules.get(f"{name}_rf")
         if rf is not None:
-            def hook(module, args, output, name=name):  # returns None: the output stays as it is
-                fallback.setdefault(name, _alpha_ct(output, frame_major=False))
-            handles.append(rf.register_forward_hook(hook))
+            def hook(module, args, kwargs, output, name=name):  # returns None: the output stays as it is
+                fallback.setdefault(name, _alpha_ct(output, False, frames_last=kwargs.get("frames_last", False)))
+            handles.append(rf.register_forward_hook(hook, with_kwargs=True))
     try:
         yield out
         for name in names:

@@ -100,7 +100,7 @@ def test_cam_is_not_a_constant():
 
 def _route_outputs(model):
     """alpha_t ``(C, T)`` per TAdaConv, recorded at its route function ``<name>_rf`` (whatever method the
-    model calls: ``forward``, ``forward_frames`` or ``calibration``)."""
+    model calls: ``forward``, with or without ``frames_last``, ``forward_frames`` or ``calibration``)."""
     seen, undo = {}, []
     for name in tada_layer_names(model):
         rf = model.get_submodule(name + "_rf")
@@ -108,6 +108,9 @@ def _route_outputs(model):
             def rec(*a, _fn=getattr(rf, attr), _name=name, _layout=layout, **kw):
                 out = _fn(*a, **kw)
                 first = out[0] if isinstance(out, (list, tuple)) else out
+                if kw.get("frames_last"):  # (B, T, 1, 1, C)
+                    seen.setdefault(_name, first[:, :, 0, 0][0].T)
+                    return out
                 first = first.reshape(first.shape[:3])[0]
                 seen.setdefault(_name, first.T if _layout == "btc" else first)
                 return out

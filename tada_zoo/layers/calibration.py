@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from timm.layers.activations import QuickGELU
 
-from ._fx import fx_check
+from ._derived import derived
+from ._fx import fx_check, fx_leaf
 from .tadaconv import check_video
 
 QuickGELU_SCALE = 1.702  # QuickGELU(x) = x * sigmoid(1.702 x)
@@ -27,6 +28,26 @@ __all__ = ["FrameConv1d", "RouteFuncMLP", "LearnableCalibration", "RouteFuncTran
 @fx_check
 def _check_input(x: torch.Tensor, channels: int, what: str) -> None:
     check_video(x, channels, what)
+
+
+@fx_leaf
+def spatial_mean(x: torch.Tensor) -> torch.Tensor:
+    """Frame descriptors ``GAP_s(X)``: ``(B, C, T, H, W)`` -> ``(B, C, T)``, in any memory layout.
+
+    On a channels-last clip H and W are reduced as the middle dims of its contiguous
+    ``(B, T, H, W, C)`` view: ``mean((3, 4))`` of the channels-first view strides across
+    memory and is some 30x slower on CPU (its gradient, an expand, costs the same either way).
+    """
+    if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last_3d):
+        return x.mean((3, 4))
+    return x.permute(0, 2, 3, 4, 1).mean((2, 3)).transpose(1, 2)
+
+
+def _calibration_view(out: torch.Tensor, frames_last: bool) -> torch.Tensor:
+    """``(B, C, T)`` -> ``(B, C, T, 1, 1)``, or with ``frames_last`` ``(B, T, 1, 1, C)``: the layout
+    in which a calibration broadcasts over a channels-last clip's ``(B, T, H, W, C)`` view."""
+    out = out.view(out.shape + (1, 1))  # one op, not two unsqueezes
+    return out.permute(0, 2, 3, 4, 1) if frames_last else out
 
 
 class FrameConv1d(nn.Conv1d):
@@ -107,10 +128,11 @@ class RouteFuncMLP(nn.Module):
         alpha = self.calibration(x.mean((3, 4)).transpose(1, 2))
         return alpha.transpose(1, 2)[..., None, None]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frames_last: bool = False) -> torch.Tensor:
+        """``(B, C, T, H, W)`` -> ``alpha`` ``(B, C, T, 1, 1)`` like the original, or with
+        ``frames_last`` ``(B, T, 1, 1, C)`` (for channels-last clips)."""
         _check_input(x, self.c_in, "RouteFuncMLP input")
-        alpha = self.calibration(x.mean((3, 4)))
-        return alpha.view(alpha.shape + (1, 1))  # one op, not two unsqueezes
+        return _calibration_view(self.calibration(spatial_mean(x)), frames_last)
 
 
 class LearnableCalibration(nn.Module):
@@ -247,7 +269,9 @@ class RouteFuncTransformer(nn.Module):
         nt = self.norm_transformer
         y = torch.add(self.attention(F.layer_norm(g, nt.normalized_shape, nt.weight, nt.bias, nt.eps * s * s)),
                       g, alpha=1 / s).transpose(1, 2)  # (B, c, T)
-        w = self.b.weight if self.b_bias is None else torch.cat([self.b.weight, self.b_bias.weight])
+        w = self.b.weight if self.b_bias is None else derived(
+            self, "cal_weight", lambda: torch.cat([self.b.weight, self.b_bias.weight]), self.b.weight,
+            self.b_bias.weight)
         return F.conv1d(y, w, self.cal_one, 1, self.b.padding)
 
     def calibration(self, v: torch.Tensor):
@@ -264,13 +288,16 @@ class RouteFuncTransformer(nn.Module):
         outs = [o.transpose(1, 2)[..., None, None] for o in self.calibration(x.mean((3, 4)).transpose(1, 2))]
         return outs if self.with_bias_cal else outs[0]
 
-    def forward(self, x: torch.Tensor):
-        """``(B, C, T, H, W)`` -> ``alpha`` or ``[alpha, bias_alpha]``, each (B, C, T, 1, 1), like the original."""
+    def forward(self, x: torch.Tensor, frames_last: bool = False):
+        """``(B, C, T, H, W)`` -> ``alpha`` or ``[alpha, bias_alpha]``, each (B, C, T, 1, 1) like the
+        original, or with ``frames_last`` (B, T, 1, 1, C) (for channels-last clips)."""
         _check_input(x, self.c_in, "RouteFuncTransformer input")
-        out = self._stacked(x.mean((3, 4)))
+        out = self._stacked(spatial_mean(x))
         if self.b_bias is None:
-            return out.view(out.shape + (1, 1))
-        return out.view(out.shape[0], 2, -1, out.shape[2], 1, 1).unbind(1)  # two views in two ops, not four
+            return _calibration_view(out, frames_last)
+        # both calibrations as views of the stacked output, in as few ops as possible
+        out = out.view(out.shape[0], 2, -1, out.shape[2], 1, 1)
+        return out.permute(1, 0, 3, 4, 5, 2).unbind(0) if frames_last else out.unbind(1)
 
 
 _RFT_CONV1D = ("a.weight", "b.weight", "b_bias.weight")

@@ -4,13 +4,15 @@ import torch.nn.functional as F
 from timm.layers import Mlp
 from timm.layers.activations import QuickGELU
 
+from ._derived import derived
+
 
 class QuickGELUMlp(Mlp):
     """timm's ``Mlp`` with QuickGELU ``x * sigmoid(1.702 x)``, computed as ``silu(1.702 x) / 1.702``.
 
-    The two scalings ride on the GEMMs (``addmm``'s alpha), leaving one fused SiLU kernel
-    instead of QuickGELU's three elementwise passes over the widest tensor of the block
-    (~5 % of a CLIP ViT's CPU time). Same parameters, names
+    The two scalings ride on the GEMMs (``addmm``'s alpha at inference, the small weights
+    under autograd), leaving one fused SiLU kernel instead of QuickGELU's three elementwise
+    passes over the widest tensor of the block (~5 % of a CLIP ViT's CPU time). Same parameters, names
     and function as ``Mlp(act_layer=QuickGELU)``, up to float rounding; it takes ``Mlp``'s
     arguments (so it can be a timm ``Block``'s ``mlp_layer``) except ``act_layer``, which
     must be QuickGELU if given, and a hidden ``norm_layer``, which would sit between the
@@ -27,7 +29,12 @@ class QuickGELUMlp(Mlp):
         super().__init__(in_features, hidden_features, act_layer=QuickGELU, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s, rows = self.scale, x.reshape(-1, x.shape[-1])
+        s = self.scale
+        if torch.is_grad_enabled():  # scaled weights, out of place: see forward_residual
+            b1 = None if self.fc1.bias is None else self.fc1.bias * s
+            h = self._drop(self.drop1, F.silu(F.linear(x, self.fc1.weight * s, b1)))
+            return self._drop(self.drop2, F.linear(h, self.fc2.weight / s, self.fc2.bias))
+        rows = x.reshape(-1, x.shape[-1])
         # GEMM's alpha / beta apply the scalings: no scaled copy of the weights or bias, no extra pass
         b1 = torch.zeros((), dtype=x.dtype, device=x.device) if self.fc1.bias is None else self.fc1.bias
         h = self._drop(self.drop1, F.silu(torch.addmm(b1, rows, self.fc1.weight.t(), beta=s, alpha=s), inplace=True))
@@ -36,14 +43,22 @@ class QuickGELUMlp(Mlp):
         return self._drop(self.drop2, y).view(x.shape[:-1] + (-1,))
 
     def forward_residual(self, x: torch.Tensor, shortcut: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
-        """``shortcut + gamma * self(x)`` in fewer dispatched ops: N-D ``linear`` (no 2D reshape, no
-        transposed weight views), ``silu(s * h)`` in place, and the ``1 / s`` in the residual's
-        ``addcmul`` (``fc2``'s bias scaled by ``s`` to match)."""
+        """``shortcut + gamma * self(x)`` in fewer dispatched ops: the ``1 / s`` in the residual's
+        ``addcmul`` (``fc2``'s bias scaled by ``s`` to match); without autograd also N-D ``linear``
+        (no 2D reshape, no transposed weight views) and ``silu(s * h)`` in place."""
         if self.training and (self.drop1.p > 0 or self.drop2.p > 0):
             return torch.addcmul(shortcut, self(x), gamma)
         s = self.scale
-        h = F.silu(F.linear(x, self.fc1.weight, self.fc1.bias).mul_(s), inplace=True)
-        b2 = None if self.fc2.bias is None else self.fc2.bias * s
+        b2 = None if self.fc2.bias is None else derived(self, "fc2_bias", lambda: self.fc2.bias * s, self.fc2.bias)
+        if torch.is_grad_enabled():
+            # no in-place ops on the autograd graph: silu_ would make it save a copy of its input,
+            # and mul_ on the N-D linear's output (a view) would copy the whole base back in the
+            # backward pass; GEMM alpha / beta would cost a scaling pass of each gradient there.
+            # Scaling fc1's (small) weight and bias is the cheap way, both ways.
+            b1 = None if self.fc1.bias is None else self.fc1.bias * s
+            h = F.silu(F.linear(x, self.fc1.weight * s, b1))
+        else:
+            h = F.silu(F.linear(x, self.fc1.weight, self.fc1.bias).mul_(s), inplace=True)
         return torch.addcmul(shortcut, F.linear(h, self.fc2.weight, b2), gamma, value=1 / s)
 
     def _drop(self, drop, x: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,7 @@ from timm.models import checkpoint_seq, register_model
 from timm.models.convnext import checkpoint_filter_fn as convnext_2d_filter
 
 from ..layers import (
-    QuickGELUMlp, RouteFuncMLP, RouteFuncTransformer, TAdaConv2d, check_video, fx_check,
+    QuickGELUMlp, RouteFuncMLP, RouteFuncTransformer, TAdaConv2d, check_video, depthwise_conv3d, derived, fx_check,
     route_func_transformer_from_original)
 from ._base import VideoModelMixin, drop_path_rates
 from ._builder import build_video_model
@@ -110,23 +110,26 @@ class TAdaConvNeXtBlock(nn.Module):
         """``(B, T, H, W, C)`` -> same shape.
 
         Every op here is one dispatch (a kernel launch on a GPU) whatever its size, so the
-        block runs on the free ``(B, C, T, H, W)`` view of its channels-last input: the route
-        function is called as a module on it (its output is ``alpha`` ``(B, C, T, 1, 1)``), the
-        depth-wise conv is a ``1x7x7`` Conv3d on it (per-frame calibration commutes with it),
-        and the temporal average a ``3x1x1`` one; back to ``(B, T, H, W, C)`` by free permutes.
+        convolutions run on the free ``(B, C, T, H, W)`` view of the channels-last input (the
+        depth-wise conv as a ``1x7x7`` Conv3d, the temporal average as a ``3x1x1`` one), and
+        everything else on the contiguous ``(B, T, H, W, C)`` view: the route function, called
+        as a module, returns its calibrations as ``(B, T, 1, 1, C)``, so scaling the conv output
+        keeps its layout, and the gradients of ``alpha`` reduce over adjacent dims.
         """
         xc = x.permute(0, 4, 1, 2, 3)
-        cal = self.conv_dw_rf(xc)
+        cal = self.conv_dw_rf(xc, frames_last=True)
         alpha, bias_alpha = (cal[0], cal[1]) if self.bias_cal else (cal, None)  # indexing: FX-traceable
         c = self.conv_dw
-        z = F.conv3d(xc, c.weight.unsqueeze(2), None, (1,) + c.stride, (0,) + c.padding, (1,) + c.dilation, c.groups)
-        bias = c.bias.view(-1, 1, 1, 1)
-        z = torch.addcmul(bias if bias_alpha is None else bias_alpha * bias, z, alpha)
-        y = self.norm(z.permute(0, 2, 3, 4, 1))
+        weight = derived(self, "conv_dw_weight", lambda: c.weight.unsqueeze(2), c.weight)
+        z = depthwise_conv3d(xc, weight)
+        z = z.permute(0, 2, 3, 4, 1) * alpha  # per-frame calibration commutes with the conv
+        # the per-frame bias made small first: its gradient is then one reduction, not two products
+        z = z.add_(c.bias if bias_alpha is None else bias_alpha * c.bias)  # in place: nothing saved
+        y = self.norm(z)
         if self.norm_pool is not None:
             # zero-padded average of 3 frames (padding counted, like the original AvgPool3d) as a
             # depth-wise 3x1x1 conv: one op, and on channels-last clips faster than avg_pool3d
-            pooled = F.conv3d(z, self.pool_weight, None, 1, (1, 0, 0), 1, self.dim)
+            pooled = depthwise_conv3d(z.permute(0, 4, 1, 2, 3), self.pool_weight)
             y = y + self.norm_pool(pooled.permute(0, 2, 3, 4, 1))
         if self.gamma is not None and isinstance(self.drop_path, nn.Identity):
             if isinstance(self.mlp, QuickGELUMlp):
@@ -148,7 +151,8 @@ class FrameDownsample(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # the 2x2 conv as a 1x2x2 Conv3d on the free (B, C, T, H, W) view: no frame flattening
         conv = self[1]
-        y = F.conv3d(self[0](x).permute(0, 4, 1, 2, 3), conv.weight.unsqueeze(2), conv.bias,
+        weight = derived(self, "weight", lambda: conv.weight.unsqueeze(2), conv.weight)
+        y = F.conv3d(self[0](x).permute(0, 4, 1, 2, 3), weight, conv.bias,
                      (1,) + conv.stride, (0,) + conv.padding)
         return y.permute(0, 2, 3, 4, 1)
 
