@@ -52,16 +52,21 @@ def test_derived_is_never_kept_under_autograd():
     torch.testing.assert_close(m.weight.grad, torch.full((3,), 4.))  # the gradient reached the parameter
 
 
-def test_a_model_sees_new_weights_after_load_state_dict_in_eval():
-    """The kept forms of a TAdaConvNeXtV2 (concatenated route weights, 5D conv weights, scaled
-    biases) follow the weights: eval output after loading other weights is that model's."""
-    kw = dict(depths=(1, 1), dims=(32, 64), num_classes=5, head_dim=16)
-    a = timm.create_model("tadaconvnextv2_t_16f", **kw).eval()
-    b = timm.create_model("tadaconvnextv2_t_16f", **kw).eval()
+@pytest.mark.parametrize("name, kw", [
+    ("tadaconvnextv2_t_16f", dict(depths=(1, 1), dims=(32, 64), num_classes=5, head_dim=16)),
+    ("tada2d_r50_8f", dict(layers=(1, 1), widths=(8, 16), stem_width=8, num_classes=5)),
+])
+def test_a_model_sees_new_weights_after_load_state_dict_in_eval(name, kw):
+    """The kept forms (TAdaConvNeXtV2: concatenated route weights, 5D conv weights, scaled biases;
+    TAda2D: BNs folded into the route function and the aggregation) follow the weights: eval
+    output after loading other weights is that model's."""
+    a = timm.create_model(name, **kw).eval()
+    b = timm.create_model(name, **kw).eval()
     for m in (a, b):
-        for p in m.parameters():
-            with torch.no_grad():
-                p.normal_(0, 0.2)
+        for t in m.state_dict().values():
+            if t.is_floating_point():
+                with torch.no_grad():
+                    t.uniform_(0.5, 1.0) if t.dim() == 1 else t.normal_(0, 0.2)
     x = torch.randn(1, 3, 4, 32, 32)
     with torch.no_grad():
         ya, yb = a(x), b(x)

@@ -120,8 +120,25 @@ class RouteFuncMLP(nn.Module):
             g = self.g(v.mean(2)).unsqueeze(-1)
             v = v + g if self.local_context else g.expand_as(v)
         if self.a is not None:
-            v = self.act(self.bn(self.a(v)))
-        return self.b(v) + 1
+            if self.training or self.bn.running_var is None:
+                v = self.act(self.bn(self.a(v)))
+            else:  # eval: the BN folded into the conv
+                bn = self.bn
+                w, b = derived(self, "a_bn", self._folded_a, self.a.weight, self.a.bias, bn.weight, bn.bias,
+                               bn.running_mean, bn.running_var)
+                v = self.act(F.conv1d(v, w, b, 1, self.a.padding))
+        # the "+ 1" as the conv's bias: one op less (``b`` has none)
+        one = derived(self, "one", lambda: torch.ones_like(self.b.weight[:, 0, 0]), self.b.weight)
+        return F.conv1d(v, self.b.weight, one, 1, self.b.padding)
+
+    def _folded_a(self):
+        """Weight and bias of ``bn(a(v))`` with the BN's running statistics (eval)."""
+        bn = self.bn
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+        bias = bn.bias - bn.running_mean * scale
+        if self.a.bias is not None:
+            bias = bias + self.a.bias * scale
+        return self.a.weight * scale[:, None, None], bias
 
     def forward_frames(self, x: torch.Tensor) -> torch.Tensor:
         check_video(x, self.c_in, "RouteFuncMLP input", channel_dim=2)
