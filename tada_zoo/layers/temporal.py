@@ -57,13 +57,39 @@ def temporal_sum(x: torch.Tensor, kernel_size: int = 3, time_dim: int = 1) -> to
         return x.clone()
     if torch.onnx.is_in_onnx_export():
         return _padded_shift_sum(x, r, time_dim)
+    compiled = torch.compiler.is_compiling() or torch.jit.is_tracing()
+    if torch.is_grad_enabled() and x.requires_grad and not compiled:
+        return _TemporalSum.apply(x, kernel_size, time_dim)
+    return _shift_sum(x, r, time_dim, inplace_ok=not compiled)
+
+
+class _TemporalSum(torch.autograd.Function):
+    """``temporal_sum`` under autograd: the zero-padded box sum is its own adjoint, so the
+    gradient is the same sum of the output gradient. Recording the shifted in-place adds
+    instead would make autograd copy the whole output back for every one of them."""
+
+    @staticmethod
+    def forward(ctx, x, kernel_size, time_dim):
+        ctx.kernel_size, ctx.time_dim = kernel_size, time_dim
+        return _shift_sum(x, kernel_size // 2, time_dim)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        return _shift_sum(grad, ctx.kernel_size // 2, ctx.time_dim), None, None
+
+
+def _shift_sum(x: torch.Tensor, r: int, time_dim: int, inplace_ok: bool = True) -> torch.Tensor:
+    """The shifted adds of ``temporal_sum`` (``r >= 1``) on ``x`` that autograd does not record."""
+    T = x.shape[time_dim]
+    if T == 1:
+        return x.clone()
 
     def frames(t: torch.Tensor, start: int, length: int) -> torch.Tensor:
         return t.narrow(time_dim, start, length)
 
-    # out= is not differentiable (nor in a traced graph run with autograd), and torch.compile
-    # breaks its graph on an out= view
-    if (torch.is_grad_enabled() and x.requires_grad) or torch.compiler.is_compiling() or torch.jit.is_tracing():
+    # torch.compile breaks its graph on an out= view
+    if not inplace_ok:
         y = x.clone()
         frames(y, 1, T - 1).add_(frames(x, 0, T - 1))
     else:  # one pass less than clone + add
