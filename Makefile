@@ -41,7 +41,7 @@ bench: $(STAMP)
 MIN_VENV ?= .venv-min
 MIN_TESTS ?= tests/test_models.py tests/test_layers.py tests/test_convert.py tests/test_hub.py \
 	tests/test_timm_contracts.py tests/test_data_decode.py tests/test_data_transforms.py \
-	tests/test_data_datasets.py tests/test_engine_train.py
+	tests/test_data_datasets.py tests/test_engine_train.py tests/test_fast_paths.py
 
 min-deps:
 	rm -rf $(MIN_VENV) && python3 -m venv $(MIN_VENV)
