@@ -19,7 +19,8 @@ Sections (``--only``; all by default):
   skipped when that file is absent.
 
 Each mode is one inference call (eval, no_grad) and one training step (forward, cross
-entropy, backward, SGD step), at every ``--batches``. Times: the two implementations take
+entropy, backward, SGD step), at every ``--batches``; ``--compile`` adds ours under
+``torch.compile`` (what ``tada-zoo train --compile`` runs) as one more row each. Times: the two implementations take
 turns (``common.time_runs``), a ratio is the median of per-turn ratios, for wall time and
 for process CPU time (the steadier one on a loaded machine). Peak memory on
 CPU: the rise of the resident high-water mark (VmHWM) over one call, in a fresh process
@@ -36,7 +37,7 @@ checkpoint utilities but never used here, so an empty stand-in module is registe
 
     git clone https://github.com/alibaba-mmai-research/TAdaConv /tmp/TAdaConv
     python benchmarks/bench_peers.py --original /tmp/TAdaConv [--only original|pytorchvideo|decode]
-        [--models NAME ...] [--modes inference train] [--batches 1 4] [--repeats 3] [--size 224] [--frames T] [--threads 2] [--profile-ops]
+        [--models NAME ...] [--modes inference train] [--compile] [--batches 1 4] [--repeats 3] [--size 224] [--frames T] [--threads 2] [--profile-ops]
         [-- decode args]
 """
 import argparse
@@ -297,6 +298,8 @@ def compare(section: str, name: str, pair, frames: int, args, goals: dict, their
         for train in [m == "train" for m in args.modes]:
             mode = "train step" if train else "inference"
             calls = {"ours": make_step(ours, x, train), "theirs": make_step(theirs, x, train)}
+            if args.compile:  # compiled in the warm-up call of time_runs, then timed in turn with the others
+                calls["compiled"] = make_step(torch.compile(ours), x, train)
             runs = time_runs(calls, repeats=args.repeats)
             speedup = 1 / paired_ratio(runs, "ours", "theirs")
             cpu_speedup = 1 / paired_ratio(runs, "ours", "theirs", cpu=True)
@@ -309,6 +312,11 @@ def compare(section: str, name: str, pair, frames: int, args, goals: dict, their
                 mem = f"{mb['ours']:.0f} | {mb['theirs']:.0f} | {mb['ours'] / mb['theirs']:.2f}"
             print(f"| {name} | {batch} | {mode} | {median_time(runs, 'ours'):.3f} | {median_time(runs, 'theirs'):.3f} | "
                   f"{speedup:.2f} | {cpu_speedup:.2f} | {goals[batch]:g} | {mem} |", flush=True)
+            if args.compile:
+                print(f"| {name} (ours compiled) | {batch} | {mode} | {median_time(runs, 'compiled'):.3f} | "
+                      f"{median_time(runs, 'theirs'):.3f} | {1 / paired_ratio(runs, 'compiled', 'theirs'):.2f} | "
+                      f"{1 / paired_ratio(runs, 'compiled', 'theirs', cpu=True):.2f} | {goals[batch]:g} | - | - | - |",
+                      flush=True)
             if args.profile_ops:
                 top_ops(f"{name} ours, batch {batch}, {mode}", calls["ours"])
                 top_ops(f"{name} {theirs_label}, batch {batch}, {mode}", calls["theirs"])
@@ -407,6 +415,9 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
+    p.add_argument("--compile", action="store_true",
+                   help="also time ours under torch.compile (the path of `train --compile`; the peers stay "
+                        "eager), one extra row per measurement; compiling takes minutes per mode on a CPU")
     p.add_argument("--profile-ops", action="store_true", help="print torch.profiler's top ops of every call")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
