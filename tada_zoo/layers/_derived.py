@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-__all__ = ["derived", "clear_derived"]
+__all__ = ["derived", "clear_derived", "bn_affine"]
 
 _ATTR = "_derived_tensors"
 
@@ -60,3 +60,9 @@ def clear_derived(model: nn.Module) -> None:
     """Forget every kept tensor of ``model`` and its submodules (after writes through ``.data``)."""
     for m in model.modules():
         m.__dict__.pop(_ATTR, None)
+
+
+def bn_affine(bn: nn.modules.batchnorm._BatchNorm):
+    """An eval-mode BatchNorm as the per-channel ``(scale, shift)`` of ``scale * x + shift``."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale

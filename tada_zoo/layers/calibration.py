@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from timm.layers.activations import QuickGELU
 
-from ._derived import derived
+from ._derived import bn_affine, derived
 from ._fx import fx_check, fx_leaf
 from .tadaconv import check_video
 
@@ -133,9 +133,7 @@ class RouteFuncMLP(nn.Module):
 
     def _folded_a(self):
         """Weight and bias of ``bn(a(v))`` with the BN's running statistics (eval)."""
-        bn = self.bn
-        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-        bias = bn.bias - bn.running_mean * scale
+        scale, bias = bn_affine(self.bn)
         if self.a.bias is not None:
             bias = bias + self.a.bias * scale
         return self.a.weight * scale[:, None, None], bias

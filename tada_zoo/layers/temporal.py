@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._derived import derived
+from ._derived import bn_affine, derived
 from ._fx import fx_leaf
 from .tadaconv import check_video
 
@@ -164,12 +164,8 @@ class TemporalAggregation(nn.Module):
         """Eval-mode BNs and the average folded per channel: ``(a, c, b)`` with the module equal to
         ``act(a * x + c * sum_{d != 0} shift_d(x) + b)`` (the zero-padded average pool is
         ``(1/k) * sum`` of the time-shifted ``x``), each ``(C, 1, 1)``."""
-        def affine(bn):
-            scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-            return scale, bn.bias - bn.running_mean * scale
-
-        s1, b1 = affine(self.norm)
-        s2, b2 = affine(self.norm_pool)
+        s1, b1 = bn_affine(self.norm)
+        s2, b2 = bn_affine(self.norm_pool)
         c = s2 / self.kernel_size
         return (s1 + c).view(-1, 1, 1), c.view(-1, 1, 1), (b1 + b2).view(-1, 1, 1)
 
@@ -186,11 +182,8 @@ class TemporalAggregation(nn.Module):
         y = torch.addcmul(b, x, a)
         return self.act(_add_shifted(y, x, c, self.kernel_size // 2, time_dim))
 
-    def _folds(self) -> bool:
-        return not self.training and self.pool_type == "avg" and self.norm.running_var is not None
-
     def _aggregate(self, x: torch.Tensor, time_dim: int) -> torch.Tensor:
-        if self._folds():
+        if not self.training and self.pool_type == "avg" and self.norm.running_var is not None:
             return self._forward_folded(x, time_dim)
         pooled = temporal_pool(x, self.kernel_size, self.pool_type, time_dim)
         # BatchNorm2d over a 4D view with channels at dim 1 has the per-channel statistics
@@ -199,7 +192,8 @@ class TemporalAggregation(nn.Module):
         return self.act(self.norm(view(x)) + self.norm_pool(view(pooled))).view(x.shape)
 
     def forward_flat(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """Flat frames ``(B * T, C, H, W)``, ``T = num_frames`` -> same shape (no checks)."""
+        """Flat frames ``(B * T, C, H, W)``, ``T = num_frames`` -> same shape (no checks).
+        ``-1``: the batch stays symbolic in exports."""
         y = self._aggregate(x.view((-1, num_frames) + x.shape[1:]), time_dim=1)
         return y.view(x.shape)
 
