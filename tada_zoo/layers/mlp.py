@@ -30,9 +30,8 @@ class QuickGELUMlp(Mlp):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.scale
-        if torch.is_grad_enabled():  # scaled weights, out of place: see forward_residual
-            b1 = None if self.fc1.bias is None else self.fc1.bias * s
-            h = self._drop(self.drop1, F.silu(F.linear(x, self.fc1.weight * s, b1)))
+        if torch.is_grad_enabled():
+            h = self._drop(self.drop1, self._hidden_autograd(x))
             return self._drop(self.drop2, F.linear(h, self.fc2.weight / s, self.fc2.bias))
         rows = x.reshape(-1, x.shape[-1])
         # GEMM's alpha / beta apply the scalings: no scaled copy of the weights or bias, no extra pass
@@ -51,15 +50,19 @@ class QuickGELUMlp(Mlp):
         s = self.scale
         b2 = None if self.fc2.bias is None else derived(self, "fc2_bias", lambda: self.fc2.bias * s, self.fc2.bias)
         if torch.is_grad_enabled():
-            # no in-place ops on the autograd graph: silu_ would make it save a copy of its input,
-            # and mul_ on the N-D linear's output (a view) would copy the whole base back in the
-            # backward pass; GEMM alpha / beta would cost a scaling pass of each gradient there.
-            # Scaling fc1's (small) weight and bias is the cheap way, both ways.
-            b1 = None if self.fc1.bias is None else self.fc1.bias * s
-            h = F.silu(F.linear(x, self.fc1.weight * s, b1))
+            h = self._hidden_autograd(x)
         else:
             h = F.silu(F.linear(x, self.fc1.weight, self.fc1.bias).mul_(s), inplace=True)
         return torch.addcmul(shortcut, F.linear(h, self.fc2.weight, b2), gamma, value=1 / s)
+
+    def _hidden_autograd(self, x: torch.Tensor) -> torch.Tensor:
+        """``silu(s * fc1(x))`` for autograd, with no in-place op on its graph: ``silu_`` would make it
+        save a copy of its input, and ``mul_`` on the N-D linear's output (a view) would copy the
+        whole base back in the backward pass; GEMM alpha / beta would cost a scaling pass of each
+        gradient there. Scaling fc1's (small) weight and bias is the cheap way, both ways."""
+        s = self.scale
+        b1 = None if self.fc1.bias is None else self.fc1.bias * s
+        return F.silu(F.linear(x, self.fc1.weight * s, b1))
 
     def _drop(self, drop, x: torch.Tensor) -> torch.Tensor:
         """``drop(x)``, skipped where it is the identity (eval, ``p == 0``): one dispatched op less."""
