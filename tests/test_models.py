@@ -292,10 +292,10 @@ def test_model_pretrained_cfg(name):
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_model_family_declared(name):
     """Every family file declares FAMILY: what recipes, release lists and inflation read instead of tables."""
-    from tada_zoo.engine.recipes import RECIPES, default_recipe
+    from tada_zoo.engine.recipes import RECIPES, recipe_for
     from tada_zoo.models._cfg import VideoFamily
     from tada_zoo.models._helpers import family
 
     fam = family(name)
     assert isinstance(fam, VideoFamily) and fam.display_name(name)
-    assert default_recipe(name) in RECIPES
+    assert recipe_for(name)[0] in RECIPES

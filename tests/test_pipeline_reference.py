@@ -96,7 +96,7 @@ def test_crop_geometry_is_the_originals():
 def test_tag_protocol_is_its_released_config(tag, facts):
     """Every data value of the 13 released configs (merged by the original Config class) is the tag's
     protocol: sampling, 30-fps window, test resize / crop, statistics and the training augmentation."""
-    from tada_zoo.engine.recipes import RECIPES
+    from tada_zoo.engine.recipes import RECIPES, recipe_for
 
     p = protocol_from_cfg(get_pretrained_cfg(tag))
     assert p.sampling == facts["sampling_mode"].replace("_based", "") and p.num_frames == facts["num_input_frames"]
@@ -117,5 +117,4 @@ def test_tag_protocol_is_its_released_config(tag, facts):
     assert p.hflip  # RandomHorizontalFlipVideo is in every training transform
     # SSV2_FLIP acts when the training set is SSV2: the recipe for that dataset turns it on
     swap = facts["ssv2_flip"] and "ssv2" in facts["train_dataset"]
-    family = "tada2d" if tag.startswith("tada2d") else "tadaconvnext"
-    assert (RECIPES[f"{family}_{'ssv2' if 'ssv2' in facts['train_dataset'] else 'k400'}"]["flip_labels"] == "ssv2") == swap
+    assert (RECIPES[recipe_for(tag)[0]]["flip_labels"] == "ssv2") == swap

@@ -215,7 +215,7 @@ def test_grad_checkpointing_and_groups():
     from timm.optim import create_optimizer_v2
     opt = create_optimizer_v2(model, "adamw", lr=1e-3, layer_decay=0.7)
     scales = sorted({g["lr_scale"] for g in opt.param_groups})
-    assert len(scales) == 4  # stem, 2 blocks, head
+    assert len(scales) == 5  # stem, 2 blocks, final norm, head
     assert model.no_weight_decay() == {"pos_embed", "cls_token"}
 
 

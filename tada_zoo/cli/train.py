@@ -10,9 +10,10 @@ from tada_zoo.data.adapters import read_class_names, split_class_folders
 from tada_zoo.data.protocol import FLIP_LABELS, protocol_from_cfg
 from tada_zoo.engine.distributed import barrier, cleanup_distributed, init_distributed, is_main_process
 from tada_zoo.engine.metrics import parse_num_classes
-from tada_zoo.engine.recipes import RECIPES
-from tada_zoo.engine.trainer import TrainConfig, fit, resolve_config, seed_everything
-from tada_zoo.models._builder import create_video_model
+from tada_zoo.engine.recipes import ALIASES, LR_SCALING, RECIPES
+from tada_zoo.engine.trainer import TrainConfig, fit, recipe_report, resolve_config, seed_everything
+from tada_zoo.models._builder import create_video_model, registered_cfg
+from tada_zoo.models._weights import registered_tags
 
 from ._args import add_pretrained_args, resolve_pretrained
 from ._args import (HelpFormatter, add_data_args, non_negative_float, open_fraction, positive_float, positive_int,
@@ -20,27 +21,44 @@ from ._args import (HelpFormatter, add_data_args, non_negative_float, open_fract
 
 __all__ = ["register"]
 
+def _names(text: str) -> tuple:
+    """argparse type: comma-separated parameter-name fragments ('' = none)."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
 # TrainConfig fields as flags, validated where parsed (the rest: non-negative floats)
 _FIELD_TYPES = dict(
     epochs=positive_int, batch_size=positive_int, max_steps_per_epoch=positive_int, eval_every=positive_int,
-    seed=int, opt=str, sched=str, rand_augment=str, lr=positive_float, head_lr=positive_float,
-    warmup_lr=positive_float, clip_grad=positive_float, momentum=probability, label_smoothing=probability,
-    drop_rate=probability, drop_path_rate=probability, mixup_prob=probability, random_erasing=probability,
-    ema_decay=probability)
+    seed=int, opt=str, rand_augment=str, lr=positive_float, warmup_lr=positive_float, clip_grad=positive_float,
+    momentum=probability, label_smoothing=probability, drop_rate=probability, drop_path_rate=probability,
+    mixup_prob=probability, random_erasing=probability, ema_decay=probability, new_params=_names,
+    layer_decay=probability, head_lr_mult=positive_float, new_params_mult=positive_float)
+_FIELD_CHOICES = dict(sched=("cosine", "cosine_v2"), lr_scaling=LR_SCALING)
+_FIELD_BOOLS = ("nesterov", "lr_reduce", "ema")
 
 _RECIPE = " (default: the recipe's)"
 _FIELD_HELP = dict(
     epochs="training epochs" + _RECIPE,
     batch_size="clips per batch per process",
-    lr="learning rate for the global batch (default: the recipe's base lr scaled by global batch / its batch)",
-    head_lr="classifier learning rate (default: lr x the recipe's head scale)",
-    min_lr="final learning rate of the schedule",
-    warmup_epochs="linear warm-up epochs" + _RECIPE,
-    warmup_lr="learning rate at the start of warm-up (default: lr x the recipe's warm-up scale)",
-    opt="timm optimizer name, e.g. sgd, adamw" + _RECIPE,
+    lr="learning rate for the global batch (default: the recipe's, given for its own global batch, scaled "
+       "by --lr-scaling)",
+    lr_scaling="the recipe's learning rate at another global batch: linear (x global batch / the recipe's) or "
+               "none (as given)",
+    min_lr="learning rate at the end of the cosine" + _RECIPE,
+    warmup_epochs="linear warm-up epochs (may be fractional)" + _RECIPE,
+    warmup_lr="learning rate at the start of the warm-up (absolute; the warm-up ends at the schedule's value)"
+              + _RECIPE,
+    opt="timm optimizer name, e.g. sgd (nesterov with --nesterov), adamw" + _RECIPE,
     momentum="SGD momentum" + _RECIPE,
+    nesterov="nesterov momentum for sgd" + _RECIPE,
     weight_decay="weight decay (not on biases and norms)" + _RECIPE,
-    sched="timm scheduler name, e.g. cosine" + _RECIPE,
+    norm_weight_decay="weight decay of norm layers" + _RECIPE,
+    sched="cosine (to --min-lr over all epochs) or cosine_v2 (cosine after the warm-up)" + _RECIPE,
+    layer_decay="layer-wise learning-rate decay (1 = off; < 1: timm's layer ids)" + _RECIPE,
+    lr_reduce="route-function and classifier weights x5, their biases x10 (layer decay 1)" + _RECIPE,
+    head_lr_mult="classifier learning-rate multiplier (with layer decay)" + _RECIPE,
+    new_params="comma-separated name fragments of new parameters (with layer decay)" + _RECIPE,
+    new_params_mult="learning-rate multiplier of --new-params" + _RECIPE,
     label_smoothing="label smoothing" + _RECIPE,
     clip_grad="clip the gradient norm to this" + _RECIPE,
     drop_rate="dropout before the classifier" + _RECIPE,
@@ -50,7 +68,8 @@ _FIELD_HELP = dict(
     mixup_prob="probability of mixing a batch when mixup / cutmix are on",
     rand_augment="timm RandAugment string, e.g. rand-m9-n4-mstd0.5 (default: the model's data protocol)",
     random_erasing="random erasing probability" + _RECIPE,
-    ema_decay="EMA decay per step (with --ema)",
+    ema="keep an EMA of the weights (used for validation and checkpoints)" + _RECIPE,
+    ema_decay="EMA decay per step" + _RECIPE,
     seed="seed of weights init, shuffling and augmentation",
     eval_every="validate every this many epochs (and after the last)",
     max_steps_per_epoch="cut every epoch to this many steps (debugging; default: all batches)",
@@ -65,7 +84,7 @@ def register(subparsers) -> None:
                     "val here and written to OUTPUT/train.txt, val.txt, classes.txt). Checkpoints carry the "
                     "model name, its arguments and the class names.")
     p.add_argument("--model", required=True, help="registered architecture, e.g. tada2d_r50_8f")
-    p.add_argument("--data-root", required=True,
+    p.add_argument("--data-root", default=None,
                    help="folder the list paths are relative to; without --train-list: a folder of class folders "
                         "(<class>/<video>, classes in sorted order)")
     p.add_argument("--train-list", default=None,
@@ -86,8 +105,9 @@ def register(subparsers) -> None:
     add_pretrained_args(init, p)
     init.add_argument("--checkpoint-init", default=None, help="start from a local .safetensors / checkpoint")
     init.add_argument("--inflate-from", default=None, help="inflate 2D ImageNet weights (timm name or file)")
-    p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
-                   help="paper preset (default: tadaconvnext_k400 for ConvNeXt/former models, else tada2d_k400)")
+    p.add_argument("--recipe", choices=sorted(RECIPES) + sorted(ALIASES), default=None, metavar="RECIPE",
+                   help="training recipe: a released original config (docs/training.md; default: the tag's own, "
+                        f"else the family's for the tag's dataset): {', '.join(sorted(RECIPES))}")
     add_data_args(p)
     p.add_argument("--input-size", type=positive_int, default=None,
                    help="training crop (default: the cfg's); scales the short-side range and test size with it")
@@ -98,17 +118,28 @@ def register(subparsers) -> None:
     p.add_argument("--val-clips", type=positive_int, default=1, help="clips per video in per-epoch validation")
     # every TrainConfig field not set above becomes a flag; None = recipe value
     skip = {"model", "num_classes", "output", "recipe", "workers", "progress", "stop_after_epoch", "resume", "amp",
-            "ema", "compile", "sync_bn", "flip_labels", "model_kwargs", "class_names", "protocol"}
+            "compile", "sync_bn", "flip_labels", "model_kwargs", "class_names", "protocol", "sources"}
     for f in dataclasses.fields(TrainConfig):
-        if f.name not in skip:
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=_FIELD_TYPES.get(f.name, non_negative_float),
-                           default=f.default, help=_FIELD_HELP[f.name])
+        if f.name in skip:
+            continue
+        flag = f"--{f.name.replace('_', '-')}"
+        if f.name in _FIELD_BOOLS:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=_FIELD_HELP[f.name])
+        elif f.name in _FIELD_CHOICES:
+            p.add_argument(flag, choices=_FIELD_CHOICES[f.name], default=f.default, help=_FIELD_HELP[f.name])
+        else:
+            p.add_argument(flag, type=_FIELD_TYPES.get(f.name, non_negative_float), default=f.default,
+                           help=_FIELD_HELP[f.name])
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision")
-    p.add_argument("--ema", action="store_true", help="keep an EMA of the weights (used for validation and checkpoints)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes")
     p.add_argument("--resume", default="auto",
                    help="last.pt to resume from; 'auto' resumes from OUTPUT/last.pt when present, 'none' never")
+    p.add_argument("--dry-run", action="store_true",
+                   help="read no data: build the model and optimizer, print the resolved recipe (each value with "
+                        "its source) and write OUTPUT/recipe.json (parameter groups, learning rate per step)")
+    p.add_argument("--steps-per-epoch", type=positive_int, default=None,
+                   help="with --dry-run: optimizer steps per epoch (a real run counts its batches)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=_main)
@@ -149,7 +180,66 @@ def _classes_and_lists(args):
     return names, args.train_list, args.val_list
 
 
+def _training_name(args) -> str:
+    """``arch.tag`` whose recipe and protocol a run uses: ``--model``'s tag, or ``--pretrained TAG``'s."""
+    arch, _, tag = args.model.partition(".")
+    if isinstance(args.pretrained, str) and args.pretrained in registered_tags(arch):
+        tag = args.pretrained
+    return f"{arch}.{tag}" if tag else arch
+
+
+def _train_config(args, name: str, heads, class_names=None) -> TrainConfig:
+    """The flags as a resolved TrainConfig (recipe values where a flag is not given)."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and k not in (
+        "model", "num_classes", "resume", "class_names")})
+    cfg = dataclasses.replace(cfg, model=name, num_classes=heads, progress=not args.quiet,
+                              resume=None if args.resume == "none" else args.resume)
+    return resolve_config(cfg)
+
+
+def _print_recipe(cfg: TrainConfig) -> None:
+    print(f"recipe {cfg.recipe} ({cfg.sources['recipe']}); every value and where it came from:")
+    for key in sorted(k for k in cfg.sources if k != "recipe"):
+        print(f"  {key:<18} {str(getattr(cfg, key)):<14} {cfg.sources[key]}")
+
+
+def _dry_run(args: argparse.Namespace) -> None:
+    """Build the model (on the meta device: no memory, no weights) and its optimizer, print the
+    recipe and write OUTPUT/recipe.json; reads no data."""
+    import torch
+
+    if args.steps_per_epoch is None:
+        raise ValueError("--dry-run needs --steps-per-epoch N (a real run counts its batches)")
+    name = _training_name(args)
+    heads = parse_num_classes(args.num_classes) if args.num_classes else [registered_cfg(name).num_classes]
+    cfg = _train_config(args, name, heads)
+    with torch.device("meta"):
+        model = create_video_model(name, sum(heads), drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate,
+                                   **dict(args.model_kwargs, **({"num_frames": args.num_frames} if args.num_frames
+                                                                 else {})))
+    protocol = protocol_from_cfg(model.pretrained_cfg, **_protocol_flags(args, cfg, model))
+    report = recipe_report(model, cfg, args.steps_per_epoch, data=protocol.describe(train=True))
+    _print_recipe(cfg)
+    out = Path(args.output) / "recipe.json"
+    write_text(out, json.dumps(report, indent=1))
+    print(f"{name}: {sum(len(g['params']) for g in report['param_groups'])} parameters in "
+          f"{len(report['param_groups'])} groups, {len(report['lr_per_step'])} steps -> {out}")
+
+
+def _protocol_flags(args, cfg: TrainConfig, model) -> dict:
+    over = dict(protocol_overrides(args), train_crop=args.input_size, hflip=False if args.no_hflip else None,
+                flip_labels=args.flip_labels or cfg.flip_labels, rand_augment=cfg.rand_augment,
+                random_erasing=cfg.random_erasing or None)
+    over["num_frames"] = args.num_frames or getattr(model, "num_frames", None)
+    return over
+
+
 def _main(args: argparse.Namespace) -> None:
+    if args.dry_run:
+        return _dry_run(args)
+    if args.data_root is None:
+        raise ValueError("--data-root is needed (a folder of class folders, or the root of --train-list's paths)")
     device = init_distributed(args.device)
     try:
         class_names, train_list, val_list = _classes_and_lists(args)
@@ -163,23 +253,15 @@ def _main(args: argparse.Namespace) -> None:
             heads = [len(class_names)]
         else:
             raise ValueError("--num-classes is needed with --train-list (or --class-names FILE to name the classes)")
-        fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and k not in (
-            "num_classes", "resume", "class_names")})
+        name = _training_name(args)
+        cfg = _train_config(args, name, heads)
         model_kwargs = dict(args.model_kwargs, **(dict(num_frames=args.num_frames) if args.num_frames else {}))
-        cfg = dataclasses.replace(cfg, num_classes=heads, progress=not args.quiet,
-                                  resume=None if args.resume == "none" else args.resume)
-        cfg = resolve_config(cfg)
         seed_everything(cfg.seed)  # same initial weights on every rank
         model = create_video_model(
             args.model, sum(heads), pretrained=resolve_pretrained(args, args.model), checkpoint=args.checkpoint_init,
             inflate_from=args.inflate_from, drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate,
             **model_kwargs)
-        over = dict(protocol_overrides(args), train_crop=args.input_size, hflip=False if args.no_hflip else None,
-                    flip_labels=args.flip_labels or cfg.flip_labels, rand_augment=cfg.rand_augment,
-                    random_erasing=cfg.random_erasing or None)
-        over["num_frames"] = args.num_frames or getattr(model, "num_frames", None)
-        protocol = protocol_from_cfg(model.pretrained_cfg, **over)
+        protocol = protocol_from_cfg(model.pretrained_cfg, **_protocol_flags(args, cfg, model))
         # what the checkpoints need to rebuild this model and its test protocol (checkpoint_info)
         tag = (model.pretrained_cfg or {}).get("tag")
         name = f"{args.model}.{tag}" if args.pretrained and "." not in args.model and tag else args.model
@@ -196,8 +278,9 @@ def _main(args: argparse.Namespace) -> None:
             require_readable(val_set, f"--val-list {val_list}", args.workers)
         if is_main_process():
             print(f"{args.model}: {len(train_set.samples)} training videos, "
-                  f"{len(val_set.samples) if val_set else 0} validation videos, recipe {cfg.recipe}, "
-                  f"{cfg.opt} lr {cfg.lr:.3g} (head {cfg.head_lr:.3g}), {cfg.epochs} epochs on {device}\n"
+                  f"{len(val_set.samples) if val_set else 0} validation videos, recipe {cfg.recipe} "
+                  f"({cfg.sources['recipe']}), {cfg.opt} lr {cfg.lr:.3g} ({cfg.sources['lr']}), {cfg.epochs} epochs "
+                  f"on {device} (all values: OUTPUT/recipe.json, or --dry-run)\n"
                   f"  training data: {protocol.describe(train=True)}\n"
                   f"  validation: {protocol.describe(clips=args.val_clips, crops=1)}")
         summary = fit(model, train_set, val_set, cfg, device)

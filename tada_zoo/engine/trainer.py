@@ -1,4 +1,5 @@
-"""The training loop: timm optimizer / scheduler / EMA, AMP, DDP, exact resume, metrics log.
+"""The training loop: the recipe's optimizer and schedule (``optim``), timm EMA, AMP, DDP, exact
+resume, metrics log.
 
 ``fit(model, train_set, val_set, cfg)`` runs on any dataset whose items are dicts with
 ``video`` ``(C, T, H, W)`` and ``label`` (int, or a LongTensor with one label per head),
@@ -16,14 +17,12 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3, dispatch_clip_grad
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
@@ -35,9 +34,12 @@ from .checkpoint import atomic_save, get_rng_state, run_metadata, save_safetenso
 from .distributed import (all_gather_object, all_reduce_sum, average_buffers, barrier, get_rank,
                           get_world_size, is_distributed, is_main_process, state_hash)
 from .metrics import collect_scores, compute_metrics, split_heads
-from .recipes import RECIPES, default_recipe
+from .optim import StepSchedule, build_optimizer, lr_at, param_groups
+from .recipes import LR_SCALING, RECIPES, recipe_for, resolve_recipe_name
 
-__all__ = ["TrainConfig", "fit", "resolve_config", "plot_metrics", "seed_everything"]
+__all__ = ["TrainConfig", "fit", "resolve_config", "recipe_report", "plot_metrics", "seed_everything"]
+
+_RECIPE_KEYS = {"recipe", *set().union(*RECIPES.values())}
 
 
 @dataclass
@@ -49,18 +51,25 @@ class TrainConfig:
     model_kwargs: dict = field(default_factory=dict)
     class_names: Optional[List[str]] = None
     protocol: dict = field(default_factory=dict)  # the data-protocol flags that overrode the cfg's
-    recipe: Optional[str] = None
+    recipe: Optional[str] = None  # a key of RECIPES (or an alias); None: the tag's own (recipe_for)
+    lr_scaling: str = "linear"  # the recipe's lr at another global batch: "linear" or "none"
     epochs: Optional[int] = None
     batch_size: int = 16  # per process
-    lr: Optional[float] = None  # absolute (global batch); default: recipe base_lr scaled by batch
-    head_lr: Optional[float] = None
-    min_lr: float = 0.0
+    lr: Optional[float] = None  # for the global batch; default: the recipe's, scaled by lr_scaling
+    min_lr: Optional[float] = None
     warmup_epochs: Optional[float] = None
-    warmup_lr: Optional[float] = None
+    warmup_lr: Optional[float] = None  # absolute learning rate at the start of the warm-up
     opt: Optional[str] = None
     momentum: Optional[float] = None
+    nesterov: Optional[bool] = None
     weight_decay: Optional[float] = None
-    sched: Optional[str] = None
+    norm_weight_decay: Optional[float] = None
+    sched: Optional[str] = None  # cosine | cosine_v2 (the original's LR_POLICY)
+    layer_decay: Optional[float] = None
+    lr_reduce: Optional[bool] = None
+    head_lr_mult: Optional[float] = None
+    new_params: Optional[Tuple[str, ...]] = None
+    new_params_mult: Optional[float] = None
     label_smoothing: Optional[float] = None
     clip_grad: Optional[float] = None
     drop_rate: Optional[float] = None
@@ -71,8 +80,8 @@ class TrainConfig:
     rand_augment: Optional[str] = None  # None: the model's data protocol (its original config)
     random_erasing: Optional[float] = None
     flip_labels: Optional[str] = None  # "ssv2": the original's SSV2_FLIP label swap on mirrored clips
-    ema: bool = False
-    ema_decay: float = 0.9998
+    ema: Optional[bool] = None
+    ema_decay: Optional[float] = None
     amp: str = "none"  # none | bf16 | fp16
     compile: bool = False
     sync_bn: bool = False
@@ -84,26 +93,60 @@ class TrainConfig:
     max_steps_per_epoch: Optional[int] = None  # debugging: cut epochs short
     progress: bool = True
     stop_after_epoch: Optional[int] = None  # tests: simulate a kill after this epoch
+    sources: dict = field(default_factory=dict)  # resolve_config: where each value came from
 
 
 def resolve_config(cfg: TrainConfig, global_batch: Optional[int] = None) -> TrainConfig:
-    """Fill every ``None`` from the recipe; the learning rate scales with the global batch."""
-    name = cfg.recipe or default_recipe(cfg.model)
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose from {sorted(RECIPES)}")
+    """Fill every ``None`` from the recipe (the tag's own unless ``cfg.recipe`` names one) and
+    record in ``sources`` where each value came from. The recipe's learning rate, given for its
+    global batch, is scaled to ``global_batch`` by ``cfg.lr_scaling``; a learning rate other than
+    the recipe's (scaled or given) scales the warm-up start and the final learning rate with it,
+    so the schedule keeps its shape (at the recipe's own batch, every value is the original's)."""
+    if cfg.lr_scaling not in LR_SCALING:
+        raise ValueError(f"--lr-scaling must be one of {', '.join(LR_SCALING)}, got {cfg.lr_scaling!r}")
+    name, why = (cfg.recipe, "--recipe") if cfg.recipe else recipe_for(cfg.model)
+    name = resolve_recipe_name(name)
     recipe = RECIPES[name]
     out = dataclasses.replace(cfg, recipe=name)
+    sources = dict(cfg.sources, recipe=why)
     for f in dataclasses.fields(out):
-        if getattr(out, f.name) is None and f.name in recipe:
-            setattr(out, f.name, recipe[f.name])
+        if f.name in recipe and f.name != "lr":
+            if getattr(out, f.name) is None:
+                setattr(out, f.name, recipe[f.name])
+                sources[f.name] = f"recipe {name}"
+            else:
+                sources.setdefault(f.name, "flag")
+    out.new_params = tuple(out.new_params)
     global_batch = global_batch or cfg.batch_size * get_world_size()
     if out.lr is None:
-        out.lr = recipe["base_lr"] * global_batch / recipe["base_batch"]
-    if out.head_lr is None:
-        out.head_lr = out.lr * recipe["head_lr_scale"]
-    if out.warmup_lr is None:
-        out.warmup_lr = out.lr * recipe["warmup_lr_scale"]
+        scale = global_batch / recipe["batch"] if cfg.lr_scaling == "linear" else 1.0
+        out.lr = recipe["lr"] * scale
+        sources["lr"] = (f"recipe {name}: {recipe['lr']:g} at global batch {recipe['batch']}"
+                         + (f", x {global_batch}/{recipe['batch']} (--lr-scaling linear)" if scale != 1.0 else ""))
+    else:
+        sources.setdefault("lr", "flag")
+    factor = out.lr / recipe["lr"]
+    if factor != 1.0:  # the whole curve moves with the peak: warm-up start and end in proportion
+        for key in ("warmup_lr", "min_lr"):
+            if getattr(cfg, key) is None:
+                setattr(out, key, recipe[key] * factor)
+                sources[key] = f"recipe {name}: {recipe[key]:g} x lr / the recipe's lr ({factor:.4g})"
+    out.sources = sources
     return out
+
+
+def recipe_report(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int, **extra) -> dict:
+    """What ``recipe.json`` holds (``train --dry-run`` and every run folder): every resolved value
+    with its source, the parameter groups (names, base learning rate x multiplier, weight decay)
+    and the learning rate of multiplier 1 before every step ``k = epoch x N + iteration``."""
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name in _RECIPE_KEYS}
+    values.update(lr=cfg.lr, batch_size=cfg.batch_size, global_batch=cfg.batch_size * get_world_size(),
+                  lr_scaling=cfg.lr_scaling, mixup_prob=cfg.mixup_prob, **extra)
+    groups = [dict(params=g["names"], lr=cfg.lr * g["lr_mult"], lr_mult=g["lr_mult"], weight_decay=g["weight_decay"])
+              for g in param_groups(model, cfg)]
+    lrs = [lr_at(k / steps_per_epoch, cfg) for k in range(cfg.epochs * steps_per_epoch)]
+    return dict(model=cfg.model, recipe=_plain(values), sources=cfg.sources, steps_per_epoch=steps_per_epoch,
+                param_groups=groups, lr_per_step=lrs)
 
 
 def seed_everything(seed: int) -> None:
@@ -120,27 +163,6 @@ def autocast_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
     if amp == "fp16" and device.type != "cuda":
         raise ValueError("--amp fp16 needs a GPU; use --amp bf16 on CPU")
     return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Backbone and head in separate groups (head at ``head_lr``), no weight decay on
-    biases and norms; the scheduler scales each group by its ``lr_scale``."""
-    head = model.get_classifier()
-    head_ids = {id(p) for p in head.parameters()}
-    no_wd = set(getattr(model, "no_weight_decay", lambda: set())())
-    groups = []
-    for is_head in (False, True):
-        decay, no_decay = [], []
-        for n, p in model.named_parameters():
-            if not p.requires_grad or (id(p) in head_ids) != is_head:
-                continue
-            (no_decay if p.ndim <= 1 or n.endswith(".bias") or n in no_wd else decay).append(p)
-        scale = cfg.head_lr / cfg.lr if is_head else 1.0
-        groups += [dict(params=decay, weight_decay=cfg.weight_decay, lr_scale=scale),
-                   dict(params=no_decay, weight_decay=0.0, lr_scale=scale)]
-    groups = [g for g in groups if g["params"]]
-    kwargs = dict(momentum=cfg.momentum) if cfg.opt.lower() in ("sgd", "momentum") else {}
-    return create_optimizer_v2(groups, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay, **kwargs)
 
 
 def _loss_fn(logits: torch.Tensor, target: torch.Tensor, heads: Sequence[int], smoothing: float) -> torch.Tensor:
@@ -224,9 +246,7 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
     val_loader = _loader(val_set, cfg, train=False, drop_last=False) if val_set is not None else None
 
     optimizer = build_optimizer(model, cfg)
-    scheduler, _ = create_scheduler_v2(
-        optimizer, sched=cfg.sched, num_epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
-        warmup_lr=cfg.warmup_lr, min_lr=cfg.min_lr, step_on_epochs=False, updates_per_epoch=steps_per_epoch)
+    scheduler = StepSchedule(optimizer, cfg, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema else None
     mixup = None
@@ -253,6 +273,7 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
         if ema is not None and "ema" in state:
             ema.load_state_dict(state["ema"])
         start_epoch, best = state["epoch"] + 1, state["best"]
+        scheduler.step_update(start_epoch * steps_per_epoch)  # the restored groups hold the old step's lr
         set_rng_state(state["rng"][min(get_rank(), len(state["rng"]) - 1)])
         if is_main_process():
             print(f"resumed from {resume} at epoch {start_epoch}")
@@ -265,6 +286,8 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
         train_model = torch.compile(train_model)  # batch axis dynamic: a new batch size does not recompile
         train_model.register_forward_pre_hook(lambda _, args: torch._dynamo.mark_dynamic(args[0], 0))
 
+    if out is not None and is_main_process():
+        write_text(out / "recipe.json", json.dumps(recipe_report(model, cfg, steps_per_epoch), indent=1))
     log = _MetricsLog(out / "metrics.jsonl", start_epoch) if out is not None else None
     meta = run_metadata(cfg.model, cfg.model_kwargs, heads, cfg.class_names, cfg.protocol)
     last_val = None
@@ -305,7 +328,6 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
             bar.update()
         bar.close()
-        scheduler.step(epoch + 1)
         average_buffers(model)
         all_reduce_sum(loss_sum)
         row = dict(type="epoch", epoch=epoch, train_loss=(loss_sum[0] / loss_sum[1]).item(),

@@ -24,8 +24,8 @@ V2_TRAIN_AUG = dict(train_scale=(0.08, 1.0), train_ratio=(0.75, 1.333), rand_aug
 class VideoFamily:
     """What a family file declares about itself as ``FAMILY``, so that nothing outside it needs
     a table of families: its display name (``names`` maps architecture prefixes to the names
-    of sub-families, e.g. ``tadaconvnextv2`` -> "TAdaConvNeXtV2"), the recipe prefix of the
-    paper's training presets (``<recipe>_k400`` ...) and how 2D ImageNet weights inflate into
+    of sub-families, e.g. ``tadaconvnextv2`` -> "TAdaConvNeXtV2"), the key of its default
+    training recipes per dataset (``tada_zoo.engine.recipes``; used where a tag names none) and how 2D ImageNet weights inflate into
     its models (``inflate(model, state_dict_2d) -> model``, or None)."""
     name: str
     recipe: str = "tada2d"
@@ -78,6 +78,7 @@ class VideoPretrainedCfg(PretrainedCfg):
     original_file: Optional[str] = None  # name of the released original checkpoint
     original_url: Optional[str] = None
     init: Optional[str] = None  # what the original training started from
+    train_recipe: Optional[str] = None  # the original config these weights were trained with (engine.recipes)
     init_license: Optional[str] = None  # licence of those starting weights
     published: bool = False  # converted weights are on the Hub (else loading explains how to convert;
     # timm.list_pretrained lists every tag with a Hub id, tada_zoo.list_published only these)

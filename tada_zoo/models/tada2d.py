@@ -298,14 +298,15 @@ def _k400(frames: int, interval: int, top1: float, top5: float, file: str, drive
     return video_cfg(
         num_classes=400, dataset="kinetics400", num_frames=frames, sampling="interval",
         frame_interval=interval, eval_clips=10, eval_crops=3, top1=top1, top5=top5,
-        original_file=file, original_url=_DRIVE.format(drive_id), origin_url=_ZOO, **_INIT, **kwargs)
+        original_file=file, original_url=_DRIVE.format(drive_id), origin_url=_ZOO, train_recipe=file.split(".")[0],
+        **_INIT, **kwargs)
 
 
 def _ssv2(frames: int, top1: float, top5: float, file: str, drive_id: str, **kwargs):
     return video_cfg(
         num_classes=174, dataset="ssv2", num_frames=frames, sampling="segment",
         eval_clips=2, eval_crops=3, top1=top1, top5=top5, original_file=file,
-        original_url=_DRIVE.format(drive_id), origin_url=_ZOO, **_INIT, **kwargs)
+        original_url=_DRIVE.format(drive_id), origin_url=_ZOO, train_recipe=file.split(".")[0], **_INIT, **kwargs)
 
 
 default_cfgs = generate_video_cfgs({

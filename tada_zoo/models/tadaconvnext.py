@@ -442,18 +442,24 @@ _IN1K = "ImageNet-1k ConvNeXt (facebookresearch/ConvNeXt convnext_*_1k_224_ema.p
 _IN22K = "ImageNet-22k ConvNeXt (facebookresearch/ConvNeXt convnext_*_22k_224.pth)"
 
 
+def _v2_recipe(file: str, dataset: str) -> str:
+    """The original config of a release (the 16-frame one of its size: the 32-frame and IN-22k
+    weights have no config of their own), named as in ``tada_zoo.engine.recipes``."""
+    return f"tadaconvnextv2_{file.split('_')[1]}_{dataset}_16f"
+
+
 # accuracy, eval views and checkpoint links: the original MODEL_ZOO.md (TAdaConvV2 section)
 def _v2_k400(frames: int, top1: float, file: str, drive_id: str, init: str = _IN1K, **kw):
     return video_cfg(
         num_classes=400, dataset="kinetics400", num_frames=frames, sampling="interval",
         frame_interval=5 if frames == 16 else 2, eval_clips=4, eval_crops=3, top1=top1,
-        original_file=file, original_url=_DRIVE.format(drive_id), init=init, **dict(_V2, **kw))
+        train_recipe=_v2_recipe(file, "k400"), original_file=file, original_url=_DRIVE.format(drive_id), init=init, **dict(_V2, **kw))
 
 
 def _v2_ssv2(frames: int, top1: float, file: str, drive_id: str, init: str = _IN1K + ", then Kinetics-400", **kw):
     return video_cfg(
         num_classes=174, dataset="ssv2", num_frames=frames, sampling="segment", eval_clips=2, eval_crops=3,
-        top1=top1, original_file=file, original_url=_DRIVE.format(drive_id), init=init, **dict(_V2, **kw))
+        top1=top1, train_recipe=_v2_recipe(file, "ssv2"), original_file=file, original_url=_DRIVE.format(drive_id), init=init, **dict(_V2, **kw))
 
 
 def _inflated(frames: int):
@@ -495,6 +501,13 @@ default_cfgs = generate_video_cfgs({
     "tadaconvnextv2_s_32f.in22k_ft_ssv2": _v2_ssv2(
         32, 70.6, "tadaconvnextv2_small_in22k_ssv2_32f.pyth", "1plKqnNGnDD5JpPZ_c8K8TZKTvynbrEg8",
         init=_IN22K + ", then Kinetics-400"),
+    # a released config (tadaconvnextv2_base_ssv2_16f.yaml) whose weights were not released: the
+    # tag gives the SSV2 network, data protocol and training recipe, no weights
+    "tadaconvnextv2_b_16f.ssv2": video_cfg(
+        num_classes=174, dataset="ssv2", num_frames=16, sampling="segment", eval_clips=2, eval_crops=3,
+        train_recipe="tadaconvnextv2_base_ssv2_16f", hf_hub_id=None, init=_IN1K + ", then Kinetics-400",
+        notes=("The original repository has this training config but released no weights for it: train "
+               "them with `tada-zoo train --model tadaconvnextv2_b_16f.ssv2`.",), **_V2),
     "tadaconvnextv2_b_32f.in22k_ft_ssv2": _v2_ssv2(
         32, 71.1, "tadaconvnextv2_base_in22k_ssv2_32f.pyth", "1IIVxJlstPIVA9xunThZrp9RztBzsPyd6",
         init=_IN22K + ", then Kinetics-400"),

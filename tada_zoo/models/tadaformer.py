@@ -308,9 +308,11 @@ class TAdaFormer(VideoModelMixin, nn.Module):
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
-        # timm's ViT grouping: layer decay treats each block (with its TAda branches) as a layer
+        # layer decay treats each block (with its TAda branches) as a layer; the final norm is a
+        # group of its own after the blocks (the original's ln_post shares the head's learning rate),
+        # not timm ViT's (99999,), which merges it into the last block
         return dict(stem=r"^cls_token|pos_embed|patch_embed|norm_pre",
-                    blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])
+                    blocks=[(r"^blocks\.(\d+)", None), (r"^norm\.", (100000,))])
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         self.num_classes = num_classes
@@ -522,7 +524,7 @@ def inflate_clip_vit(model: nn.Module, state_dict: Dict[str, torch.Tensor]) -> n
     return model
 
 
-FAMILY = VideoFamily("TAdaFormer", recipe="tadaconvnext", inflate=inflate_clip_vit)
+FAMILY = VideoFamily("TAdaFormer", recipe="tadaformer", inflate=inflate_clip_vit)
 
 
 _ZOO = "https://github.com/alibaba-mmai-research/TAdaConv/blob/main/MODEL_ZOO.md"
@@ -541,6 +543,9 @@ def _cfg(arch: str, frames: int, file: str = None, drive_id: str = None, **kwarg
         original_file=file, original_url=_DRIVE.format(drive_id) if drive_id else None,
         init=_CLIP[arch], init_license="mit", **_PAPER, **V2_TRAIN_AUG)
     cfg.update(kwargs)
+    short = {"kinetics400": "k400", "ssv2": "ssv2"}.get(cfg.get("dataset"))
+    if short:  # the original config of this network and dataset (engine.recipes), whatever the frames
+        cfg["train_recipe"] = f"tadaformer_{arch}_{short}_16f"
     return video_cfg(**cfg)
 
 
