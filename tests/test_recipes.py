@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 
 import tada_zoo  # noqa: F401
+from timm.models import get_pretrained_cfg
+
 from tada_zoo.cli import main
+from tada_zoo.data.protocol import protocol_from_cfg
 from tada_zoo.engine.recipes import ALIASES, ORIGINAL_CONFIGS, RECIPES, recipe_for
 from tada_zoo.engine.trainer import TrainConfig, resolve_config
 
@@ -89,6 +92,12 @@ def test_dry_run_equals_the_original(name, tmp_path):
              or groups[p][1] != pytest.approx(o["weight_decay"], rel=1e-12)}
     assert not wrong, f"{len(wrong)} parameters differ, e.g. {list(wrong.items())[:3]}"
 
+    # the training augmentation is the tag's data protocol: the config's RandAugment and grayscale
+    aug = rec["scalars"]["AUGMENTATION"]
+    protocol = protocol_from_cfg(get_pretrained_cfg(TAGS[name]))
+    assert protocol.rand_augment == ((aug["AUTOAUGMENT"] or {}).get("ENABLE") and aug["AUTOAUGMENT"]["TYPE"] or None)
+    assert protocol.grayscale == (aug["GRAYSCALE"] if aug["COLOR_AUG"] else 0)
+
     assert len(report["lr_per_step"]) == rec["scalars"]["OPTIMIZER"]["MAX_EPOCH"] * n
     assert report["lr_per_step"] == pytest.approx(rec["lr_per_step"], rel=1e-12, abs=1e-18)
 
@@ -153,3 +162,24 @@ def recipe_table() -> str:
 def test_docs_table_is_the_recipes():
     doc = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
     assert recipe_table() in doc, "docs/training.md's recipe table is stale: paste tests/test_recipes.py:recipe_table()"
+
+
+def test_finetuning_trained_weights_shortens_the_schedule_unless_recipe_is_given(tmp_path, capsys):
+    """--pretrained / --checkpoint-init: FINETUNE's epochs and warm-up, the recipe's (scaled) lr; --recipe: as released."""
+    from tada_zoo.engine.recipes import FINETUNE
+
+    cfg = resolve_config(TrainConfig(model="tada2d_r50_8f.k400", batch_size=128, finetune=True))
+    assert (cfg.epochs, cfg.warmup_epochs) == (FINETUNE["epochs"], FINETUNE["warmup_epochs"]) != (100, 8)
+    assert cfg.lr == pytest.approx(0.24 * FINETUNE["lr_mult"]) and "fine-tune" in cfg.sources["epochs"]
+    exact = resolve_config(TrainConfig(model="tada2d_r50_8f.k400", batch_size=128, finetune=True,
+                                       recipe="tada2d_8x8_k400"))
+    assert (exact.epochs, exact.warmup_epochs, exact.lr) == (100, 8, 0.24)
+    own = resolve_config(TrainConfig(model="tada2d_r50_8f.k400", batch_size=128, finetune=True, epochs=3))
+    assert own.epochs == 3 and own.sources["epochs"] == "flag"
+    ckpt = tmp_path / "w.safetensors"
+    from safetensors.torch import save_file
+    save_file({"x": __import__("torch").zeros(1)}, ckpt)
+    report = _dry_run(tmp_path, "--model", "tada2d_r50_8f", "--checkpoint-init", str(ckpt), "--batch-size", "8",
+                      "--steps-per-epoch", "3", "--num-classes", "5")
+    assert report["recipe"]["epochs"] == FINETUNE["epochs"] and len(report["lr_per_step"]) == 3 * FINETUNE["epochs"]
+    assert "fine-tune" in capsys.readouterr().out

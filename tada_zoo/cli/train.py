@@ -106,8 +106,9 @@ def register(subparsers) -> None:
     init.add_argument("--checkpoint-init", default=None, help="start from a local .safetensors / checkpoint")
     init.add_argument("--inflate-from", default=None, help="inflate 2D ImageNet weights (timm name or file)")
     p.add_argument("--recipe", choices=sorted(RECIPES) + sorted(ALIASES), default=None, metavar="RECIPE",
-                   help="training recipe: a released original config (docs/training.md; default: the tag's own, "
-                        f"else the family's for the tag's dataset): {', '.join(sorted(RECIPES))}")
+                   help="training recipe: a released original config, as it is (docs/training.md; default: the "
+                        "tag's own, else the family's for the tag's dataset; from --pretrained / --checkpoint-init "
+                        f"weights with the fine-tune schedule): {', '.join(sorted(RECIPES))}")
     add_data_args(p)
     p.add_argument("--input-size", type=positive_int, default=None,
                    help="training crop (default: the cfg's); scales the short-side range and test size with it")
@@ -118,7 +119,7 @@ def register(subparsers) -> None:
     p.add_argument("--val-clips", type=positive_int, default=1, help="clips per video in per-epoch validation")
     # every TrainConfig field not set above becomes a flag; None = recipe value
     skip = {"model", "num_classes", "output", "recipe", "workers", "progress", "stop_after_epoch", "resume", "amp",
-            "compile", "sync_bn", "flip_labels", "model_kwargs", "class_names", "protocol", "sources"}
+            "compile", "sync_bn", "flip_labels", "model_kwargs", "class_names", "protocol", "sources", "finetune"}
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
             continue
@@ -194,7 +195,8 @@ def _train_config(args, name: str, heads, class_names=None) -> TrainConfig:
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and k not in (
         "model", "num_classes", "resume", "class_names")})
     cfg = dataclasses.replace(cfg, model=name, num_classes=heads, progress=not args.quiet,
-                              resume=None if args.resume == "none" else args.resume)
+                              resume=None if args.resume == "none" else args.resume,
+                              finetune=bool(args.pretrained or args.checkpoint_init))
     return resolve_config(cfg)
 
 

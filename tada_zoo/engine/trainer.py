@@ -35,7 +35,7 @@ from .distributed import (all_gather_object, all_reduce_sum, average_buffers, ba
                           get_world_size, is_distributed, is_main_process, state_hash)
 from .metrics import collect_scores, compute_metrics, split_heads
 from .optim import StepSchedule, build_optimizer, lr_at, param_groups
-from .recipes import LR_SCALING, RECIPES, recipe_for, resolve_recipe_name
+from .recipes import FINETUNE, LR_SCALING, RECIPES, recipe_for, resolve_recipe_name
 
 __all__ = ["TrainConfig", "fit", "resolve_config", "recipe_report", "plot_metrics", "seed_everything"]
 
@@ -53,6 +53,7 @@ class TrainConfig:
     protocol: dict = field(default_factory=dict)  # the data-protocol flags that overrode the cfg's
     recipe: Optional[str] = None  # a key of RECIPES (or an alias); None: the tag's own (recipe_for)
     lr_scaling: str = "linear"  # the recipe's lr at another global batch: "linear" or "none"
+    finetune: bool = False  # trained weights on one's own data: FINETUNE's schedule unless recipe is given
     epochs: Optional[int] = None
     batch_size: int = 16  # per process
     lr: Optional[float] = None  # for the global batch; default: the recipe's, scaled by lr_scaling
@@ -102,18 +103,26 @@ def resolve_config(cfg: TrainConfig, global_batch: Optional[int] = None) -> Trai
     global batch, is scaled to ``global_batch`` by ``cfg.lr_scaling``; a learning rate other than
     the recipe's (scaled or given) scales the warm-up start and the final learning rate with it,
     so the schedule keeps its shape (at the recipe's own batch, every value is the original's)."""
+    if cfg.sources:  # resolved already
+        return cfg
     if cfg.lr_scaling not in LR_SCALING:
         raise ValueError(f"--lr-scaling must be one of {', '.join(LR_SCALING)}, got {cfg.lr_scaling!r}")
     name, why = (cfg.recipe, "--recipe") if cfg.recipe else recipe_for(cfg.model)
     name = resolve_recipe_name(name)
-    recipe = RECIPES[name]
+    recipe = dict(RECIPES[name])
+    finetune = cfg.finetune and not cfg.recipe
+    if finetune:
+        recipe.update(epochs=FINETUNE["epochs"], warmup_epochs=FINETUNE["warmup_epochs"],
+                      **{k: recipe[k] * FINETUNE["lr_mult"] for k in ("lr", "warmup_lr", "min_lr")})
     out = dataclasses.replace(cfg, recipe=name)
-    sources = dict(cfg.sources, recipe=why)
+    sources = dict(cfg.sources, recipe=why + (", fine-tune schedule (FINETUNE)" if finetune else ""))
     for f in dataclasses.fields(out):
         if f.name in recipe and f.name != "lr":
             if getattr(out, f.name) is None:
                 setattr(out, f.name, recipe[f.name])
-                sources[f.name] = f"recipe {name}"
+                tuned = finetune and f.name in ("epochs", "warmup_epochs")
+                sources[f.name] = f"fine-tune default (recipe {name}: {RECIPES[name][f.name]:g})" if tuned \
+                    else f"recipe {name}"
             else:
                 sources.setdefault(f.name, "flag")
     out.new_params = tuple(out.new_params)
@@ -121,7 +130,8 @@ def resolve_config(cfg: TrainConfig, global_batch: Optional[int] = None) -> Trai
     if out.lr is None:
         scale = global_batch / recipe["batch"] if cfg.lr_scaling == "linear" else 1.0
         out.lr = recipe["lr"] * scale
-        sources["lr"] = (f"recipe {name}: {recipe['lr']:g} at global batch {recipe['batch']}"
+        sources["lr"] = (f"recipe {name}: {RECIPES[name]['lr']:g} at global batch {recipe['batch']}"
+                         + (f", x {FINETUNE['lr_mult']:g} (fine-tune default)" if finetune else "")
                          + (f", x {global_batch}/{recipe['batch']} (--lr-scaling linear)" if scale != 1.0 else ""))
     else:
         sources.setdefault("lr", "flag")
