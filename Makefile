@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m tada_zoo.demo
+	$(PY) -m tada_zoo.cli.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --durations=15

@@ -21,7 +21,7 @@ import torch
 import tada_zoo  # noqa: F401
 from tada_zoo.data import EvalTransform, open_video, sliding_windows
 from tada_zoo.data.synthetic import moving_shape_clip, write_video
-from tada_zoo.features import FeatureExtractor, extract_videos, list_videos
+from tada_zoo.inference.features import FeatureExtractor, extract_videos, list_videos
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ Sections (``--only``; all by default):
 * ``pytorchvideo``: its SlowFast-R50 8x8 and R(2+1)D-50 against our ``slowfast_r50_8x8`` /
   ``r2plus1d_r50_8f``, built at the same configuration (R(2+1)D: our R2D layout, i.e. no
   temporal strides and the spatial 1x3x3 conv before the 3x1x1 one) and profiled with
-  ``tada_zoo.profile`` so the FLOPs are seen to be equal. Goal: ours <= 1.0x their time.
+  ``tada_zoo.deploy.profile`` so the FLOPs are seen to be equal. Goal: ours <= 1.0x their time.
   Skipped with the import error when pytorchvideo is missing or does not import.
 * ``decode``: ``benchmarks/peers_decode.py``'s ``run`` (arguments after ``--``, else ``--repeats``),
   skipped when that file is absent.
@@ -368,7 +368,7 @@ def run_pytorchvideo(args) -> None:
         print(f"skipped: pytorchvideo's model builders do not import: {type(e).__name__}: {e} "
               "(pip install pytorchvideo)")
         return
-    from tada_zoo.profile import count_gmacs, count_params
+    from tada_zoo.deploy.profile import count_gmacs, count_params
 
     pairs = {}
     for name, issue_frames in PYTORCHVIDEO.items():

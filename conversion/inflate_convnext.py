@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tada_zoo.inflate import inflate_to_folder  # noqa: E402
+from tada_zoo.weights.inflate import inflate_to_folder  # noqa: E402
 
 
 def main(argv=None) -> None:

@@ -5,8 +5,8 @@
 
 ``conversion/releases.json`` lists every released checkpoint: its ``original_file`` is
 looked up in ``--originals``; missing files and models not registered yet are reported
-and skipped. Each repo is converted (``tada_zoo.convert``), checked to load through timm,
-then uploaded as written (``tada_zoo.hub.push_folder``), or left in
+and skipped. Each repo is converted (``tada_zoo.weights.convert``), checked to load through timm,
+then uploaded as written (``tada_zoo.weights.hub.push_folder``), or left in
 ``OUT/<org>/<repo>/`` with ``--dry-run`` (a rerun skips the repos already there). After a
 real push, set ``published=True`` in the model's pretrained cfg.
 """
@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 import timm  # noqa: E402
 
 import tada_zoo  # noqa: E402,F401
-from tada_zoo.convert import convert_checkpoint  # noqa: E402
-from tada_zoo.hub import WEIGHTS_NAME, push_folder  # noqa: E402
+from tada_zoo.weights.convert import convert_checkpoint  # noqa: E402
+from tada_zoo.weights.hub import WEIGHTS_NAME, push_folder  # noqa: E402
 
 RELEASES = ROOT / "conversion" / "releases.json"
 

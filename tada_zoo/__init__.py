@@ -9,6 +9,15 @@ from . import models
 from .models import list_models, list_published
 from .models._builder import WeightsNotAvailableError
 from .tadafy import tadafy
-from . import hub  # noqa: E402  (above the model layer: config.json, model cards, the Hub)
+from .weights import hub  # noqa: E402  (above the model layer: config.json, model cards, the Hub)
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """``tada_zoo.FeatureExtractor`` / ``VideoClassifier`` without importing the video stack at
+    ``import tada_zoo`` (registering the models stays light)."""
+    if name in ("FeatureExtractor", "VideoClassifier", "load_classifier", "extract_videos"):
+        from . import inference
+        return getattr(inference, name)
+    raise AttributeError(f"module 'tada_zoo' has no attribute {name!r}")

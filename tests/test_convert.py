@@ -89,10 +89,10 @@ def test_cli_conversion_reproduces_original_logits(arch, name, originals, refere
 
     config = json.loads((out / "config.json").read_text())
     assert config["architecture"] == name.split(".")[0] and config["num_classes"] == ref.meta["num_classes"]
-    assert config["provenance"]["source_sha256"] == tada_zoo.hub.sha256_file(originals[arch])
+    assert config["provenance"]["source_sha256"] == tada_zoo.weights.hub.sha256_file(originals[arch])
     card = (out / "README.md").read_text()
     assert config["provenance"]["converted_sha256"] in card
-    assert tada_zoo.hub.sha256_file(out / "model.safetensors") == config["provenance"]["converted_sha256"]
+    assert tada_zoo.weights.hub.sha256_file(out / "model.safetensors") == config["provenance"]["converted_sha256"]
     assert "pipeline_tag: video-classification" in card
 
 
@@ -101,7 +101,7 @@ def test_cli_conversion_reproduces_original_logits(arch, name, originals, refere
 def _convert_fails(tmp_path, checkpoint, match, model="tada2d_r50_8f.k400", exc=ValueError):
     out = tmp_path / "out"
     with pytest.raises(exc, match=match):
-        tada_zoo.convert.convert_checkpoint(model, checkpoint, out)
+        tada_zoo.weights.convert.convert_checkpoint(model, checkpoint, out)
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")], "temporary output left behind"
 

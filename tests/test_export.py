@@ -11,7 +11,7 @@ import torch.nn as nn
 
 import tada_zoo  # noqa: F401
 from _engine_utils import one_thread  # noqa: F401  (autouse)
-from tada_zoo.export import check_export, export_model
+from tada_zoo.deploy.export import check_export, export_model
 from test_models import FAMILIES
 
 # one TAda model per family (the baselines share their code paths); the kwargs are test_models.py's

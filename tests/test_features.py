@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tada_zoo.features import FeatureExtractor, extract_videos, list_videos
+from tada_zoo.inference.features import FeatureExtractor, extract_videos, list_videos
 
 from _engine_utils import TINY, tiny_model, one_thread  # noqa: F401
 

@@ -18,7 +18,7 @@ from timm.models import PretrainedCfg
 from timm.models._registry import _model_pretrained_cfgs
 
 import tada_zoo  # noqa: F401
-from tada_zoo import hub
+from tada_zoo.weights import hub
 
 ROOT = Path(__file__).resolve().parents[1]
 HUB_CONFIGS = ROOT / "hub_configs"
@@ -117,7 +117,7 @@ def test_inflated_card_says_what_the_weights_are():
 
 def test_meta_device_stats_match_a_real_forward():
     """The cards' GFLOPs are counted on meta tensors: same count as a real forward."""
-    from tada_zoo.profile import count_gmacs
+    from tada_zoo.deploy.profile import count_gmacs
 
     shape = (1, 3, 2, 64, 64)
     real = count_gmacs(timm.create_model("tada2d_r50_8f"), shape)
@@ -229,7 +229,7 @@ _OFFLINE_CHECKS = textwrap.dedent("""
         try:
             timm.create_model(src, pretrained=True)
             out[key] = "loaded?!"
-        except tada_zoo.hub.WeightsNotAvailableError as e:
+        except tada_zoo.weights.hub.WeightsNotAvailableError as e:
             out[key] = str(e)
     print(json.dumps(out))
 """)

@@ -8,7 +8,7 @@ import torch
 from _engine_utils import TINY, tiny_model, one_thread  # noqa: F401
 from tada_zoo.cli import main
 from tada_zoo.engine.checkpoint import run_metadata, save_safetensors
-from tada_zoo.predict import dataset_class_names, load_classifier
+from tada_zoo.inference.predict import dataset_class_names, load_classifier
 
 NAMES = ["left", "right", "up", "down"]
 

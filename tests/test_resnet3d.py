@@ -7,7 +7,7 @@ import tada_zoo  # noqa: F401  (registers the models)
 from tada_zoo.layers import RouteFuncMLP, TAdaConv2d, TemporalAggregation
 from tada_zoo.models.resnet3d import ResNet3d, inflate_2d_state_dict, tada_conv2d_ncthw, tada_from_baseline
 from tada_zoo.models.tada2d import Bottleneck, VideoResNet
-from tada_zoo.profile import count_gmacs, count_params
+from tada_zoo.deploy.profile import count_gmacs, count_params
 
 # paper Table 3 (K400 head): params (M), GFLOPs at 8x256x256 (the test crop)
 TABLE3 = {
@@ -124,7 +124,7 @@ def test_inflate_timm_resnet50_into_r3d_and_r2plus1d():
             torch.testing.assert_close(sd["conv1.weight"][:, :, 1] * 3, src["conv1.weight"])
         model.load_state_dict(sd)
         # the family's rule (FAMILY.inflate in resnet3d.py), as `tada-zoo train --inflate-from` runs it
-        from tada_zoo.inflate import inflate
+        from tada_zoo.weights.inflate import inflate
 
         inflated = inflate(timm.create_model(name), src)
         assert all(torch.equal(v, sd[k]) for k, v in inflated.state_dict().items() if k not in kept), name

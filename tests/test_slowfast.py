@@ -7,7 +7,7 @@ import tada_zoo  # noqa: F401  (registers the models)
 from tada_zoo.models._helpers import load_checkpoint, map_checkpoint
 from tada_zoo.models.resnet3d import tada_from_baseline
 from tada_zoo.models.slowfast import SlowFast, checkpoint_filter_fn
-from tada_zoo.profile import count_gmacs, count_params
+from tada_zoo.deploy.profile import count_gmacs, count_params
 
 # paper Table 3 (K400 head): params (M) and GFLOPs at 256x256, the test crop
 TABLE3 = {

@@ -6,9 +6,9 @@ import torch.nn as nn
 from timm.models.resnet import Bottleneck as TimmBottleneck, ResNet
 
 import tada_zoo  # noqa: F401
-from tada_zoo.inflate import inflate
+from tada_zoo.weights.inflate import inflate
 from tada_zoo.models.tada2d import TAdaBottleneck, VideoResNet, checkpoint_filter_fn
-from tada_zoo.profile import count_gmacs, count_params
+from tada_zoo.deploy.profile import count_gmacs, count_params
 
 TINY = dict(layers=(1, 1, 1, 1), widths=(4, 8, 8, 16), stem_width=8)
 

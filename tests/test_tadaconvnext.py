@@ -12,7 +12,7 @@ from timm.models.convnext import ConvNeXt
 from torch.utils.flop_counter import FlopCounterMode
 
 import tada_zoo  # noqa: F401
-from tada_zoo.inflate import inflate, inflate_convnext
+from tada_zoo.weights.inflate import inflate, inflate_convnext
 from tada_zoo.models.tadaconvnext import TAdaConvNeXt, checkpoint_filter_fn
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import tada_zoo  # noqa: F401  registers the models
 from tada_zoo.layers import route_func_transformer_from_original
 from tada_zoo.models.tadaformer import (
     TAdaBlock, TAdaFormer, _from_original_key, _from_original_value, checkpoint_filter_fn)
-from tada_zoo.inflate import inflate, inflate_clip_vit
+from tada_zoo.weights.inflate import inflate, inflate_clip_vit
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, rf_head_dim=16, num_classes=5)
 

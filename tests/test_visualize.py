@@ -1,4 +1,4 @@
-"""Pictures: Grad-CAM and alpha_t (tada_zoo.visualize), the visualize command, confusion matrices
+"""Pictures: Grad-CAM and alpha_t (tada_zoo.inference.visualize), the visualize command, confusion matrices
 and training curves (tada_zoo.plots). Values behind every picture are checked against direct
 recomputations through other routes (module hooks, route-function outputs, numpy counts)."""
 import csv
@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 import tada_zoo  # noqa: F401
 from tada_zoo import plots
-from tada_zoo.visualize import (explain_clip, feature_level, load_clip, record_alpha, select_tada_layers,
+from tada_zoo.inference.visualize import (explain_clip, feature_level, load_clip, record_alpha, select_tada_layers,
                                 tada_layer_names, to_uint8_frames)
 
 from _engine_utils import ClipDataset, one_thread, tiny_model  # noqa: F401

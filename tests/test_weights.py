@@ -210,7 +210,7 @@ TINY = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128))
 
 
 def test_inflate_command_writes_the_tag_into_the_weights_folder(home, tmp_path):
-    from tada_zoo.inflate import inflate_convnext
+    from tada_zoo.weights.inflate import inflate_convnext
 
     torch.manual_seed(0)
     net2d = timm.create_model("convnext_tiny", num_classes=1000, **TINY)

@@ -126,7 +126,7 @@ def resolve_pretrained(args: argparse.Namespace, model: str):
     name = f"{arch}.{cfg.tag}" if cfg.tag else arch
     flag = "--pretrained" + ("" if pretrained is True else f" {pretrained}")
     if download and getattr(cfg, "original_file", None):
-        from tada_zoo.download import download_original
+        from tada_zoo.weights.download import download_original
 
         download_original(name)
     elif find_local_weights(name, cfg) is None and not getattr(cfg, "published", False) and not in_hf_cache(cfg):

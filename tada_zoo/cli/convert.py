@@ -1,7 +1,7 @@
 """``tada-zoo convert``: an original TAdaConv .pyth -> safetensors + config.json + model card."""
 import argparse
 
-from tada_zoo.convert import convert_checkpoint, stage_printer
+from tada_zoo.weights.convert import convert_checkpoint, stage_printer
 
 __all__ = ["register"]
 

@@ -1,7 +1,7 @@
 """``tada-zoo download``: a release's original checkpoint from its published URL into the weights folder."""
 import argparse
 
-from tada_zoo.download import download_original
+from tada_zoo.weights.download import download_original
 from tada_zoo.models._weights import weights_home
 
 __all__ = ["register"]

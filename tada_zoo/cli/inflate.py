@@ -1,7 +1,7 @@
 """``tada-zoo inflate``: 2D ImageNet / CLIP weights -> a video model's weights folder (paper init)."""
 import argparse
 
-from tada_zoo.inflate import inflate_to_folder
+from tada_zoo.weights.inflate import inflate_to_folder
 
 from ._args import json_object, positive_int
 

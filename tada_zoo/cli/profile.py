@@ -1,7 +1,7 @@
 """``tada-zoo profile``: parameters and GFLOPs (multiply-accumulates) as in the papers' tables."""
 import argparse
 
-from tada_zoo.profile import profile_model
+from tada_zoo.deploy.profile import profile_model
 
 from ._args import positive_int
 

@@ -73,7 +73,7 @@ class VideoModelMixin:
         state, autograd Functions, FX-aware checks), so fail saying what works instead."""
         raise RuntimeError(
             f"{type(self).__name__} does not support torch.jit.script; use torch.jit.trace, torch.export or "
-            "ONNX instead (tada_zoo.export.export_model or `tada-zoo export`, see docs/deploy.md)")
+            "ONNX instead (tada_zoo.deploy.export.export_model or `tada-zoo export`, see docs/deploy.md)")
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:

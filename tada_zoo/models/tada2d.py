@@ -8,7 +8,7 @@ the 1x7x7 stem, and spatial stride 2 in the first block of res2 instead. Frame s
 averaged (TSN). TAda2D replaces each bottleneck's 3x3 convolution by a TAdaConv2d
 calibrated by a RouteFuncMLP (r=4, k=(3, 3)), followed by the temporal aggregation of
 Eq. 7 (k=3) instead of its BN + ReLU. Module names follow timm's ``resnet.py``, so the
-ImageNet ``resnet50`` state dict loads into TSN as is (see ``tada_zoo.inflate``).
+ImageNet ``resnet50`` state dict loads into TSN as is (see ``tada_zoo.weights.inflate``).
 
 Activations flow between blocks in the frame-major layout ``(B, T, C, H, W)``, so every
 2D op runs on the free view ``(B * T, C, H, W)``; the public interface is ``(B, C, T, H, W)``.
@@ -148,7 +148,7 @@ class TAdaBottleneck(Bottleneck):
 
         The frames stay flat (only the route function sees the clip), so the block
         dispatches about as few ops as a plain bottleneck plus the calibration's own;
-        the route function is called as a module, so its hooks (``tada_zoo.visualize``) see it.
+        the route function is called as a module, so its hooks (``tada_zoo.inference.visualize``) see it.
         """
         alpha = self.conv2_rf(frames.reshape((B, T) + frames.shape[1:]).transpose(1, 2))  # (B, C, T, 1, 1)
         alpha = alpha.transpose(1, 2).reshape(B * T, -1, 1, 1)

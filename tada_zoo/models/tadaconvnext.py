@@ -20,7 +20,7 @@ in the authors' code base), and the count matches the paper's 47 GFLOPs per 16-f
 
 Module names follow timm's ``convnext.py`` (``stem``, ``stages.i.downsample``,
 ``stages.i.blocks.j.{conv_dw,norm,mlp.fc1,mlp.fc2,gamma}``, ``head.{norm,fc}``), so a timm
-ConvNeXt state dict inflates with a single key change (``tada_zoo.inflate.inflate_convnext``). Between
+ConvNeXt state dict inflates with a single key change (``tada_zoo.weights.inflate.inflate_convnext``). Between
 blocks activations are frame-major and channels-last, ``(B, T, H, W, C)`` contiguous: the
 convolutions run as ``1 x k x k`` Conv3d on the free view ``(B, C, T, H, W)`` in channels-last-3d
 memory format (oneDNN's fast depth-wise path; no frame flattening, so fewer dispatched ops), and
@@ -475,7 +475,7 @@ def _inflated(frames: int):
             "ConvNeXt-T (convnext_tiny.fb_in1k) inflated into TAdaConvNeXt-T, exactly the paper's starting "
             "point: tubelet stem centre-initialised, calibration at identity, temporal aggregation at zero, "
             "so the model equals ConvNeXt-T applied to every other frame. Not trained on video: fine-tune it.",
-            "Built by `tada-zoo inflate --model ARCH.in1k_inflated` (tada_zoo.inflate.inflate_convnext).",
+            "Built by `tada-zoo inflate --model ARCH.in1k_inflated` (tada_zoo.weights.inflate.inflate_convnext).",
         ))
 
 

@@ -13,7 +13,7 @@ token untouched)::
 
 at half the width, with ``alpha``/``bias_alpha`` from a ``RouteFuncTransformer`` (no +1)
 and ``agg = BN(y) + BN(avgpool_t(y))``. ``proj`` starts at zero, so a model inflated from
-CLIP is CLIP run frame by frame (see ``tada_zoo.inflate.inflate_clip_vit``). The SSV2 checkpoints are a
+CLIP is CLIP run frame by frame (see ``tada_zoo.weights.inflate.inflate_clip_vit``). The SSV2 checkpoints are a
 different network: a second TAda block before each MLP and a temporal kernel of 3 in
 ``pre_proj`` (the original ``DOUBLE_TADA`` / ``TEMP_ENHANCE``); the ``.ssv2`` tags build it.
 
@@ -205,7 +205,7 @@ def _pos_embed_for(pos_embed: torch.Tensor, grid: Tuple[int, int], model_grid: T
         raise RuntimeError(
             f"TAdaFormer: the TorchScript-based ONNX exporter cannot resample pos_embed from {tuple(model_grid)} "
             f"to {tuple(grid)} patches (antialiased bicubic); call model.set_input_size(...) with the export "
-            f"size first (tada_zoo.export.export_model does), or export with dynamo=True")
+            f"size first (tada_zoo.deploy.export.export_model does), or export with dynamo=True")
     return resample_abs_pos_embed(pos_embed, grid, model_grid, num_prefix_tokens)
 
 

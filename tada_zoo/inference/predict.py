@@ -21,18 +21,18 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .data.adapters import read_class_names
-from .data.datasets import write_annotations
-from .data.decode import VideoDecodeError
-from .data.protocol import DataProtocol, protocol_from_cfg
-from .engine.checkpoint import resolve_run
-from .engine.evaluate import evaluate_model
-from .models._builder import create_video_model
+from tada_zoo.data.adapters import read_class_names
+from tada_zoo.data.datasets import write_annotations
+from tada_zoo.data.decode import VideoDecodeError
+from tada_zoo.data.protocol import DataProtocol, protocol_from_cfg
+from tada_zoo.engine.checkpoint import resolve_run
+from tada_zoo.engine.evaluate import evaluate_model
+from tada_zoo.models._builder import create_video_model
 
 __all__ = ["VideoClassifier", "load_classifier", "dataset_class_names"]
 
 PathLike = Union[str, os.PathLike]
-_LABELS_DIR = Path(__file__).parent / "data" / "labels"
+_LABELS_DIR = Path(__file__).parents[1] / "data" / "labels"
 # datasets whose label order is published, and the file (line i = class i) that holds it
 _DATASET_LABELS = {"ssv2": "ssv2.txt"}
 

@@ -11,8 +11,8 @@ import zipfile
 from pathlib import Path
 from typing import Optional
 
-from .models._builder import registered_cfg
-from .models._weights import find_local_weights, how_to_get, original_path
+from tada_zoo.models._builder import registered_cfg
+from tada_zoo.models._weights import find_local_weights, how_to_get, original_path
 
 __all__ = ["download_original"]
 

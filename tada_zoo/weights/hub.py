@@ -23,13 +23,13 @@ import torch.nn as nn
 from timm.models import PretrainedCfg, get_pretrained_cfg
 from timm.models._hub import save_config_for_hf
 
-from ._files import dir_mode, file_mode, write_text
-from .data.protocol import protocol_from_cfg
-from .models._builder import (WEIGHTS_NAME, WeightsNotAvailableError, build_video_model, create_video_model,
+from tada_zoo._files import dir_mode, file_mode, write_text
+from tada_zoo.data.protocol import protocol_from_cfg
+from tada_zoo.models._builder import (WEIGHTS_NAME, WeightsNotAvailableError, build_video_model, create_video_model,
                               how_to_convert, registered_cfg, released_models)
-from .models._cfg import HUB_ORG, PAPERS, VideoPretrainedCfg
-from .models._helpers import family
-from .profile import count_gmacs, count_params, default_input_shape
+from tada_zoo.models._cfg import HUB_ORG, PAPERS, VideoPretrainedCfg
+from tada_zoo.models._helpers import family
+from tada_zoo.deploy.profile import count_gmacs, count_params, default_input_shape
 
 __all__ = [
     "VIDEO_TASK", "WEIGHTS_NAME", "WeightsNotAvailableError", "build_video_model", "released_models", "hub_models",
@@ -314,7 +314,7 @@ def _inflated_card(name: str, stats: dict, cfg) -> str:
         "```", "",
         "## Provenance", "",
         f"Inflated from {cfg.origin_url} by the {family(name).display_name(arch)} family's rule "
-        "(`tada_zoo.inflate.inflate`): the 2D stem kernel becomes the centre tap of the video stem, every other "
+        "(`tada_zoo.weights.inflate.inflate`): the 2D stem kernel becomes the centre tap of the video stem, every other "
         "2D weight is copied, and the parts a 2D network lacks (calibration, temporal aggregation) start at "
         "identity, so the video model equals its 2D source applied frame by frame.",
     ]

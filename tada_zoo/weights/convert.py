@@ -12,9 +12,9 @@ from typing import Callable, Optional, Union
 
 import timm
 
-from . import __version__
+from tada_zoo import __version__
 from .hub import check_output_dir, registered_cfg, save_converted, sha256_file
-from .models._weights import check_against_cfg, convert_original, describe_original_cfg
+from tada_zoo.models._weights import check_against_cfg, convert_original, describe_original_cfg
 
 __all__ = ["convert_checkpoint", "describe_original_cfg", "check_against_cfg", "convert_original"]
 

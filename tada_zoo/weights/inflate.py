@@ -16,14 +16,14 @@ import timm
 import torch
 import torch.nn as nn
 
-from . import __version__
+from tada_zoo import __version__
 from .hub import check_output_dir, save_converted, sha256_file
-from .models._builder import create_video_model, registered_cfg
-from .models._helpers import classifier_keys, family, read_checkpoint
-from .models._weights import converted_path
-from .models.tada2d import inflate_resnet
-from .models.tadaconvnext import inflate_convnext
-from .models.tadaformer import inflate_clip_vit
+from tada_zoo.models._builder import create_video_model, registered_cfg
+from tada_zoo.models._helpers import classifier_keys, family, read_checkpoint
+from tada_zoo.models._weights import converted_path
+from tada_zoo.models.tada2d import inflate_resnet
+from tada_zoo.models.tadaconvnext import inflate_convnext
+from tada_zoo.models.tadaformer import inflate_clip_vit
 
 __all__ = ["inflate", "inflate_resnet", "inflate_convnext", "inflate_clip_vit", "inflate_to_folder", "read_2d",
            "default_source"]
@@ -42,7 +42,7 @@ def inflate(model: nn.Module, state_dict_2d: Dict[str, torch.Tensor]) -> nn.Modu
 def default_source(name: str) -> Optional[str]:
     """The timm 2D model a tag's inflated weights are built from (``.in1k_inflated``: its
     ``origin_url`` on the Hub, e.g. ``convnext_tiny.fb_in1k``), or None."""
-    from .models._weights import _timm_source
+    from tada_zoo.models._weights import _timm_source
 
     return _timm_source(registered_cfg(name)) if "." in name else None
 

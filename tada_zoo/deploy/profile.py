@@ -4,7 +4,7 @@ from typing import Optional, Tuple
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .models._builder import create_video_model
+from tada_zoo.models._builder import create_video_model
 
 __all__ = ["profile_model", "count_params", "count_gmacs", "default_input_shape"]
 

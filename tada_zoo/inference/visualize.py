@@ -32,11 +32,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._files import atomic_write, write_text
-from .data import open_video
-from .data.protocol import DataProtocol
-from .data.sampling import interval_indices, segment_indices
-from .layers import TAdaConv2d, TAdaConv3d
+from tada_zoo._files import atomic_write, write_text
+from tada_zoo.data import open_video
+from tada_zoo.data.protocol import DataProtocol
+from tada_zoo.data.sampling import interval_indices, segment_indices
+from tada_zoo.layers import TAdaConv2d, TAdaConv3d
 
 __all__ = ["load_clip", "to_uint8_frames", "tada_layer_names", "select_tada_layers", "record_alpha",
            "feature_level", "grad_cam", "explain_clip", "visualize_video"]
@@ -289,7 +289,7 @@ def visualize_video(model: nn.Module, video, output, protocol: DataProtocol, cla
     ``output``: ``gradcam.png`` (frames over their overlays), ``gradcam.gif``, ``alpha.png``
     (when there are alpha layers), ``values.npz`` (the arrays behind the pictures) and
     ``summary.json``. Returns the summary."""
-    from . import plots
+    from tada_zoo import plots
 
     plots.require_matplotlib()  # before any work
     clip, frame_idx = load_clip(video, protocol)

@@ -21,7 +21,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
-from ._files import atomic_write
+from tada_zoo._files import atomic_write
 
 __all__ = ["FORMATS", "export_model", "example_input", "check_export", "load_exported"]
 

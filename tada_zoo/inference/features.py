@@ -33,10 +33,10 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
-from ._files import atomic_write
-from .data.adapters import VIDEO_EXTENSIONS
-from .engine.distributed import all_gather_object, barrier, get_rank, get_world_size, state_hash
-from .models._builder import create_video_model
+from tada_zoo._files import atomic_write
+from tada_zoo.data.adapters import VIDEO_EXTENSIONS
+from tada_zoo.engine.distributed import all_gather_object, barrier, get_rank, get_world_size, state_hash
+from tada_zoo.models._builder import create_video_model
 
 __all__ = ["FeatureExtractor", "extract_videos", "list_videos", "summarize_skipped", "VIDEO_EXTENSIONS"]
 
@@ -104,7 +104,7 @@ class FeatureExtractor:
         Returns ``features (N, ...)``, ``start_frames (N,)`` and, given ``fps``,
         ``timestamps (N, 2)``: start and end of each window in seconds.
         """
-        from .data import sliding_windows
+        from tada_zoo.data import sliding_windows
 
         if video.dim() != 4:
             raise ValueError(f"video must be (C, T, H, W), got shape {tuple(video.shape)}")
@@ -246,7 +246,7 @@ class _WindowChunks(IterableDataset):
         self.clip_stride, self.transform, self.chunk = clip_stride, transform, chunk
 
     def __iter__(self) -> Iterator[dict]:
-        from .data import open_video, sliding_windows
+        from tada_zoo.data import open_video, sliding_windows
 
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
@@ -356,7 +356,7 @@ def _describe_transform(transform) -> dict:
 
 def _run_settings(extractor: FeatureExtractor, clip_len: int, frame_interval: int, clip_stride: int, transform,
                   fmt: str, extra: Optional[dict]) -> dict:
-    from . import __version__
+    from tada_zoo import __version__
 
     model = extractor.model
     cfg = getattr(model, "pretrained_cfg", None) or {}
