@@ -18,6 +18,7 @@ from timm.models import PretrainedCfg
 from timm.models._registry import _model_pretrained_cfgs
 
 import tada_zoo  # noqa: F401
+from tada_zoo.deploy.profile import params_on_meta
 from tada_zoo.weights import hub
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,7 +168,7 @@ def test_every_release_points_at_its_safetensors_repo_and_explains_missing_weigh
         recipe = f"--model {name} " if cfg.original_file else f"tada-zoo inflate --model {name} "
         assert re.search(recipe, hub.how_to_convert(name)), name
         if name in _RECOUNT:  # one network of each kind goes through timm (~0.4 s each)
-            with hub._params_on_meta(), pytest.raises(hub.WeightsNotAvailableError, match=recipe):
+            with params_on_meta(), pytest.raises(hub.WeightsNotAvailableError, match=recipe):
                 timm.create_model(name, pretrained=True, cache_dir=tmp_path)
 
 

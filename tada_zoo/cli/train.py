@@ -8,6 +8,7 @@ from pathlib import Path
 from tada_zoo._files import write_text
 from tada_zoo.data.adapters import read_class_names, split_class_folders
 from tada_zoo.data.protocol import FLIP_LABELS, protocol_from_cfg
+from tada_zoo.deploy.profile import empty_model
 from tada_zoo.engine.distributed import barrier, cleanup_distributed, init_distributed, is_main_process
 from tada_zoo.engine.metrics import parse_num_classes
 from tada_zoo.engine.recipes import ALIASES, LR_SCALING, RECIPES
@@ -207,19 +208,15 @@ def _print_recipe(cfg: TrainConfig) -> None:
 
 
 def _dry_run(args: argparse.Namespace) -> None:
-    """Build the model (on the meta device: no memory, no weights) and its optimizer, print the
-    recipe and write OUTPUT/recipe.json; reads no data."""
-    import torch
-
+    """Build the model (parameters on the meta device: no memory, no weights) and its optimizer,
+    print the recipe and write OUTPUT/recipe.json; reads no data."""
     if args.steps_per_epoch is None:
         raise ValueError("--dry-run needs --steps-per-epoch N (a real run counts its batches)")
     name = _training_name(args)
     heads = parse_num_classes(args.num_classes) if args.num_classes else [registered_cfg(name).num_classes]
     cfg = _train_config(args, name, heads)
-    with torch.device("meta"):
-        model = create_video_model(name, sum(heads), drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate,
-                                   **dict(args.model_kwargs, **({"num_frames": args.num_frames} if args.num_frames
-                                                                 else {})))
+    model = empty_model(name, num_classes=sum(heads), drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate,
+                        **dict(args.model_kwargs, **({"num_frames": args.num_frames} if args.num_frames else {})))
     protocol = protocol_from_cfg(model.pretrained_cfg, **_protocol_flags(args, cfg, model))
     report = recipe_report(model, cfg, args.steps_per_epoch, data=protocol.describe(train=True))
     _print_recipe(cfg)

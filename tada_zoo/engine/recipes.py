@@ -25,7 +25,7 @@ What the values mean (the original's names in brackets):
   [VIDEO.BACKBONE.DROP_PATH]; data augmentation (RandAugment, crops, colour) is the data
   protocol's (``tada_zoo.data.protocol``); ``flip_labels='ssv2'`` is SSV2_FLIP on SSV2 data.
 """
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 from tada_zoo.models._builder import registered_cfg
 from tada_zoo.models._helpers import family

@@ -37,7 +37,8 @@ from .metrics import collect_scores, compute_metrics, split_heads
 from .optim import StepSchedule, build_optimizer, lr_at, param_groups
 from .recipes import FINETUNE, LR_SCALING, RECIPES, recipe_for, resolve_recipe_name
 
-__all__ = ["TrainConfig", "fit", "resolve_config", "recipe_report", "plot_metrics", "seed_everything"]
+__all__ = ["TrainConfig", "fit", "train_one_epoch", "validate", "resolve_config", "recipe_report", "plot_metrics",
+           "seed_everything"]
 
 _RECIPE_KEYS = {"recipe", *set().union(*RECIPES.values())}
 
@@ -227,21 +228,35 @@ def _loader(dataset, cfg: TrainConfig, train: bool, drop_last: bool) -> DataLoad
                       drop_last=drop_last, pin_memory=torch.cuda.is_available())
 
 
-def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfig(),
-        device: torch.device = torch.device("cpu")) -> dict:
-    """Train ``model`` (already created with its final head), validating every epoch.
+@dataclass
+class _Run:
+    """What one training run holds between its epochs."""
+    cfg: TrainConfig
+    model: nn.Module
+    train_model: nn.Module  # the model under DDP / torch.compile
+    device: torch.device
+    train_loader: DataLoader
+    val_loader: Optional[DataLoader]
+    steps_per_epoch: int
+    optimizer: torch.optim.Optimizer
+    scheduler: StepSchedule
+    scaler: torch.amp.GradScaler
+    ema: Optional[ModelEmaV3]
+    mixup: Optional[nn.Module]
+    amp_dtype: Optional[torch.dtype]
 
-    Rank 0 writes ``cfg.output``: ``last.pt`` (full state), ``last.safetensors``,
-    ``best.safetensors``, ``metrics.jsonl``, ``curves.png`` and ``summary.json``.
-    Returns the summary (best / last metrics, per-rank state hashes under DDP).
-    """
-    cfg = resolve_config(cfg)
-    out = Path(cfg.output) if cfg.output else None
-    if out is not None and is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
-    heads = list(cfg.num_classes)
+    @property
+    def heads(self) -> List[int]:
+        return list(self.cfg.num_classes)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+
+def _setup(model: nn.Module, train_set, val_set, cfg: TrainConfig, device: torch.device) -> _Run:
+    """Loaders, the recipe's optimizer and schedule, AMP scaler, EMA and mixup for ``fit``."""
     amp_dtype = autocast_dtype(cfg.amp, device)
-
     model.to(device)
     if cfg.sync_bn and device.type != "cuda":
         raise ValueError("--sync-bn needs GPUs (SyncBatchNorm runs on CUDA tensors); drop it on CPU")
@@ -251,134 +266,173 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
     if len(train_loader) == 0:
         raise ValueError(f"{len(train_set)} training samples give no full batch of {cfg.batch_size} "
                          f"per process on {get_world_size()} processes; lower --batch-size")
-    steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else min(
-        len(train_loader), cfg.max_steps_per_epoch)
-    val_loader = _loader(val_set, cfg, train=False, drop_last=False) if val_set is not None else None
-
+    steps = len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
     optimizer = build_optimizer(model, cfg)
-    scheduler = StepSchedule(optimizer, cfg, steps_per_epoch)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema else None
     mixup = None
     if (cfg.mixup or 0) > 0 or (cfg.cutmix or 0) > 0:
-        if len(heads) > 1:
+        if len(cfg.num_classes) > 1:
             raise ValueError("mixup / cutmix need a single head; set --mixup 0 --cutmix 0")
         from tada_zoo.data import VideoMixup
         mixup = VideoMixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob,
-                           switch_prob=0.5, label_smoothing=cfg.label_smoothing, num_classes=heads[0])
+                           switch_prob=0.5, label_smoothing=cfg.label_smoothing, num_classes=cfg.num_classes[0])
+    return _Run(cfg=cfg, model=model, train_model=model, device=device, train_loader=train_loader,
+                val_loader=_loader(val_set, cfg, train=False, drop_last=False) if val_set is not None else None,
+                steps_per_epoch=steps, optimizer=optimizer, scheduler=StepSchedule(optimizer, cfg, steps),
+                scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
+                ema=ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema else None, mixup=mixup, amp_dtype=amp_dtype)
 
-    start_epoch, best = 0, dict(top1=-1.0, epoch=-1)
-    resume = cfg.resume
+
+def _wrap(run: _Run) -> None:
+    """DDP and torch.compile around the model, for the training steps only."""
+    if is_distributed():
+        run.train_model = nn.parallel.DistributedDataParallel(
+            run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
+    if run.cfg.compile:
+        run.train_model = torch.compile(run.train_model)  # batch axis dynamic: a new batch size does not recompile
+        run.train_model.register_forward_pre_hook(lambda _, args: torch._dynamo.mark_dynamic(args[0], 0))
+
+
+def _resume(run: _Run, out: Optional[Path]) -> Tuple[int, dict]:
+    """(first epoch, best so far) after restoring ``last.pt`` (``cfg.resume``; "auto": the run folder's)."""
+    resume = run.cfg.resume
     if resume == "auto":
         resume = str(out / "last.pt") if out is not None and (out / "last.pt").exists() else None
-    if resume:
-        state = load_pickle(resume)
-        if not isinstance(state, dict) or not {"model", "optimizer", "epoch"} <= set(state):
-            raise ValueError(f"{resume} is not a tada-zoo training checkpoint (last.pt); give --resume none "
-                             "to start over, or --checkpoint-init FILE to start from its weights")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        if ema is not None and "ema" in state:
-            ema.load_state_dict(state["ema"])
-        start_epoch, best = state["epoch"] + 1, state["best"]
-        scheduler.step_update(start_epoch * steps_per_epoch)  # the restored groups hold the old step's lr
-        set_rng_state(state["rng"][min(get_rank(), len(state["rng"]) - 1)])
-        if is_main_process():
-            print(f"resumed from {resume} at epoch {start_epoch}")
+    if not resume:
+        return 0, dict(top1=-1.0, epoch=-1)
+    state = load_pickle(resume)
+    if not isinstance(state, dict) or not {"model", "optimizer", "epoch"} <= set(state):
+        raise ValueError(f"{resume} is not a tada-zoo training checkpoint (last.pt); give --resume none "
+                         "to start over, or --checkpoint-init FILE to start from its weights")
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    if run.ema is not None and "ema" in state:
+        run.ema.load_state_dict(state["ema"])
+    start = state["epoch"] + 1
+    run.scheduler.step_update(start * run.steps_per_epoch)  # the restored groups hold the old step's lr
+    set_rng_state(state["rng"][min(get_rank(), len(state["rng"]) - 1)])
+    if is_main_process():
+        print(f"resumed from {resume} at epoch {start}")
+    return start, state["best"]
 
-    train_model = model
-    if is_distributed():
-        train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
-        train_model = torch.compile(train_model)  # batch axis dynamic: a new batch size does not recompile
-        train_model.register_forward_pre_hook(lambda _, args: torch._dynamo.mark_dynamic(args[0], 0))
 
-    if out is not None and is_main_process():
-        write_text(out / "recipe.json", json.dumps(recipe_report(model, cfg, steps_per_epoch), indent=1))
+def train_one_epoch(run: _Run, epoch: int) -> dict:
+    """One epoch of steps (lr set before each, as the original does); the epoch's metrics row."""
+    cfg, device = run.cfg, run.device
+    seed_everything(cfg.seed + 1000 * epoch + 100003 * get_rank())
+    run.train_loader.sampler.set_epoch(epoch)
+    t0 = time.time()
+    run.train_model.train()
+    loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # loss x n, n
+    skipped_files = set()  # unreadable videos met this epoch (files, not skip events)
+    bar = tqdm(total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+               disable=not (cfg.progress and is_main_process()), leave=False)
+    for step, batch in enumerate(run.train_loader):
+        if step >= run.steps_per_epoch:
+            break
+        video = batch["video"].to(device, non_blocking=True)
+        target = torch.as_tensor(batch["label"]).to(device, non_blocking=True)
+        if run.mixup is not None:
+            video, target = run.mixup(video, target)
+        with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+            logits = run.train_model(video)
+        loss = _loss_fn(logits.float(), target, run.heads, cfg.label_smoothing)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"loss is {loss.item()} at epoch {epoch} step {step}; lower --lr or use --clip-grad")
+        _step(run, loss, epoch * run.steps_per_epoch + step + 1)
+        if isinstance(batch, dict) and batch.get("skipped_files"):
+            skipped_files.update(f for names in batch["skipped_files"] for f in names.split("\n") if f)
+        loss_sum += torch.stack([loss.detach().double() * len(video), loss.new_tensor(len(video)).double()])
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{run.optimizer.param_groups[0]['lr']:.2e}")
+        bar.update()
+    bar.close()
+    average_buffers(run.model)
+    all_reduce_sum(loss_sum)
+    return dict(type="epoch", epoch=epoch, train_loss=(loss_sum[0] / loss_sum[1]).item(),
+                lr=run.optimizer.param_groups[0]["lr"],
+                corrupt_skipped=len(set().union(*all_gather_object(skipped_files))), time=time.time() - t0)
+
+
+def _step(run: _Run, loss: torch.Tensor, update: int) -> None:
+    """Backward, optimizer step (clipped, scaled), then the lr of the next step and the EMA."""
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    if run.cfg.clip_grad:
+        run.scaler.unscale_(run.optimizer)
+        dispatch_clip_grad(run.model.parameters(), run.cfg.clip_grad)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step_update(update)
+    if run.ema is not None:
+        run.ema.update(run.model, step=update)
+
+
+def validate(run: _Run, num_samples: int) -> dict:
+    """Metrics of the (EMA) model on the validation loader, every video once across ranks."""
+    res = collect_scores(run.eval_model, run.val_loader, num_samples, run.heads, run.device, run.amp_dtype,
+                         progress=run.cfg.progress and is_main_process(), desc="val")
+    return compute_metrics(res["scores"], res["labels"])
+
+
+def _save_epoch(run: _Run, out: Path, epoch: int, best: dict, rngs: list, meta: dict) -> None:
+    """``last.pt`` (everything an exact resume needs) and ``last.safetensors``; rank 0."""
+    state = dict(model=run.model.state_dict(), optimizer=run.optimizer.state_dict(),
+                 scheduler=run.scheduler.state_dict(), scaler=run.scaler.state_dict(), epoch=epoch, best=best,
+                 rng=rngs, config=_plain(dataclasses.asdict(run.cfg)), metadata=meta)
+    if run.ema is not None:
+        state["ema"] = run.ema.state_dict()
+    atomic_save(state, out / "last.pt")
+    save_safetensors(unwrap_model(run.eval_model).state_dict(), out / "last.safetensors",
+                     metadata=dict(meta, epoch=str(epoch)))
+
+
+def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfig(),
+        device: torch.device = torch.device("cpu")) -> dict:
+    """Train ``model`` (already created with its final head), validating every epoch.
+
+    Rank 0 writes ``cfg.output``: ``recipe.json``, ``last.pt`` (full state), ``last.safetensors``,
+    ``best.safetensors``, ``metrics.jsonl``, ``curves.png`` and ``summary.json``.
+    Returns the summary (best / last metrics, per-rank state hashes under DDP).
+    """
+    cfg = resolve_config(cfg)
+    out = Path(cfg.output) if cfg.output else None
+    main = is_main_process()
+    if out is not None and main:
+        out.mkdir(parents=True, exist_ok=True)
+    run = _setup(model, train_set, val_set, cfg, device)
+    start_epoch, best = _resume(run, out)
+    _wrap(run)
+    if out is not None and main:
+        write_text(out / "recipe.json", json.dumps(recipe_report(run.model, cfg, run.steps_per_epoch), indent=1))
     log = _MetricsLog(out / "metrics.jsonl", start_epoch) if out is not None else None
-    meta = run_metadata(cfg.model, cfg.model_kwargs, heads, cfg.class_names, cfg.protocol)
+    meta = run_metadata(cfg.model, cfg.model_kwargs, run.heads, cfg.class_names, cfg.protocol)
     last_val = None
     for epoch in range(start_epoch, cfg.epochs):
-        seed_everything(cfg.seed + 1000 * epoch + 100003 * get_rank())
-        train_loader.sampler.set_epoch(epoch)
-        t0 = time.time()
-        train_model.train()
-        loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # loss x n, n
-        skipped_files = set()  # unreadable videos met this epoch (files, not skip events)
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not (cfg.progress and is_main_process()), leave=False)
-        for step, batch in enumerate(train_loader):
-            if step >= steps_per_epoch:
-                break
-            video = batch["video"].to(device, non_blocking=True)
-            target = torch.as_tensor(batch["label"]).to(device, non_blocking=True)
-            if mixup is not None:
-                video, target = mixup(video, target)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = train_model(video)
-            loss = _loss_fn(logits.float(), target, heads, cfg.label_smoothing)
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"loss is {loss.item()} at epoch {epoch} step {step}; lower --lr or use --clip-grad")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.clip_grad:
-                scaler.unscale_(optimizer)
-                dispatch_clip_grad(model.parameters(), cfg.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step_update(epoch * steps_per_epoch + step + 1)
-            if ema is not None:
-                ema.update(model, step=epoch * steps_per_epoch + step + 1)
-            if isinstance(batch, dict) and batch.get("skipped_files"):
-                skipped_files.update(f for names in batch["skipped_files"] for f in names.split("\n") if f)
-            loss_sum += torch.stack([loss.detach().double() * len(video), loss.new_tensor(len(video)).double()])
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-            bar.update()
-        bar.close()
-        average_buffers(model)
-        all_reduce_sum(loss_sum)
-        row = dict(type="epoch", epoch=epoch, train_loss=(loss_sum[0] / loss_sum[1]).item(),
-                   lr=optimizer.param_groups[0]["lr"], corrupt_skipped=len(set().union(*all_gather_object(skipped_files))), time=time.time() - t0)
-
-        eval_model = ema.module if ema is not None else model
-        if val_loader is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-            res = collect_scores(eval_model, val_loader, len(val_set), heads, device, amp_dtype,
-                                 progress=cfg.progress and is_main_process(), desc="val")
-            last_val = compute_metrics(res["scores"], res["labels"])
+        row = train_one_epoch(run, epoch)
+        if run.val_loader is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+            last_val = validate(run, len(val_set))
             row.update(val_top1=last_val["top1"], val_top5=last_val.get("top5"))
             if last_val["top1"] > best["top1"]:
                 best = dict(top1=last_val["top1"], epoch=epoch)
-                if out is not None and is_main_process():
-                    save_safetensors(unwrap_model(eval_model).state_dict(), out / "best.safetensors",
+                if out is not None and main:
+                    save_safetensors(unwrap_model(run.eval_model).state_dict(), out / "best.safetensors",
                                      metadata=dict(meta, epoch=str(epoch), top1=f"{best['top1']:.4f}"))
         rngs = all_gather_object(get_rng_state())
-        if out is not None and is_main_process():
-            state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
-                         scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
-                         epoch=epoch, best=best, rng=rngs, config=_plain(dataclasses.asdict(cfg)), metadata=meta)
-            if ema is not None:
-                state["ema"] = ema.state_dict()
-            atomic_save(state, out / "last.pt")
-            save_safetensors(unwrap_model(eval_model).state_dict(), out / "last.safetensors",
-                             metadata=dict(meta, epoch=str(epoch)))
+        if out is not None and main:
+            _save_epoch(run, out, epoch, best, rngs, meta)
             log.write(**row)
             plot_metrics(out / "metrics.jsonl", out / "curves.png")
-        if is_main_process():
-            msg = f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f}"
-            if "val_top1" in row:
-                msg += f", val top-1 {row['val_top1']:.2f}%"
-            print(msg + f" ({row['time']:.1f}s)", flush=True)
+        if main:
+            val = f", val top-1 {row['val_top1']:.2f}%" if "val_top1" in row else ""
+            print(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f}{val} ({row['time']:.1f}s)", flush=True)
         barrier()
         if cfg.stop_after_epoch is not None and epoch >= cfg.stop_after_epoch:
             break
-
-    hashes = all_gather_object(state_hash(model))
+    hashes = all_gather_object(state_hash(run.model))
     summary = dict(model=cfg.model, recipe=cfg.recipe, epochs=cfg.epochs, best=best, last_val=last_val,
                    world_size=get_world_size(), rank_state_hashes=hashes, ranks_in_sync=len(set(hashes)) == 1)
-    if out is not None and is_main_process():
+    if out is not None and main:
         write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     return summary
 

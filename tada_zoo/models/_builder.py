@@ -20,13 +20,14 @@ from huggingface_hub.utils import (  # .utils has them in every release, .errors
 from timm.models import PretrainedCfg, build_model_with_cfg, get_pretrained_cfg
 
 from ._base import VideoFeatureDictNet
-from ._cfg import VideoPretrainedCfg
+from ._cfg import HUB_ORG, VideoPretrainedCfg
 from ._helpers import (adapt_input_convs, check_model_name, classifier_keys, family, list_models, load_checkpoint,
                        read_checkpoint)
 from ._weights import (WeightsNotAvailableError, check_against_cfg, find_local_weights, how_to_get, in_hf_cache,
                        registered_tags, weights_help)
 
 __all__ = ["WEIGHTS_NAME", "WeightsNotAvailableError", "build_video_model", "create_video_model", "how_to_convert",
+           "hub_models", "repo_id",
            "list_models", "list_published", "registered_cfg", "released_models", "video_cfg_from_config"]
 
 WEIGHTS_NAME = "model.safetensors"
@@ -65,6 +66,23 @@ def registered_cfg(name: str) -> VideoPretrainedCfg:
         raise ValueError(f"unknown model {name!r}; tada-zoo models with released weights: "
                          f"{', '.join(released_models())} (or an architecture from timm.list_models())")
     return cfg
+
+
+def hub_models() -> List[str]:
+    """``arch.tag`` of every registered model with a tada-zoo Hub repo: the released conversions
+    and the weights we build ourselves (``.in1k_inflated``); ``hub_configs/`` has one folder each."""
+    names = []
+    for name in timm.list_pretrained():
+        cfg = get_pretrained_cfg(name)
+        if isinstance(cfg, VideoPretrainedCfg) and "." in name and (cfg.hf_hub_id or "").startswith(f"{HUB_ORG}/"):
+            names.append(name)
+    return sorted(names)
+
+
+def repo_id(name: str) -> str:
+    """Hub repo of ``arch.tag`` (its cfg's ``hf_hub_id``; ``tada-zoo/<arch>.<tag>`` by default)."""
+    hub_id = registered_cfg(name).hf_hub_id
+    return hub_id if hub_id and not hub_id.endswith("/") else f"{HUB_ORG}/{name}"
 
 
 def how_to_convert(name: str, cfg=None) -> str:
