@@ -6,6 +6,7 @@ multiplier and weight decay, keyed by our parameter names through the converter'
 ``get_lr_at_epoch`` at every step. ``tada-zoo train --dry-run`` at the config's global batch
 must give the same numbers, parameter by parameter and step by step.
 """
+import dataclasses
 import gzip
 import json
 import math
@@ -183,3 +184,32 @@ def test_finetuning_trained_weights_shortens_the_schedule_unless_recipe_is_given
                       "--steps-per-epoch", "3", "--num-classes", "5")
     assert report["recipe"]["epochs"] == FINETUNE["epochs"] and len(report["lr_per_step"]) == 3 * FINETUNE["epochs"]
     assert "fine-tune" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("tag, kwargs", [
+    ("tadaconvnextv2_t_16f.k400", dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), head_dim=8)),
+    ("tadaformer_b16_16f.ssv2", dict(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, rf_head_dim=16)),
+], ids=["lr_reduce", "layer_decay"])
+def test_recipe_groups_train(tag, kwargs, tmp_path):
+    """The multiplier groups reach the optimizer: after a run, every group's lr is the schedule's
+    value x its multiplier, and the multipliers differ as the recipe says."""
+    import timm
+    import torch
+
+    from _engine_utils import ClipDataset
+    from tada_zoo.engine import fit
+    from tada_zoo.engine.optim import lr_at
+
+    torch.manual_seed(0)
+    model = timm.create_model(tag, num_classes=2, num_frames=4, **kwargs)
+    cfg = TrainConfig(model=tag, num_classes=[2], epochs=2, batch_size=2, workers=0, output=str(tmp_path),
+                      progress=False, max_steps_per_epoch=2)
+    fit(model, ClipDataset(4, size=32), None, cfg)
+    report = json.loads((tmp_path / "recipe.json").read_text())
+    mults = {g["lr_mult"] for g in report["param_groups"]}
+    assert len(mults) > 2 and max(mults) == 10.0, mults
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    resolved = resolve_config(dataclasses.replace(cfg, output=None))
+    lr_next = lr_at(4 / 2, resolved)  # after 2 epochs x 2 steps: the lr set for the next step
+    for group in state["optimizer"]["param_groups"]:
+        assert group["lr"] == pytest.approx(lr_next * group["lr_mult"], rel=1e-9)
