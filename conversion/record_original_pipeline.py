@@ -78,8 +78,8 @@ def _sampling_functions(original: Path):
     return namespace["_interval_based_sampling"], namespace["_segment_based_sampling"]
 
 
-def _merged_config(original: Path, cfg_file: str) -> dict:
-    """The original Config's merge of ``cfg_file`` (run from the checkout, as run.py is)."""
+def original_config(original: Path, cfg_file: str):
+    """The original ``Config`` object of ``cfg_file``, merged as run.py does (run from the checkout)."""
     src = (original / "tadaconv/utils/config.py").read_text()
     cls = next(n for n in ast.parse(src).body if isinstance(n, ast.ClassDef) and n.name == "Config")
     import argparse as _argparse
@@ -94,10 +94,15 @@ def _merged_config(original: Path, cfg_file: str) -> dict:
     try:
         os.chdir(original)
         sys.argv = ["run.py", "--cfg", cfg_file]
-        return namespace["Config"](load=True).cfg_dict
+        return namespace["Config"](load=True)
     finally:
         os.chdir(cwd)
         sys.argv = argv
+
+
+def _merged_config(original: Path, cfg_file: str) -> dict:
+    """The original Config's merge of ``cfg_file`` as a dict (what checkpoints store)."""
+    return original_config(original, cfg_file).cfg_dict
 
 
 def _data_facts(cfg: dict) -> dict:

@@ -5,7 +5,7 @@ from a checkout of ``alibaba-mmai-research/TAdaConv`` (nothing of it is copied i
 project):
 
 - ``Config`` (``tadaconv/utils/config.py``) merges the config's ``_BASE`` chain, as
-  ``runs/run.py --cfg FILE`` does (``record_original_pipeline._merged_config``);
+  ``runs/run.py --cfg FILE`` does (``record_original_pipeline.original_config``);
 - ``construct_optimizer`` (``tadaconv/models/utils/optimizer.py``, taken out with ``ast``
   because the module imports the logging / LARS helpers) builds the optimizer of a stand-in
   model whose ``named_parameters`` are the original network's parameters, names and shapes
@@ -25,7 +25,6 @@ applied to a state dict whose tensors are filled with their index in the manifes
 import argparse
 import ast
 import gzip
-import importlib.util
 import json
 import math
 import os
@@ -37,7 +36,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record_original_pipeline import _original_module  # noqa: E402
+from record_original_pipeline import _original_module, original_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "fixtures" / "original_recipes.json.gz"
@@ -57,28 +56,6 @@ CONFIGS = {
 }
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 UNUSED = {"backbone.proj"}  # CLIP's text projection: in TAdaFormer checkpoints, unused by the classifier
-
-
-def _config(original: Path, cfg_file: str):
-    """The original ``Config`` object of ``cfg_file`` (attribute access, as the optimizer reads it)."""
-    src = (original / "tadaconv/utils/config.py").read_text()
-    cls = next(n for n in ast.parse(src).body if isinstance(n, ast.ClassDef) and n.name == "Config")
-    import argparse as _argparse
-    import copy as _copy
-    import yaml
-
-    namespace = dict(os=os, yaml=yaml, json=json, copy=_copy, argparse=_argparse,
-                     ckp=SimpleNamespace(make_checkpoint_dir=lambda path: None),
-                     logger=SimpleNamespace(info=lambda *a: None, warning=print))
-    exec(compile(ast.Module(body=[cls], type_ignores=[]), "config.py", "exec"), namespace)
-    cwd, argv = os.getcwd(), sys.argv
-    try:
-        os.chdir(original)
-        sys.argv = ["run.py", "--cfg", cfg_file]
-        return namespace["Config"](load=True)
-    finally:
-        os.chdir(cwd)
-        sys.argv = argv
 
 
 def _construct_optimizer(original: Path, lr_policy):
@@ -161,7 +138,7 @@ def _scalars(cfg) -> dict:
 def record(original: Path, reference: Path, name: str, lr_policy, construct_optimizer) -> dict:
     arch, folder = CONFIGS[name]
     cfg_file = f"configs/projects/{name}.yaml"
-    cfg = _config(original, cfg_file)
+    cfg = original_config(original, cfg_file)
     classes = cfg.VIDEO.HEAD.NUM_CLASSES
     entries = _original_params(reference, folder, classes)
     names = _key_map(arch, entries, classes)

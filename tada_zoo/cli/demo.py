@@ -19,6 +19,31 @@ TINY = dict(layers=[1, 1, 1, 1], widths=[8, 16, 32, 64], stem_width=8)
 DATA = dict(num_frames=8, frame_interval=2)  # 8 of the 16 frames, every other one
 
 
+def _print_report(results: dict, feats: Path, seconds: float) -> None:
+    """The comparison table, per-class accuracies and what one feature file holds."""
+    from safetensors import safe_open
+
+    from tada_zoo.data.synthetic import CLASS_NAMES
+
+    first = sorted(feats.glob("*.safetensors"))[0]
+    with safe_open(str(first), "pt") as f:
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        ts = f.get_tensor("timestamps")
+    print("\n=== moving shapes: 4 directions, chance 25%, order-blind ceiling 50% ===")
+    print(f"{'model':<16}{'top-1':>8}{'top-5':>8}{'mean class':>12}{'train s':>9}")
+    for name, r in results.items():
+        m = r["metrics"]
+        print(f"{name:<16}{m['top1']:>7.1f}%{m['top5']:>7.1f}%{m['mean_class_acc']:>11.1f}%{r['train_s']:>9.0f}")
+    for name, r in results.items():
+        per = r["metrics"]["per_class"]
+        print(f"  {name} per class: " + ", ".join(f"{CLASS_NAMES[int(c)]} {a:.0f}%" for c, a in sorted(per.items())))
+    print(f"features: {len(list(feats.glob('*.safetensors')))} files, e.g. {first.name}: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(shapes.items()))
+          + f"; windows start at {[round(float(t), 2) for t in ts[:, 0]]} s")
+    gap = results["tada2d_r50_8f"]["metrics"]["top1"] - results["tsn_r50_8f"]["metrics"]["top1"]
+    print(f"TAda2D - TSN: {gap:+.1f} points top-1 (total {seconds:.0f}s)")
+
+
 def main(argv=None) -> int:
     import torch
 
@@ -73,25 +98,7 @@ def main(argv=None) -> int:
                   "--workers", str(args.workers), "--quiet"])
         if rc:
             return rc
-        from safetensors import safe_open
-        first = sorted(feats.glob("*.safetensors"))[0]
-        with safe_open(str(first), "pt") as f:
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-            ts = f.get_tensor("timestamps")
-
-        print("\n=== moving shapes: 4 directions, chance 25%, order-blind ceiling 50% ===")
-        print(f"{'model':<16}{'top-1':>8}{'top-5':>8}{'mean class':>12}{'train s':>9}")
-        for name, r in results.items():
-            m = r["metrics"]
-            print(f"{name:<16}{m['top1']:>7.1f}%{m['top5']:>7.1f}%{m['mean_class_acc']:>11.1f}%{r['train_s']:>9.0f}")
-        for name, r in results.items():
-            per = r["metrics"]["per_class"]
-            print(f"  {name} per class: " + ", ".join(f"{CLASS_NAMES[int(c)]} {a:.0f}%" for c, a in sorted(per.items())))
-        print(f"features: {len(list(feats.glob('*.safetensors')))} files, e.g. {first.name}: "
-              + ", ".join(f"{k} {v}" for k, v in sorted(shapes.items()))
-              + f"; windows start at {[round(float(t), 2) for t in ts[:, 0]]} s")
-        gap = results["tada2d_r50_8f"]["metrics"]["top1"] - results["tsn_r50_8f"]["metrics"]["top1"]
-        print(f"TAda2D - TSN: {gap:+.1f} points top-1 (total {time.time() - t_start:.0f}s)")
+        _print_report(results, feats, time.time() - t_start)
     return 0
 
 

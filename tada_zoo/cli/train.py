@@ -77,6 +77,24 @@ _FIELD_HELP = dict(
 )
 
 
+def _add_config_flags(p) -> None:
+    """Every TrainConfig field not set elsewhere becomes a flag (None = the recipe's value),
+    validated where parsed."""
+    skip = {"model", "num_classes", "output", "recipe", "workers", "progress", "stop_after_epoch", "resume", "amp",
+            "compile", "sync_bn", "flip_labels", "model_kwargs", "class_names", "protocol", "sources", "finetune"}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
+        flag = f"--{f.name.replace('_', '-')}"
+        if f.name in _FIELD_BOOLS:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=_FIELD_HELP[f.name])
+        elif f.name in _FIELD_CHOICES:
+            p.add_argument(flag, choices=_FIELD_CHOICES[f.name], default=f.default, help=_FIELD_HELP[f.name])
+        else:
+            p.add_argument(flag, type=_FIELD_TYPES.get(f.name, non_negative_float), default=f.default,
+                           help=_FIELD_HELP[f.name])
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="fine-tune a video model (torchrun for several GPUs)", formatter_class=HelpFormatter,
@@ -118,20 +136,7 @@ def register(subparsers) -> None:
                    help="mirror clips with p=0.5 and swap these direction labels (the original's SSV2_FLIP; "
                         "default: the recipe's, 'ssv2' for the *_ssv2 recipes)")
     p.add_argument("--val-clips", type=positive_int, default=1, help="clips per video in per-epoch validation")
-    # every TrainConfig field not set above becomes a flag; None = recipe value
-    skip = {"model", "num_classes", "output", "recipe", "workers", "progress", "stop_after_epoch", "resume", "amp",
-            "compile", "sync_bn", "flip_labels", "model_kwargs", "class_names", "protocol", "sources", "finetune"}
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in skip:
-            continue
-        flag = f"--{f.name.replace('_', '-')}"
-        if f.name in _FIELD_BOOLS:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=_FIELD_HELP[f.name])
-        elif f.name in _FIELD_CHOICES:
-            p.add_argument(flag, choices=_FIELD_CHOICES[f.name], default=f.default, help=_FIELD_HELP[f.name])
-        else:
-            p.add_argument(flag, type=_FIELD_TYPES.get(f.name, non_negative_float), default=f.default,
-                           help=_FIELD_HELP[f.name])
+    _add_config_flags(p)
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes")

@@ -63,7 +63,8 @@ def param_groups(model: nn.Module, r) -> List[dict]:
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if r.layer_decay < 1.0:
         ids = _layer_ids(model)
-        top = max(i for n, i in ids.items() if id(dict(named).get(n)) not in head)  # final norm and head: x1
+        head_names = {n for n, p in named if id(p) in head}
+        top = max(i for n, i in ids.items() if n not in head_names)  # final norm and head: x1
     groups: Dict[tuple, dict] = {}
     for name, p in named:
         if r.layer_decay < 1.0:

@@ -72,13 +72,13 @@ RECIPES: Dict[str, dict] = {
     "tada2d_ek100": dict(_TADA2D, lr=0.48, batch=256, epochs=50, warmup_epochs=10),
     "tadaconvnextv2_ek100": dict(_V2, lr=5e-4, batch=128, drop_path_rate=0.2, epochs=50, warmup_epochs=10),
 }
-ORIGINAL_CONFIGS = {
-    "tada2d_8x8_k400": "tada/k400/tada2d_8x8", "tada2d_16x5_k400": "tada/k400/tada2d_16x5",
-    "tada2d_8f_ssv2": "tada/ssv2/tada2d_8f", "tada2d_16f_ssv2": "tada/ssv2/tada2d_16f",
-    **{n: f"{n.split('_')[0]}/{n}" for n in RECIPES if n.startswith(("tadaconvnextv2_", "tadaformer_"))
-       and not n.endswith("ek100")},
-}
-ORIGINAL_CONFIGS = {n: f"configs/projects/{p}.yaml" for n, p in ORIGINAL_CONFIGS.items()}
+ORIGINAL_CONFIGS = {  # recipe -> the original config file it copies
+    name: f"configs/projects/{path}.yaml" for name, path in {
+        "tada2d_8x8_k400": "tada/k400/tada2d_8x8", "tada2d_16x5_k400": "tada/k400/tada2d_16x5",
+        "tada2d_8f_ssv2": "tada/ssv2/tada2d_8f", "tada2d_16f_ssv2": "tada/ssv2/tada2d_16f",
+        **{n: f"{n.split('_')[0]}/{n}" for n in RECIPES
+           if n.startswith(("tadaconvnextv2_", "tadaformer_")) and not n.endswith("ek100")},
+    }.items()}
 
 # Fine-tuning trained weights (--pretrained / --checkpoint-init) on one's own data, unless --recipe
 # asks for a released config as it is: the recipe with a short schedule (and lr_mult x its batch-scaled
