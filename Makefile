@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install min-deps
+.PHONY: demo test test-slow test-all bench install min-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -16,7 +16,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m tada_zoo.cli.demo
 
+# `make test`: the suite without the long tests (tests/conftest.py SLOW: docs pages that train and convert,
+# full-size conversions, exports, multi-process runs); `make test-slow`: those; `make test-all`: both in
+# one run. CI (.ci/run) runs `make test` and then `make test-slow`.
 test: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m "not slow" --durations=10
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m slow --durations=10
+
+test-all: $(STAMP)
 	$(PY) -m pytest -q -n 2 --durations=15
 
 # `make bench ORIGINAL=/path/to/TAdaConv` adds the comparison with the original code (bench_peers.py);

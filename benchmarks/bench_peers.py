@@ -159,7 +159,7 @@ def original_pair(name: str, path: Path, frames: int):
     import timm
 
     import tada_zoo  # noqa: F401
-    from tada_zoo.models._helpers import load_checkpoint
+    from tada_zoo.models import load_checkpoint
 
     theirs = original_model(path, ORIGINAL[name][0], frames)
     sd = fill_(theirs)

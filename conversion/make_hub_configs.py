@@ -3,7 +3,7 @@ from the model registry.
 
     python conversion/make_hub_configs.py [--out hub_configs] [--only NAME ...]
 
-One folder per registered model with a tada-zoo Hub repo (``tada_zoo.weights.hub.hub_models()``:
+One folder per registered model with a tada-zoo Hub repo (``tada_zoo.models.hub_models()``:
 the conversions of released original checkpoints and the inflated ``.in1k_inflated``
 weights); ``releases.json`` lists the released original checkpoints, written from their
 pretrained cfgs (the registry is the single source). tests/test_hub.py fails when either drifts.
@@ -19,9 +19,8 @@ sys.path.insert(0, str(ROOT))
 
 import tada_zoo  # noqa: E402,F401  (registers the models)
 from tada_zoo._files import write_text  # noqa: E402
-from tada_zoo.weights.hub import hub_models, registered_cfg, released_models, repo_id, \
-    write_hub_files  # noqa: E402
-from tada_zoo.models._helpers import family  # noqa: E402
+from tada_zoo.models import family, hub_models, registered_cfg, released_models, repo_id  # noqa: E402
+from tada_zoo.weights.hub import write_hub_files  # noqa: E402
 
 RELEASES = ROOT / "conversion" / "releases.json"
 

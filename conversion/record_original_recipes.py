@@ -99,7 +99,7 @@ def _key_map(arch: str, entries, num_classes: int) -> dict:
     """original parameter name -> our parameter name, through the family's checkpoint filter."""
     import timm
     import tada_zoo  # noqa: F401  (registers the models)
-    from tada_zoo.models._helpers import checkpoint_filter
+    from tada_zoo.models._registry import checkpoint_filter
 
     model = timm.create_model(arch, num_classes=num_classes)  # arch.tag: the tag's network (TAdaFormer SSV2)
     state = {k: torch.full(s, i, dtype=torch.int32) for i, (k, s) in enumerate(entries)}

@@ -6,8 +6,7 @@ works like any timm model.
 from .layers import (
     LearnableCalibration, RouteFuncMLP, RouteFuncTransformer, TAdaConv2d, TAdaConv3d, TemporalAggregation)
 from . import models
-from .models import list_models, list_published
-from .models._builder import WeightsNotAvailableError
+from .models import WeightsNotAvailableError, list_models, list_published
 from .tadafy import tadafy
 from .weights import hub  # noqa: E402  (above the model layer: config.json, model cards, the Hub)
 

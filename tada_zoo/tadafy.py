@@ -22,14 +22,14 @@ learn the temporal calibration. What gets replaced, per kind of module:
 * **Our frame-major blocks** (TSN's ``Bottleneck``, whose ``nn.Conv2d`` runs on
   ``(B * T, C, H, W)`` frames where a generic wrapper cannot see time): any module with a
   ``to_tada(**options)`` method is replaced by what it returns, its TAda version with the
-  same weights (TSN ``Bottleneck`` -> TAda2D ``TAdaBottleneck``). Its ``tada_conv``
-  attribute names the conv that ``include`` is matched against.
+  same weights (a TSN block becomes a TAda2D one). Its ``tada_conv`` attribute names the conv
+  that ``include`` is matched against (``None``: the block is walked like any other module).
 
 Requirements of a replaced Conv3d: temporal stride 1 and length-preserving temporal padding
 (``dilation * (kt - 1) / 2``), zero padding mode; the calibration has one value per frame.
 """
 import re
-from typing import Callable, Dict, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -181,58 +181,64 @@ def tadafy(
     """
     if cal_dim not in ("cin", "cout"):
         raise ValueError(f"tadafy: cal_dim must be 'cin' or 'cout', got {cal_dim!r}")
-    match = _matcher(include, temporal)
-    norms = dict(norms or {})
     modules = dict(model.named_modules())
-    for conv_name, bn_name in norms.items():
-        for n in (conv_name, bn_name):
-            if n not in modules:
-                raise ValueError(f"tadafy: norms names {n!r}, which is not a module of the model")
+    for n in [n for pair in (norms or {}).items() for n in pair]:
+        if n not in modules:
+            raise ValueError(f"tadafy: norms names {n!r}, which is not a module of the model")
     options = dict(rf_ratio=rf_ratio, rf_kernels=tuple(rf_kernels), aggregation=aggregation,
                    agg_kernel=agg_kernel, agg_pool=agg_pool, cal_dim=cal_dim)
-    replaced = []
-
-    def set_module(name: str, new: nn.Module) -> None:
-        parent, _, attr = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, attr, new)
-
-    def visit(prefix: str, module: nn.Module) -> None:
-        children = list(module.named_children())
-        for i, (attr, child) in enumerate(children):
-            name = f"{prefix}{attr}"
-            to_tada = getattr(child, "to_tada", None)
-            if callable(to_tada) and not isinstance(child, TAdaConvAdapter):
-                if include is None or match(f"{name}.{child.tada_conv}", getattr(child, child.tada_conv)):
-                    new = to_tada(**options)
-                    if new is not child:
-                        setattr(module, attr, new)
-                        replaced.append(name)
-                continue
-            if isinstance(child, nn.Conv3d):
-                if not match(name, child):
-                    continue
-                norm = None
-                if aggregation:
-                    norm_name = norms.get(name)
-                    if norm_name is None and i + 1 < len(children):
-                        nxt_attr, nxt = children[i + 1]
-                        if isinstance(nxt, _BatchNorm) and nxt.num_features == child.out_channels:
-                            norm_name = f"{prefix}{nxt_attr}"
-                    if norm_name is None:
-                        raise ValueError(
-                            f"tadafy: no BatchNorm follows {name!r} (expected as the next module in its parent); "
-                            f"pass norms={{{name!r}: '<its bn>'}}, exclude it, or use aggregation=False")
-                    norm = model.get_submodule(norm_name)
-                    set_module(norm_name, nn.Identity())
-                setattr(module, attr, TAdaConvAdapter(
-                    child, norm, rf_ratio, rf_kernels, agg_kernel, agg_pool, cal_dim))
-                replaced.append(name)
-                continue
-            visit(f"{name}.", child)
-
-    visit("", model)
+    replaced = _Replacer(model, include, _matcher(include, temporal), dict(norms or {}), options).visit("", model)
     if not replaced:
         raise ValueError(
             "tadafy: no convolution was selected (default: Conv3d with a spatial kernel > 1, temporal "
             "stride 1, >= 8 input channels, and blocks with a to_tada method); check `include`")
     return model
+
+
+class _Replacer:
+    """One walk of ``tadafy`` over the model's children: frame-major blocks through their ``to_tada``,
+    matched ``Conv3d`` by a ``TAdaConvAdapter`` holding their BN; returns the replaced names."""
+
+    def __init__(self, model: nn.Module, include, match: Callable, norms: Dict[str, str], options: dict):
+        self.model, self.include, self.match, self.norms, self.options = model, include, match, norms, options
+
+    def visit(self, prefix: str, module: nn.Module) -> List[str]:
+        replaced = []
+        children = list(module.named_children())
+        for i, (attr, child) in enumerate(children):
+            name = f"{prefix}{attr}"
+            if getattr(child, "tada_conv", None) is not None and callable(getattr(child, "to_tada", None)):
+                if self._block(module, attr, child, name):
+                    replaced.append(name)
+            elif isinstance(child, nn.Conv3d):
+                if self.match(name, child):
+                    self._conv(module, attr, child, name, children[i + 1:i + 2], prefix)
+                    replaced.append(name)
+            else:
+                replaced += self.visit(f"{name}.", child)
+        return replaced
+
+    def _block(self, parent: nn.Module, attr: str, block: nn.Module, name: str) -> bool:
+        if self.include is not None and not self.match(f"{name}.{block.tada_conv}", getattr(block, block.tada_conv)):
+            return False
+        new = block.to_tada(**self.options)
+        setattr(parent, attr, new)
+        return new is not block
+
+    def _conv(self, parent: nn.Module, attr: str, conv: nn.Conv3d, name: str, after: list, prefix: str) -> None:
+        norm = None
+        if self.options["aggregation"]:
+            norm_name = self.norms.get(name)
+            if norm_name is None and after:
+                nxt_attr, nxt = after[0]
+                if isinstance(nxt, _BatchNorm) and nxt.num_features == conv.out_channels:
+                    norm_name = f"{prefix}{nxt_attr}"
+            if norm_name is None:
+                raise ValueError(
+                    f"tadafy: no BatchNorm follows {name!r} (expected as the next module in its parent); "
+                    f"pass norms={{{name!r}: '<its bn>'}}, exclude it, or use aggregation=False")
+            norm = self.model.get_submodule(norm_name)
+            owner, _, norm_attr = norm_name.rpartition(".")
+            setattr(self.model.get_submodule(owner) if owner else self.model, norm_attr, nn.Identity())
+        options = {k: v for k, v in self.options.items() if k != "aggregation"}
+        setattr(parent, attr, TAdaConvAdapter(conv, norm, **options))

@@ -69,3 +69,54 @@ def _empty_weights_folder(tmp_path_factory):
         os.environ.pop("TADA_ZOO_HOME", None)
     else:
         os.environ["TADA_ZOO_HOME"] = old
+
+
+# ---- the long tests: `make test` leaves them out, `make test-slow` runs them, CI runs both -------------
+# Each is long because of what it proves: docs pages that train, convert and export as a reader would,
+# full-size checkpoints converted and compared with the original's outputs (one per family stays in
+# `make test`), exports and compiles of every family, real multi-process runs and killed processes.
+SLOW = (
+    "tests/test_docs.py::test_doc_blocks_run[README.md]",
+    "tests/test_docs.py::test_doc_blocks_run[deploy.md]",
+    "tests/test_docs.py::test_doc_blocks_run[training.md]",
+    "tests/test_docs.py::test_doc_blocks_run[features.md]",
+    "tests/test_docs.py::test_readme_parameter_counts_are_the_models",
+    "tests/test_hub.py::test_hub_configs_match_the_registry",
+    "tests/test_hub.py::test_hub_configs_content",
+    "tests/test_hub.py::test_publish_dry_run_then_load_offline_from_hf_cache",
+    "tests/test_convert.py::test_cli_conversion_reproduces_original_logits",
+    "tests/test_tadaformer.py::test_l14_matches_original",
+    "tests/test_tadaformer.py::test_b16_ssv2_matches_original",
+    "tests/test_tadaconvnext.py::test_v2_reference_outputs[s-small]",
+    "tests/test_tadaconvnext.py::test_v2_reference_outputs[b-base]",
+    "tests/test_slowfast.py::test_original_checkpoint_reproduces_reference[slowfast_8x8_k400-slowfast_r50_8x8]",
+    "tests/test_tada2d.py::test_paper_sizes",
+    "tests/test_resnet3d.py::test_inflate_timm_resnet50_into_r3d_and_r2plus1d",
+    "tests/test_export.py::test_export_dynamic_batch_matches_eager",
+    "tests/test_export.py::test_tadaformer_at_another_size_exports_with_both_onnx_exporters",
+    "tests/test_export.py::test_compile_one_graph_and_no_recompile_for_a_new_batch_size",
+    "tests/test_engine_train.py::test_cli_killed_mid_run_resumes_identically",
+    "tests/test_distributed.py::test_torchrun_extraction_deals_videos_out_and_merges_the_index",
+    "tests/test_distributed.py::test_torchrun_two_processes_stay_in_sync",
+    "tests/test_data_datasets.py::test_worker_processes_count_skipped_videos",
+    "tests/test_op_counts.py",
+    "tests/test_profile.py::test_unknown_model_is_a_clear_error",
+    "tests/test_profile.py::test_profile_cli_prints_params_and_gflops",
+)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long by what it proves (conftest.SLOW); `make test-slow` runs them")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests SLOW names (a test id, or its prefix: every parameter of a test, every test of a file)."""
+    unused = set(SLOW)
+    for item in items:
+        for entry in SLOW:
+            if item.nodeid == entry or item.nodeid.startswith(entry + "[") or item.nodeid.startswith(entry + "::"):
+                item.add_marker(pytest.mark.slow)
+                unused.discard(entry)
+    full_run = not config.getoption("keyword") and len({i.nodeid.split("::")[0] for i in items}) > 20
+    if full_run and unused:  # a renamed test would silently move back into `make test`
+        raise pytest.UsageError(f"conftest.SLOW names tests that do not exist: {sorted(unused)}")

@@ -1,6 +1,7 @@
 """Class-folder datasets (videos/<class>/<video>): scan, seeded stratified split, make-list, and
 train / evaluate straight from the folder with the class names travelling in the checkpoints."""
 import json
+import os
 from collections import Counter
 
 import numpy as np
@@ -149,7 +150,7 @@ def test_evaluate_a_class_folder_with_the_checkpoint_alone(folder, run, tmp_path
     assert len(rows) == 5 and all(r.split(",")[2] == "1" for r in rows)  # label of 'right' in classes.txt
     # the run's --input-size 32 (test crop scaled with it) came back from the checkpoint
     from tada_zoo.data import protocol_from_cfg
-    from tada_zoo.models._builder import registered_cfg
+    from tada_zoo.models import registered_cfg
 
     as_trained = protocol_from_cfg(registered_cfg("tada2d_r50_8f"), num_frames=4, train_crop=32)
     assert as_trained.test_crop != 224 and as_trained.describe(clips=1, crops=1) in capsys.readouterr().out
@@ -196,3 +197,14 @@ def test_extract_needs_no_model_flags_with_a_run_checkpoint(folder, run, tmp_pat
     assert rc == 0, capsys.readouterr().err
     settings = json.loads((tmp_path / "feats" / "settings.json").read_text())
     assert settings["model_name"] == "tada2d_r50_8f" and settings["model_kwargs"]["stem_width"] == TINY["stem_width"]
+
+
+def test_class_folder_with_a_symlink_loop_is_scanned_once(tmp_path):
+    """The one walker (data.folders): a linked folder is followed, a loop back up is not (os.walk with
+    followlinks=True would recurse until the path is too long)."""
+    _touch(tmp_path, "a/x.mp4", "a/sub/y.mp4", "b/z.mp4")
+    os.symlink("..", tmp_path / "a" / "sub" / "up")
+    os.symlink(tmp_path / "b", tmp_path / "a" / "linked")
+    classes, samples = scan_class_folders(tmp_path)
+    assert classes == ["a", "b"]
+    assert [p for p, _ in samples] == ["a/linked/z.mp4", "a/sub/y.mp4", "a/x.mp4", "b/z.mp4"]

@@ -9,7 +9,7 @@ import torch
 
 import tada_zoo  # noqa: F401
 from tada_zoo.cli import main as cli
-from tada_zoo.models._helpers import read_checkpoint
+from tada_zoo.models import read_checkpoint
 
 
 @pytest.fixture(scope="module")

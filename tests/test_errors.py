@@ -40,7 +40,7 @@ def test_nan_checkpoint_is_an_error_not_a_score(shapes, tmp_path, capsys):
 
 
 def test_flipped_byte_in_a_checkpoint_is_refused(tmp_path):
-    from tada_zoo.models._helpers import read_checkpoint
+    from tada_zoo.models import read_checkpoint
 
     weights = torch.arange(4096, dtype=torch.float32)
     path = tmp_path / "c.pyth"

@@ -424,19 +424,21 @@ def test_listing_reports_what_it_skips(tmp_path, capsys):
     _write(tmp_path / "elsewhere" / "linked.mp4", 5)
     os.symlink(tmp_path / "elsewhere", src / "linked")  # a linked folder is followed
     (src / "notes.txt").write_text("x")
+    (src / "._a.mp4").write_bytes(b"\0\5\26\7")  # macOS AppleDouble metadata, not a video
     skipped = []
     videos = list_videos(src, skipped=skipped)
     assert [str(p.relative_to(src)) for p in videos] == ["a.mp4", "anim.gif", "folder.mp4/inside.mp4",
                                                           "linked/linked.mp4"]
     reasons = {str(p.relative_to(src)): why for p, why in skipped}
-    assert set(reasons) == {"dangling.mp4", "folder.mp4", "folder.mp4/up", "loop.mp4", "notes.txt"}
+    assert set(reasons) == {"._a.mp4", "dangling.mp4", "folder.mp4", "folder.mp4/up", "loop.mp4", "notes.txt"}
+    assert "hidden" in reasons["._a.mp4"]
     assert "broken symlink" in reasons["dangling.mp4"] and "symlink loop" in reasons["loop.mp4"]
     assert "symlink loop" in reasons["folder.mp4/up"] and "folder" in reasons["folder.mp4"]
     assert "extension" in reasons["notes.txt"]
     out = tmp_path / "out"
     assert _cli("--input", src, "--output", out) == 0
     printed = capsys.readouterr().out
-    assert "skipped 5" in printed and "loop.mp4" in printed and "dangling.mp4" in printed
+    assert "skipped 6" in printed and "loop.mp4" in printed and "dangling.mp4" in printed
     assert "4 videos extracted" in printed
     assert _index(out)["anim.gif"]["status"] == "ok" and (out / "anim.gif.safetensors").exists()
 

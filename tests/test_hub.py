@@ -18,7 +18,8 @@ from timm.models import PretrainedCfg
 from timm.models._registry import _model_pretrained_cfgs
 
 import tada_zoo  # noqa: F401
-from tada_zoo.deploy.profile import params_on_meta
+from tada_zoo import models
+from tada_zoo.deploy.profile import empty_model, params_on_meta
 from tada_zoo.weights import hub
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,12 +51,12 @@ def _committed_gflops(name: str):
 
 def test_hub_configs_match_the_registry(tmp_path):
     """Regenerate every folder and compare; fix with `python conversion/make_hub_configs.py`."""
-    names = hub.hub_models()
+    names = models.hub_models()
     assert _RECOUNT <= set(names)
     assert {"tada2d_r50_8f.k400", "tada2d_r50_16f.k400", "tada2d_r50_8f.ssv2", "tada2d_r50_16f.ssv2",
             "tadaconvnextv2_b_32f.in22k_ft_k400", "tadaformer_l14_64f.k710_ft_k400",
             "tadaconvnext_t_16f.in1k_inflated"} <= set(names)
-    assert set(hub.released_models()) < set(names)
+    assert set(models.released_models()) < set(names)
     assert sorted(d.name for d in HUB_CONFIGS.iterdir() if d.is_dir()) == names
     for name in names:
         fresh = hub.write_hub_files(name, tmp_path / name, None if name in _RECOUNT else _committed_gflops(name))
@@ -80,13 +81,13 @@ _CITATION_KIND = {"tada2d": "@inproceedings", "tadaconvnextv2": "@article", "tad
 
 
 def test_hub_configs_content():
-    for name in hub.released_models():
-        cfg = hub.registered_cfg(name)
+    for name in models.released_models():
+        cfg = models.registered_cfg(name)
         family = name.split("_")[0]
         config = json.loads((HUB_CONFIGS / name / "config.json").read_text())
         PretrainedCfg(**config["pretrained_cfg"])  # what timm builds from an hf-hub: config
         if name in _RECOUNT:  # ... and its model_args (one network of each kind: ~0.3 s each)
-            model = hub.empty_model(config["architecture"], **config["model_args"])
+            model = empty_model(config["architecture"], **config["model_args"])
             assert model.num_classes == cfg.num_classes and model.num_frames == cfg.num_frames
         assert config["architecture"] == name.split(".")[0] and config["num_classes"] == cfg.num_classes
         assert config["model_args"]["num_frames"] == cfg.num_frames
@@ -122,7 +123,7 @@ def test_meta_device_stats_match_a_real_forward():
 
     shape = (1, 3, 2, 64, 64)
     real = count_gmacs(timm.create_model("tada2d_r50_8f"), shape)
-    empty = hub.empty_model("tada2d_r50_8f")
+    empty = empty_model("tada2d_r50_8f")
     assert next(empty.parameters()).is_meta
     with torch.device("meta"):
         meta = count_gmacs(empty, shape)
@@ -144,11 +145,11 @@ def test_release_manifest_is_written_from_the_registry():
     assert {f: families.count(f) for f in set(families)} == {"TAda2D": 4, "TAdaConvNeXtV2": 14, "TAdaFormer": 10}
     for key in ("original_file", "original_url"):  # one download per release
         assert len({e[key] for e in releases.values()}) == len(releases), key
-    for name in hub.released_models():
+    for name in models.released_models():
         assert name in releases, f"{name} has an original_file but no entry in conversion/releases.json"
-        cfg, entry = hub.registered_cfg(name), releases[name]
+        cfg, entry = models.registered_cfg(name), releases[name]
         assert entry["original_file"] == cfg.original_file and entry["original_url"] == cfg.original_url
-        assert entry["repo_id"] == hub.repo_id(name) == f"tada-zoo/{name}"
+        assert entry["repo_id"] == models.repo_id(name) == f"tada-zoo/{name}"
         assert entry["frames"] == cfg.num_frames and entry["dataset"] == cfg.dataset
     for entry in releases.values():
         assert set(entry) >= {"model", "dataset", "frames", "original_file", "original_url", "repo_id"}
@@ -157,18 +158,18 @@ def test_release_manifest_is_written_from_the_registry():
 # ---- not published yet ----------------------------------------------------------------
 
 def test_every_release_points_at_its_safetensors_repo_and_explains_missing_weights(tmp_path, monkeypatch):
-    """Every family builds through hub.build_video_model with generate_video_cfgs ids (models
+    """Every family builds through build_video_model with generate_video_cfgs ids (models
     are built with meta parameters: the download fails before any weight is needed)."""
     import huggingface_hub.constants as hf_constants
 
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    for name in hub.hub_models():
-        cfg = hub.registered_cfg(name)
+    for name in models.hub_models():
+        cfg = models.registered_cfg(name)
         assert (cfg.hf_hub_id, cfg.hf_hub_filename) == (f"tada-zoo/{name}", "model.safetensors"), name
         recipe = f"--model {name} " if cfg.original_file else f"tada-zoo inflate --model {name} "
-        assert re.search(recipe, hub.how_to_convert(name)), name
+        assert re.search(recipe, models.how_to_get(name)), name
         if name in _RECOUNT:  # one network of each kind goes through timm (~0.4 s each)
-            with params_on_meta(), pytest.raises(hub.WeightsNotAvailableError, match=recipe):
+            with params_on_meta(), pytest.raises(models.WeightsNotAvailableError, match=recipe):
                 timm.create_model(name, pretrained=True, cache_dir=tmp_path)
 
 
@@ -176,7 +177,7 @@ def test_unpublished_weights_explain_local_conversion(tmp_path, monkeypatch):
     import huggingface_hub.constants as hf_constants
 
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(hub.WeightsNotAvailableError) as e:
+    with pytest.raises(models.WeightsNotAvailableError) as e:
         timm.create_model("tada2d_r50_16f.ssv2", pretrained=True, cache_dir=tmp_path)
     msg = str(e.value)
     assert "not published" in msg and "tada-zoo convert --model tada2d_r50_16f.ssv2" in msg
@@ -189,7 +190,7 @@ def test_published_but_unreachable_weights_say_so(tmp_path, monkeypatch):
     name = "tada2d_r50_8f.ssv2"
     monkeypatch.setitem(_model_pretrained_cfgs, name, dataclasses.replace(_model_pretrained_cfgs[name], published=True))
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(hub.WeightsNotAvailableError, match=r"(?s)could not fetch tada-zoo/tada2d_r50_8f.ssv2.*convert"):
+    with pytest.raises(models.WeightsNotAvailableError, match=r"(?s)could not fetch tada-zoo/tada2d_r50_8f.ssv2.*convert"):
         timm.create_model(name, pretrained=True, cache_dir=tmp_path)
 
 
@@ -230,7 +231,7 @@ _OFFLINE_CHECKS = textwrap.dedent("""
         try:
             timm.create_model(src, pretrained=True)
             out[key] = "loaded?!"
-        except tada_zoo.weights.hub.WeightsNotAvailableError as e:
+        except tada_zoo.models.WeightsNotAvailableError as e:
             out[key] = str(e)
     print(json.dumps(out))
 """)

@@ -294,7 +294,7 @@ def test_model_family_declared(name):
     """Every family file declares FAMILY: what recipes, release lists and inflation read instead of tables."""
     from tada_zoo.engine.recipes import RECIPES, recipe_for
     from tada_zoo.models._cfg import VideoFamily
-    from tada_zoo.models._helpers import family
+    from tada_zoo.models import family
 
     fam = family(name)
     assert isinstance(fam, VideoFamily) and fam.display_name(name)

@@ -102,7 +102,7 @@ def test_labels_file_overrides_and_must_fit(videos, tmp_path, capsys):
 
 def test_registered_tags_name_ssv2_classes_and_say_kinetics_has_no_published_order(videos, tmp_path):
     from tada_zoo.data import protocol_from_cfg
-    from tada_zoo.models._builder import registered_cfg
+    from tada_zoo.models import registered_cfg
 
     _checkpoint(tmp_path / "ssv2.safetensors", num_classes=174, trained=False)  # converted weights: no run info
     clf = load_classifier("tada2d_r50_8f.ssv2", tmp_path / "ssv2.safetensors", model_kwargs=dict(TINY, num_frames=4))

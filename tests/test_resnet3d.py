@@ -5,8 +5,9 @@ import torch
 
 import tada_zoo  # noqa: F401  (registers the models)
 from tada_zoo.layers import RouteFuncMLP, TAdaConv2d, TemporalAggregation
-from tada_zoo.models.resnet3d import ResNet3d, inflate_2d_state_dict, tada_conv2d_ncthw, tada_from_baseline
-from tada_zoo.models.tada2d import Bottleneck, VideoResNet
+from tada_zoo.models._resnet import tada_conv2d_ncthw
+from tada_zoo.models.resnet3d import ResNet3d, inflate_2d_state_dict, tada_from_baseline
+from tada_zoo.models.tada2d import VideoResNet
 from tada_zoo.deploy.profile import count_gmacs, count_params
 
 # paper Table 3 (K400 head): params (M), GFLOPs at 8x256x256 (the test crop)
@@ -102,7 +103,7 @@ def test_grad_checkpointing_same_gradients():
 def test_inflated_r2d_layout_equals_2d_net_per_frame():
     """kt = 1 everywhere: the Conv3d network on a clip == the 2D source on each frame."""
     torch.manual_seed(0)
-    src = VideoResNet(Bottleneck, **TINY).eval()  # the R2D (TSN) network in timm resnet names
+    src = VideoResNet(tada=(), **TINY).eval()  # the R2D (TSN) network in timm resnet names
     _randomize_bn(src)
     model = ResNet3d(**TINY).eval()
     sd, kept = inflate_2d_state_dict(src.state_dict(), model)

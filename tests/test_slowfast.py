@@ -4,7 +4,8 @@ import timm
 import torch
 
 import tada_zoo  # noqa: F401  (registers the models)
-from tada_zoo.models._helpers import load_checkpoint, map_checkpoint
+from tada_zoo.models import load_checkpoint
+from tada_zoo.models._helpers import map_checkpoint
 from tada_zoo.models.resnet3d import tada_from_baseline
 from tada_zoo.models.slowfast import SlowFast, checkpoint_filter_fn
 from tada_zoo.deploy.profile import count_gmacs, count_params

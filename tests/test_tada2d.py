@@ -7,7 +7,8 @@ from timm.models.resnet import Bottleneck as TimmBottleneck, ResNet
 
 import tada_zoo  # noqa: F401
 from tada_zoo.weights.inflate import inflate
-from tada_zoo.models.tada2d import TAdaBottleneck, VideoResNet, checkpoint_filter_fn
+from tada_zoo.models._resnet import Bottleneck
+from tada_zoo.models.tada2d import VideoResNet, checkpoint_filter_fn
 from tada_zoo.deploy.profile import count_gmacs, count_params
 
 TINY = dict(layers=(1, 1, 1, 1), widths=(4, 8, 8, 16), stem_width=8)
@@ -86,7 +87,7 @@ def test_any_clip_length_and_grad_checkpointing(T):
 
 
 def test_drop_path_drops_whole_clips():
-    block = TAdaBottleneck(16, 4, drop_path=0.5)
+    block = Bottleneck(16, 4, drop_path=0.5, frames=True, tada=("2d",))
     block.train()
     x = torch.randn(64, 3, 16, 4, 4)
     torch.manual_seed(0)

@@ -6,7 +6,7 @@ import torch.nn as nn
 
 import tada_zoo
 from tada_zoo import TAdaConv2d, TAdaConv3d, tadafy
-from tada_zoo.models.tada2d import TAdaBottleneck
+from tada_zoo.models._resnet import Bottleneck
 from tada_zoo.tadafy import TAdaConvAdapter
 
 
@@ -68,7 +68,7 @@ def _train_step(model: nn.Module, x: torch.Tensor) -> None:
     opt.zero_grad()
     loss.backward()
     for m in model.modules():
-        if isinstance(m, (TAdaConvAdapter, TAdaBottleneck)):
+        if isinstance(m, TAdaConvAdapter) or isinstance(m, Bottleneck) and m.tada:
             rf = m.route if isinstance(m, TAdaConvAdapter) else m.conv2_rf
             assert rf.b.weight.grad is not None and rf.b.weight.grad.abs().max() > 0, "no gradient to the calibration"
     opt.step()
@@ -113,7 +113,7 @@ def test_tsn_baseline_becomes_tada2d():
     x = torch.randn(2, 3, 4, 32, 32)
     before = _outputs(model, x)
     tadafy(model)
-    assert all(isinstance(getattr(model, f"layer{i}")[0], TAdaBottleneck) for i in range(1, 5))
+    assert all(getattr(model, f"layer{i}")[0].tada == ("2d",) for i in range(1, 5))
     # exactly TAda2D's parameters and buffers, so TAda2D checkpoints load into it
     reference = timm.create_model("tada2d_r50_8f", **cfg)
     assert {k: v.shape for k, v in model.state_dict().items()} == \

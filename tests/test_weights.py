@@ -19,7 +19,7 @@ from tada_zoo.cli import build_parser
 from tada_zoo.cli import main as cli
 from tada_zoo.cli._args import resolve_pretrained
 from tada_zoo.models import _weights
-from tada_zoo.models._builder import WeightsNotAvailableError, create_video_model
+from tada_zoo.models import WeightsNotAvailableError, create_video_model
 from tada_zoo.models.tada2d import checkpoint_filter_fn
 
 NAME, ORIGINAL = "tada2d_r50_8f.k400", "tada2d_8x8_k400.pyth"  # a release and its original file name
@@ -235,3 +235,4 @@ def test_inflate_command_writes_the_tag_into_the_weights_folder(home, tmp_path):
     assert cli(["inflate", "--model", "tadaconvnext_t_16f", "--source", str(tmp_path / "missing.pth"),
                 "--output", str(tmp_path / "o")]) == 1
     assert cli(["inflate", "--model", "tadaconvnext_t_16f", "--source", str(src)]) == 1  # no --output for an arch
+

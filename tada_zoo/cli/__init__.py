@@ -8,7 +8,7 @@ import sys
 from typing import List, Optional
 
 from tada_zoo.data import VideoDecodeError
-from tada_zoo.models._builder import WeightsNotAvailableError
+from tada_zoo.models import WeightsNotAvailableError
 
 from . import convert, download, evaluate, export, extract, inflate, make_list, predict, profile, train, visualize
 

@@ -111,9 +111,8 @@ def resolve_pretrained(args: argparse.Namespace, model: str):
         if download:
             raise ValueError("--download needs --pretrained [TAG]")
         return None
-    from tada_zoo.models._builder import registered_cfg
-    from tada_zoo.models._weights import (WeightsNotAvailableError, find_local_weights, in_hf_cache, registered_tags,
-                                          weights_help)
+    from tada_zoo.models import WeightsNotAvailableError, registered_cfg, registered_tags
+    from tada_zoo.models._weights import find_local_weights, in_hf_cache, weights_help
 
     arch, _, tag = model.partition(".")
     if pretrained is not True:

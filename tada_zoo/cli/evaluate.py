@@ -14,7 +14,7 @@ from tada_zoo.engine.distributed import cleanup_distributed, init_distributed, i
 from tada_zoo.engine.evaluate import evaluate_model, write_confusion, write_predictions
 from tada_zoo.engine.metrics import compute_metrics, ensemble_scores, parse_num_classes
 from tada_zoo.engine.trainer import autocast_dtype
-from tada_zoo.models._builder import create_video_model, registered_cfg
+from tada_zoo.models import create_video_model, registered_cfg
 
 from ._args import HelpFormatter, add_data_args, positive_int, protocol_overrides, require_readable
 

@@ -5,7 +5,7 @@ import torch
 
 from tada_zoo.engine.checkpoint import resolve_run
 from tada_zoo.deploy.export import FORMATS, check_export, example_input, export_model
-from tada_zoo.models._builder import create_video_model
+from tada_zoo.models import create_video_model
 
 from ._args import HelpFormatter, add_pretrained_args, json_object, positive_int, resolve_pretrained
 

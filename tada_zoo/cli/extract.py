@@ -6,7 +6,8 @@ from tada_zoo.data import protocol_from_cfg
 from tada_zoo.engine.checkpoint import resolve_run
 from tada_zoo.engine.distributed import cleanup_distributed, init_distributed, is_main_process
 from tada_zoo.engine.trainer import autocast_dtype
-from tada_zoo.inference.features import FeatureExtractor, extract_videos, list_videos, summarize_skipped
+from tada_zoo.data.folders import summarize_skipped
+from tada_zoo.inference.features import FeatureExtractor, extract_videos, list_videos
 
 from ._args import HelpFormatter, add_pretrained_args, json_object, non_negative_int, positive_int, resolve_pretrained
 

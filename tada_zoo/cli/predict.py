@@ -8,7 +8,8 @@ from pathlib import Path
 
 from tada_zoo.engine.distributed import cleanup_distributed, init_distributed, is_main_process
 from tada_zoo.engine.trainer import autocast_dtype
-from tada_zoo.inference.features import list_videos, summarize_skipped
+from tada_zoo.data.folders import summarize_skipped
+from tada_zoo.inference.features import list_videos
 from tada_zoo.inference.predict import load_classifier
 
 from ._args import HelpFormatter, add_data_args, positive_int, protocol_overrides

@@ -13,8 +13,7 @@ from tada_zoo.engine.distributed import barrier, cleanup_distributed, init_distr
 from tada_zoo.engine.metrics import parse_num_classes
 from tada_zoo.engine.recipes import ALIASES, LR_SCALING, RECIPES
 from tada_zoo.engine.trainer import TrainConfig, fit, recipe_report, resolve_config, seed_everything
-from tada_zoo.models._builder import create_video_model, registered_cfg
-from tada_zoo.models._weights import registered_tags
+from tada_zoo.models import create_video_model, registered_cfg, registered_tags
 
 from ._args import add_pretrained_args, resolve_pretrained
 from ._args import (HelpFormatter, add_data_args, non_negative_float, open_fraction, positive_float, positive_int,
@@ -87,7 +86,7 @@ def _add_config_flags(p) -> None:
             continue
         flag = f"--{f.name.replace('_', '-')}"
         if f.name in _FIELD_BOOLS:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=_FIELD_HELP[f.name])
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=_FIELD_HELP[f.name])
         elif f.name in _FIELD_CHOICES:
             p.add_argument(flag, choices=_FIELD_CHOICES[f.name], default=f.default, help=_FIELD_HELP[f.name])
         else:

@@ -1,13 +1,12 @@
 """``tada-zoo visualize``: Grad-CAM over a clip's frames and TAdaConv's calibration weights over time."""
 import argparse
-import json
 from pathlib import Path
 
 from tada_zoo.data import protocol_from_cfg
 from tada_zoo.data.adapters import read_class_names
 from tada_zoo.engine.checkpoint import resolve_run
 from tada_zoo.engine.distributed import init_distributed
-from tada_zoo.models._builder import create_video_model
+from tada_zoo.models import create_video_model
 from tada_zoo.inference.visualize import visualize_video
 
 from ._args import (HelpFormatter, add_pretrained_args, json_object, non_negative_int, positive_float, positive_int,

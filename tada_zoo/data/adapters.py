@@ -17,14 +17,12 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from tada_zoo._files import write_text
 
 from .datasets import _read_text, write_annotations
+from .folders import VIDEO_EXTENSIONS, find_videos
 
 __all__ = ["kinetics_csv_to_list", "ssv2_json_to_list", "ucf101_to_list", "hmdb51_to_list",
            "epic100_csv_to_list", "read_class_names", "scan_class_folders", "split_class_folders",
-           "class_folders_to_lists", "VIDEO_EXTENSIONS"]
+           "class_folders_to_lists"]
 
-# what counts as a video in a class folder (compared lower-case)
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".gif", ".flv", ".wmv",
-                    ".3gp", ".ogv", ".ts", ".mts", ".m2ts")
 
 KINETICS_TEMPLATE = "{label}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4"
 SSV2_TEMPLATE = "{id}.webm"
@@ -315,7 +313,7 @@ def scan_class_folders(root: PathLike) -> Tuple[List[str], List[Tuple[str, int]]
     """``(class_names, [(class/relative/path, label)])`` of an ImageFolder-style video tree
     ``root/<class>/**/<video>``: classes are the sub-folder names sorted (the order pytorchvideo
     and torchvision's ImageFolder use), videos found recursively, extensions compared
-    case-insensitively; hidden files and folders (``.name``) and non-video files are skipped.
+    case-insensitively by the one walker (``folders.find_videos``: hidden entries and non-videos skipped).
     A class folder without videos is an error (its label would never be seen)."""
     root = os.fspath(root)
     if not os.path.isdir(root):
@@ -329,12 +327,7 @@ def scan_class_folders(root: PathLike) -> Tuple[List[str], List[Tuple[str, int]]
                          f"written one per line to classes.txt): {odd[0]!r} under {root}")
     samples, empty = [], []
     for label, name in enumerate(classes):
-        found = []
-        for folder, dirs, files in os.walk(os.path.join(root, name), followlinks=True):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            rel = os.path.relpath(folder, root).replace(os.sep, "/")
-            found += [f"{rel}/{f}" for f in sorted(files)
-                      if not f.startswith(".") and os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS]
+        found = [os.path.relpath(p, root).replace(os.sep, "/") for p in find_videos(os.path.join(root, name))]
         if not found:
             empty.append(name)
         samples += [(path, label) for path in found]

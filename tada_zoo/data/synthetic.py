@@ -6,11 +6,12 @@ frames, is the same for a clip and its time-reversed twin, so an order-blind mod
 frame averaging) cannot separate 0 from 1 or 2 from 3; a temporally-adaptive one can.
 Used by ``make demo`` and the engine tests.
 """
-import os
 from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
+
+from tada_zoo._files import atomic_write
 
 __all__ = ["CLASS_NAMES", "moving_shape_clip", "write_video", "make_moving_shapes"]
 
@@ -47,20 +48,20 @@ def write_video(path, frames: np.ndarray, fps: int = 30) -> None:
     """Frames ``(T, H, W, 3)`` uint8 -> an .mp4 (MPEG-4 part 2, every PyAV build has it), atomically."""
     import av
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    with av.open(str(tmp), "w", format="mp4") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.bit_rate = 2_000_000
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+
+    def encode(tmp: str) -> None:
+        with av.open(tmp, "w", format="mp4") as container:
+            stream = container.add_stream("mpeg4", rate=fps)
+            stream.width, stream.height = frames.shape[2], frames.shape[1]
+            stream.pix_fmt = "yuv420p"
+            stream.bit_rate = 2_000_000
+            for f in frames:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    os.replace(tmp, path)
+
+    atomic_write(path, encode)
 
 
 def make_moving_shapes(root, num_train: int = 64, num_val: int = 32, num_frames: int = 16,

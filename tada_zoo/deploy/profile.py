@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from tada_zoo.models._builder import create_video_model, registered_cfg
+from tada_zoo.models import create_video_model, registered_cfg
 
 __all__ = ["profile_model", "count_params", "count_gmacs", "default_input_shape", "empty_model", "params_on_meta",
            "model_stats", "stats_of"]

@@ -1,5 +1,5 @@
 """Training and evaluation: the loop, recipes, checkpoints, multi-view metrics, DDP helpers."""
-from tada_zoo.models._builder import create_video_model
+from tada_zoo.models import create_video_model
 
 from .metrics import collect_scores, compute_metrics, ensemble_scores, parse_num_classes
 from .recipes import RECIPES

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import save_file
 
 from tada_zoo._files import atomic_write
-from tada_zoo.models._helpers import read_checkpoint
+from tada_zoo.models import read_checkpoint
 
 __all__ = [
     "atomic_save", "save_safetensors", "get_rng_state", "set_rng_state",

@@ -27,8 +27,7 @@ What the values mean (the original's names in brackets):
 """
 from typing import Dict, Tuple
 
-from tada_zoo.models._builder import registered_cfg
-from tada_zoo.models._helpers import family
+from tada_zoo.models import family, registered_cfg
 
 __all__ = ["RECIPES", "ORIGINAL_CONFIGS", "ALIASES", "FINETUNE", "recipe_for", "resolve_recipe_name", "LR_SCALING"]
 

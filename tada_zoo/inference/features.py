@@ -17,12 +17,9 @@ each rank logs to its own ``index.rank<r>.jsonl`` and rank 0 merges the logs int
 ``index.jsonl`` at the end (a rerun after an interruption reads the rank logs too, with
 any number of processes).
 """
-import errno
 import functools
 import json
-import os
 import re
-import stat
 import time
 import types
 from pathlib import Path
@@ -34,11 +31,11 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from tada_zoo._files import atomic_write
-from tada_zoo.data.adapters import VIDEO_EXTENSIONS
+from tada_zoo.data.folders import VIDEO_EXTENSIONS, find_videos, summarize_skipped
 from tada_zoo.engine.distributed import all_gather_object, barrier, get_rank, get_world_size, state_hash
-from tada_zoo.models._builder import create_video_model
+from tada_zoo.models import create_video_model
 
-__all__ = ["FeatureExtractor", "extract_videos", "list_videos", "summarize_skipped", "VIDEO_EXTENSIONS"]
+__all__ = ["FeatureExtractor", "extract_videos", "list_videos"]
 
 Layer = Union[str, int]
 
@@ -162,74 +159,21 @@ def _reader_times(reader, num_frames: int):
 
 
 def list_videos(input_path: Union[str, Path], skipped: Optional[list] = None) -> List[Path]:
-    """One video file, or every video under a folder (recursively, following linked folders, sorted).
-
-    Entries of a folder that are not taken are appended to ``skipped`` as ``(path, reason)``:
-    other extensions, broken symlinks, symlink loops, folders named like videos (their
-    contents are searched), special files and folders that cannot be read.
-    """
+    """One video file, or every video under a folder (``data.folders.find_videos``: recursive, sorted;
+    what is not taken goes to ``skipped`` as ``(path, reason)``)."""
     p = Path(input_path)
     if p.is_file():
         return [p]
     if not p.is_dir():
         raise FileNotFoundError(f"--input {p} is neither a video file nor a folder")
-    videos: List[Path] = []
     skip: List[Tuple[Path, str]] = []
-
-    def walk(folder: Path, ancestors: frozenset) -> None:
-        try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as e:
-            skip.append((folder, f"folder cannot be read ({e.strerror or e})"))
-            return
-        for entry in entries:
-            path = Path(entry.path)
-            is_video = path.suffix.lower() in VIDEO_EXTENSIONS
-            try:
-                st = entry.stat()  # follows symlinks
-            except OSError as e:
-                if entry.is_symlink():
-                    skip.append((path, "symlink loop" if e.errno == errno.ELOOP else "broken symlink"))
-                else:
-                    skip.append((path, f"cannot be read ({e.strerror or e})"))
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                real = os.path.realpath(path)
-                if real in ancestors:
-                    skip.append((path, "symlink loop"))
-                    continue
-                if is_video:
-                    skip.append((path, "folder named like a video (its contents are searched)"))
-                walk(path, ancestors | {real})
-            elif not stat.S_ISREG(st.st_mode):
-                skip.append((path, "not a regular file"))
-            elif is_video:
-                videos.append(path)
-            else:
-                skip.append((path, f"not a video extension ({path.suffix.lower() or 'none'})"))
-
-    walk(p, frozenset({os.path.realpath(p)}))
+    videos = find_videos(p, skip)
     if skipped is not None:
         skipped.extend(skip)
     if not videos:
         what = f"; {summarize_skipped(skip, p)}" if skip else ""
         raise FileNotFoundError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) under {p}{what}")
-    return sorted(videos)
-
-
-def summarize_skipped(skipped: Sequence[Tuple[Path, str]], root: Optional[Path] = None, names: int = 3) -> str:
-    """One line: how many entries ``list_videos`` skipped, per reason, with the first few names."""
-    groups: Dict[str, List[str]] = {}
-    for path, why in skipped:
-        try:
-            name = str(Path(path).relative_to(root)) if root is not None else str(path)
-        except ValueError:
-            name = str(path)
-        groups.setdefault(why, []).append(name)
-    parts = [f"{len(v)} {why}: {', '.join(v[:names])}{', ...' if len(v) > names else ''}" for why, v in groups.items()]
-    where = f" under {root}" if root is not None else ""
-    return f"skipped {len(skipped)} {'entry' if len(skipped) == 1 else 'entries'}{where}: " + "; ".join(parts)
+    return videos
 
 
 class _WindowChunks(IterableDataset):
@@ -474,6 +418,125 @@ def _non_finite(feats: torch.Tensor, timestamps: torch.Tensor) -> Optional[str]:
             "broken weights, or an --amp overflow?")
 
 
+class _Extraction:
+    """One rank's pass over its videos: batches the decoded windows of consecutive videos, writes each
+    video's file when its last window is through, and logs one index line per video."""
+
+    def __init__(self, extractor: FeatureExtractor, output: Path, keys: List[str], todo: List[int], fmt: str,
+                 windows: dict, index_path: Path, progress: bool):
+        self.extractor, self.output, self.keys, self.todo, self.fmt = extractor, output, keys, todo, fmt
+        self.windows, self.index_path, self.progress = windows, index_path, progress
+        self.pending: Dict[int, dict] = {}  # video -> accumulated chunks
+        self.queue: List[tuple] = []  # (video, chunk dict) waiting for a batch
+        self.finished = set()  # videos with their one index line
+        self.failed, self.corrupt, self.done, self.clips = {}, [], 0, 0
+        self.bar = tqdm(total=len(todo), desc="extract", unit="video", disable=not progress)
+
+    def run(self, loader) -> dict:
+        for item in loader:
+            j = item["video"]
+            if "error" in item:  # drop what was decoded of it: a video is written whole or not at all
+                self.queue[:] = [(i, c) for i, c in self.queue if i != j]
+                self.pending.pop(j, None)
+                self._finish(j, dict(status="corrupt", error=item["error"]))
+                continue
+            self.queue.append((j, item))
+            if sum(len(c["clips"]) for _, c in self.queue) >= self.extractor.batch_size:
+                self._run_batch()
+        if self.queue:
+            self._run_batch()
+        self.bar.close()
+        return dict(done=self.done, failed=self.failed, corrupt=self.corrupt, clips=self.clips)
+
+    def _run_batch(self) -> None:
+        clips = torch.cat([c["clips"] for _, c in self.queue])
+        extractor = self.extractor
+        feats = extractor.forward(clips) if len(clips) <= extractor.batch_size else extractor(clips)
+        pos = 0
+        for j, c in self.queue:
+            k = len(c["clips"])
+            acc = self.pending.setdefault(j, dict(feats=[], ts=[], starts=[]))
+            acc["feats"].append(feats[pos:pos + k])
+            acc["ts"].append(c["timestamps"])
+            acc["starts"] += c["start_frames"]
+            pos += k
+            if c["last"]:
+                self._write(j, c, self.pending.pop(j))
+        self.queue.clear()
+
+    def _write(self, j: int, last: dict, acc: dict) -> None:
+        f, ts = torch.cat(acc["feats"]), torch.cat(acc["ts"])
+        bad = _non_finite(f, ts)
+        if bad:
+            return self._finish(j, dict(status="failed", error=bad))
+        name = _output_name(self.keys[self.todo[j]], self.fmt)
+        w = self.windows
+        meta = dict(fps=last["fps"], num_frames=last["num_frames"], **w, layer=self.extractor.layer,
+                    window_seconds=w["clip_len"] * w["frame_interval"] / last["fps"])
+        _write_features(self.output / name, f, ts, acc["starts"], meta, self.fmt)
+        entry = dict(status="ok", file=name, num_clips=len(f), shape=list(f.shape), **meta)
+        if self.fmt == "npy":
+            entry.update(timestamps=ts.tolist(), start_frames=acc["starts"])
+        self._finish(j, entry)
+
+    def _finish(self, j: int, entry: dict) -> None:
+        if j in self.finished:
+            return
+        self.finished.add(j)
+        key = self.keys[self.todo[j]]
+        entry = dict(video=key, **entry)
+        with open(self.index_path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        self.bar.update()
+        if entry["status"] == "ok":
+            self.done += 1
+            self.clips += entry["num_clips"]
+            return
+        self.failed[key] = entry["error"]
+        if entry["status"] == "corrupt":
+            self.corrupt.append(key)
+        if self.progress:  # else the caller reports them from the result
+            tqdm.write(f"{'skipping' if entry['status'] == 'corrupt' else 'failed'} {key}: {entry['error']}")
+
+
+def _output_folder(output: Union[str, Path]) -> Path:
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output} is a file, not a folder")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--output {output} cannot be made ({e.strerror or e})") from None
+    return output
+
+
+def _video_keys(videos: Sequence[Union[str, Path]], root: Optional[Path], fmt: str) -> List[str]:
+    """Each video's key (its path under ``root``); two videos with one output name are refused."""
+    keys = [_video_key(Path(v), root) for v in videos]
+    seen: Dict[str, str] = {}
+    for v, k in zip(videos, keys):
+        if k in seen:
+            raise ValueError(f"{seen[k]} and {v} map to the same output name {_output_name(k, fmt)}; "
+                             "pass root= (their common folder) to keep their relative paths")
+        seen[k] = str(v)
+    return keys
+
+
+def _prepare_folder(output: Path, current: dict, overwrite: bool) -> dict:
+    """The folder's index after every rank checked the settings (rank 0 clears / records them)."""
+    index = {} if overwrite else _read_index(output)
+    new_settings = True if overwrite else _check_settings(output, current, index)
+    barrier()  # every rank has checked the settings and read the same index before any rank logs to it
+    if get_rank() == 0:
+        _remove_temp_files(output)
+        if overwrite:
+            _clear_output(output)
+        if new_settings:
+            _write_settings(output, current)
+    barrier()
+    return index
+
+
 def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path]], output: Union[str, Path],
                    clip_len: int, frame_interval: int, clip_stride: int, transform, workers: int = 2,
                    fmt: str = "safetensors", root: Optional[Union[str, Path]] = None, progress: bool = True,
@@ -491,116 +554,26 @@ def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path
     """
     if fmt not in ("safetensors", "npy"):
         raise ValueError(f"format must be 'safetensors' or 'npy', got {fmt!r}")
-    output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise ValueError(f"--output {output} is a file, not a folder")
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"--output {output} cannot be made ({e.strerror or e})") from None
-    root = Path(root) if root is not None else None
-    rank, world = get_rank(), get_world_size()
-    keys = [_video_key(Path(v), root) for v in videos]
-    if len(set(keys)) < len(keys):
-        seen: Dict[str, str] = {}
-        for v, k in zip(videos, keys):
-            if k in seen:
-                raise ValueError(f"{seen[k]} and {v} map to the same output name {_output_name(k, fmt)}; "
-                                 "pass root= (their common folder) to keep their relative paths")
-            seen[k] = str(v)
+    output = _output_folder(output)
+    keys = _video_keys(videos, Path(root) if root is not None else None, fmt)
     _check_weights(extractor.model)
     current = _run_settings(extractor, clip_len, frame_interval, clip_stride, transform, fmt, settings)
-    index = {} if overwrite else _read_index(output)
-    new_settings = True if overwrite else _check_settings(output, current, index)
-    barrier()  # every rank has checked the settings and read the same index before any rank logs to it
-    if rank == 0:
-        _remove_temp_files(output)
-        if overwrite:
-            _clear_output(output)
-        if new_settings:
-            _write_settings(output, current)
-    barrier()
-    index_path = output / ("index.jsonl" if world == 1 else f"index.rank{rank}.jsonl")
+    index = _prepare_folder(output, current, overwrite)
+    rank, world = get_rank(), get_world_size()
     todo = [i for i, k in enumerate(keys)
             if not (index.get(k, {}).get("status") == "ok" and (output / index[k]["file"]).exists())]
-    n_todo = len(todo)
-    todo = todo[rank::world]  # dealt out to the ranks
-    paths = [str(videos[i]) for i in todo]
+    n_todo, todo = len(todo), todo[rank::world]  # dealt out to the ranks
     t0 = time.time()
-    dataset = _WindowChunks(paths, clip_len, frame_interval, clip_stride, transform, extractor.batch_size)
+    dataset = _WindowChunks([str(videos[i]) for i in todo], clip_len, frame_interval, clip_stride, transform,
+                            extractor.batch_size)
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
-    pending: Dict[int, dict] = {}  # video -> accumulated chunks
-    queue: List[tuple] = []  # (video, chunk dict) waiting for a batch
-    finished = set()  # videos with their one index line
-    failed, corrupt, done, n_clips = {}, [], 0, 0
-    bar = tqdm(total=len(paths), desc="extract", unit="video", disable=not progress)
-
-    def finish(j: int, entry: dict) -> None:
-        nonlocal done, n_clips
-        if j in finished:
-            return
-        finished.add(j)
-        key = keys[todo[j]]
-        entry = dict(video=key, **entry)
-        with open(index_path, "a") as f:
-            f.write(json.dumps(entry) + "\n")
-        bar.update()
-        if entry["status"] == "ok":
-            done += 1
-            n_clips += entry["num_clips"]
-        else:
-            failed[key] = entry["error"]
-            if entry["status"] == "corrupt":
-                corrupt.append(key)
-            if progress:  # else the caller reports them from the result
-                tqdm.write(f"{'skipping' if entry['status'] == 'corrupt' else 'failed'} {key}: {entry['error']}")
-
-    def run_batch() -> None:
-        clips = torch.cat([c["clips"] for _, c in queue])
-        feats = extractor.forward(clips) if len(clips) <= extractor.batch_size else extractor(clips)
-        pos = 0
-        for j, c in queue:
-            k = len(c["clips"])
-            acc = pending.setdefault(j, dict(feats=[], ts=[], starts=[]))
-            acc["feats"].append(feats[pos:pos + k])
-            acc["ts"].append(c["timestamps"])
-            acc["starts"] += c["start_frames"]
-            pos += k
-            if c["last"]:
-                acc = pending.pop(j)
-                f, ts = torch.cat(acc["feats"]), torch.cat(acc["ts"])
-                bad = _non_finite(f, ts)
-                if bad:
-                    finish(j, dict(status="failed", error=bad))
-                    continue
-                name = _output_name(keys[todo[j]], fmt)
-                meta = dict(fps=c["fps"], num_frames=c["num_frames"], clip_len=clip_len,
-                            frame_interval=frame_interval, clip_stride=clip_stride, layer=extractor.layer,
-                            window_seconds=clip_len * frame_interval / c["fps"])
-                _write_features(output / name, f, ts, acc["starts"], meta, fmt)
-                entry = dict(status="ok", file=name, num_clips=len(f), shape=list(f.shape), **meta)
-                if fmt == "npy":
-                    entry.update(timestamps=ts.tolist(), start_frames=acc["starts"])
-                finish(j, entry)
-        queue.clear()
-
-    for item in loader:
-        j = item["video"]
-        if "error" in item:  # drop what was decoded of it: a video is written whole or not at all
-            queue[:] = [(i, c) for i, c in queue if i != j]
-            pending.pop(j, None)
-            finish(j, dict(status="corrupt", error=item["error"]))
-            continue
-        queue.append((j, item))
-        if sum(len(c["clips"]) for _, c in queue) >= extractor.batch_size:
-            run_batch()
-    if queue:
-        run_batch()
-    bar.close()
+    windows = dict(clip_len=clip_len, frame_interval=frame_interval, clip_stride=clip_stride)
+    index_path = output / ("index.jsonl" if world == 1 else f"index.rank{rank}.jsonl")
+    mine = _Extraction(extractor, output, keys, todo, fmt, windows, index_path, progress).run(loader)
     barrier()  # all rank logs are complete
     if rank == 0:
         _compact_index(output)
-    ranks = all_gather_object(dict(done=done, failed=failed, corrupt=corrupt, clips=n_clips))
+    ranks = all_gather_object(mine)
     barrier()  # nobody returns before the merged index is written
     return dict(done=sum(r["done"] for r in ranks), skipped=len(videos) - n_todo,
                 failed={k: e for r in ranks for k, e in r["failed"].items()},

@@ -27,7 +27,7 @@ from tada_zoo.data.decode import VideoDecodeError
 from tada_zoo.data.protocol import DataProtocol, protocol_from_cfg
 from tada_zoo.engine.checkpoint import resolve_run
 from tada_zoo.engine.evaluate import evaluate_model
-from tada_zoo.models._builder import create_video_model
+from tada_zoo.models import create_video_model
 
 __all__ = ["VideoClassifier", "load_classifier", "dataset_class_names"]
 

@@ -105,7 +105,7 @@ class _InputCalibratedConv2d(torch.autograd.Function):
             False, [0, 0], groups, [need_x or need_alpha, need_w, need_b and bias_sizes is not None])
         grad_x = grad_xa * alpha if need_x else None
         grad_alpha = None
-        if need_alpha:  # per (frame, channel) dot products over H * W, without a product tensor (3x faster at 112²)
+        if need_alpha:  # per (frame, channel) dot products over H * W, without a product tensor (docs/performance.md)
             n, c = x.shape[:2]
             grad_alpha = torch.linalg.vecdot(grad_xa.reshape(n, c, -1), x.reshape(n, c, -1)).view(n, c, 1, 1)
         return grad_x, grad_alpha, grad_w, grad_b, None, None, None, None
@@ -124,9 +124,8 @@ class _DepthwiseConv3d(torch.autograd.Function):
     """Stride-1 "same" depth-wise ``conv3d`` whose input gradient is a forward conv.
 
     For such a conv the input gradient is the conv of the output gradient with the flipped
-    kernel, and oneDNN's forward depth-wise kernel is some 10x faster on CPU than its
-    backward-data one (1.9 vs 20 ms for a 7x7 kernel on 8x56x56x96, channels-last): it was
-    the largest single cost of a TAdaConvNeXt training step. The weight gradient is aten's.
+    kernel, and oneDNN's forward depth-wise kernel is much faster on CPU than its backward-data
+    one (figures in docs/performance.md). The weight gradient is aten's.
     """
 
     @staticmethod

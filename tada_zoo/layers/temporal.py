@@ -171,8 +171,8 @@ class TemporalAggregation(nn.Module):
 
     def _forward_folded(self, x: torch.Tensor, time_dim: int) -> torch.Tensor:
         """Eval-mode avg aggregation as one ``addcmul`` and in-place shifted ``addcmul_``: a few
-        passes over ``x`` instead of a pooling kernel (slow on a time axis: 17 vs 2 ms for
-        8 x 64 x 56 x 56 on CPU), two BNs and an add. The folded affine is kept between
+        passes over ``x`` instead of a pooling kernel (slow on a time axis, docs/performance.md),
+        two BNs and an add. The folded affine is kept between
         inference calls (``derived``)."""
         bn1, bn2 = self.norm, self.norm_pool
         a, c, b = derived(self, "folded", self._folded_affine, bn1.weight, bn1.bias, bn1.running_mean,

@@ -89,6 +89,13 @@ class VideoModelMixin:
     def get_classifier(self) -> nn.Module:
         return self.get_submodule(self.classifier_name)
 
+    def init_pooled_head(self, num_features: int, num_classes: int, global_pool: str, drop_rate: float) -> None:
+        """The pooled ``fc`` head of the ResNets: pooling (``forward_head``), dropout, classifier."""
+        self.num_features = self.head_hidden_size = num_features
+        self.global_pool = global_pool
+        self.head_drop = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
+
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         """A pooled ``fc`` head on ``num_features`` (families with another head override this)."""
         self.num_classes = num_classes

@@ -1,93 +1,31 @@
-"""The one model builder of every family, the one factory users' commands go through, and what
-to tell a user whose weights are not on the Hub.
+"""The one model builder of every family (timm's ``_builder``).
 
 ``build_video_model`` is timm's ``build_model_with_cfg``; when the pretrained weights are
 neither on the Hugging Face Hub nor in the local cache it raises ``WeightsNotAvailableError``
-with the local-conversion recipe instead of a bare 404. ``create_video_model`` builds a
-registered model from at most one source of weights (the Hub, a local checkpoint, 2D weights
-to inflate), for train, evaluate, extract and profile.
+with the local-conversion recipe instead of a bare 404.
 """
 import dataclasses
 import json
 import logging
 from pathlib import Path
-from typing import List, Optional, Union
 
 import timm
-import torch.nn as nn
 from huggingface_hub.utils import (  # .utils has them in every release, .errors only from 0.25
     EntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)
 from timm.models import PretrainedCfg, build_model_with_cfg, get_pretrained_cfg
 
 from ._base import VideoFeatureDictNet
-from ._cfg import HUB_ORG, VideoPretrainedCfg
-from ._helpers import (adapt_input_convs, check_model_name, classifier_keys, family, list_models, load_checkpoint,
-                       read_checkpoint)
-from ._weights import (WeightsNotAvailableError, check_against_cfg, find_local_weights, how_to_get, in_hf_cache,
-                       registered_tags, weights_help)
+from ._cfg import VideoPretrainedCfg
+from ._helpers import adapt_input_convs
+from ._weights import WEIGHTS_NAME, WeightsNotAvailableError, find_local_weights, how_to_get, in_hf_cache, weights_help
 
-__all__ = ["WEIGHTS_NAME", "WeightsNotAvailableError", "build_video_model", "create_video_model", "how_to_convert",
-           "hub_models", "repo_id",
-           "list_models", "list_published", "registered_cfg", "released_models", "video_cfg_from_config"]
+__all__ = ["WEIGHTS_NAME", "WeightsNotAvailableError", "build_video_model", "video_cfg_from_config"]
 
-WEIGHTS_NAME = "model.safetensors"
 _TIMM_FIELDS = {f.name for f in dataclasses.fields(PretrainedCfg)}
 _HUB_MISSING = (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError, OfflineModeIsEnabled)
 _VIDEO_CFG_FIELDS = {f.name for f in dataclasses.fields(VideoPretrainedCfg)}
 # timm's feature_cls names that apply to video maps: all come from forward_intermediates
 _FEATURE_CLS = {"getter": "getter", "list": "getter", "dict": VideoFeatureDictNet}
-
-
-def released_models() -> List[str]:
-    """``arch.tag`` of every registered model converted from a released original checkpoint."""
-    names = []
-    for name in timm.list_pretrained():
-        cfg = get_pretrained_cfg(name)
-        if "." in name and isinstance(cfg, VideoPretrainedCfg) and cfg.original_file:  # not arch = default tag
-            names.append(name)
-    return sorted(names)
-
-
-def list_published(pattern: str = "*") -> List[str]:
-    """The names of ``timm.list_pretrained(pattern)`` that are ours and whose weights are on the Hub
-    (cfg ``published``); the others load after a local conversion (``how_to_convert``)."""
-    ours = set(list_models())
-    return [name for name in timm.list_pretrained(pattern) if name.split(".")[0] in ours
-            and getattr(get_pretrained_cfg(name), "published", False)]
-
-
-def registered_cfg(name: str) -> VideoPretrainedCfg:
-    """The registered pretrained cfg of ``arch[.tag]``; ValueError naming the choices if unknown."""
-    try:
-        cfg = get_pretrained_cfg(name, allow_unregistered=False) if timm.is_model(name.split(".")[0]) else None
-    except RuntimeError:
-        cfg = None
-    if cfg is None:
-        raise ValueError(f"unknown model {name!r}; tada-zoo models with released weights: "
-                         f"{', '.join(released_models())} (or an architecture from timm.list_models())")
-    return cfg
-
-
-def hub_models() -> List[str]:
-    """``arch.tag`` of every registered model with a tada-zoo Hub repo: the released conversions
-    and the weights we build ourselves (``.in1k_inflated``); ``hub_configs/`` has one folder each."""
-    names = []
-    for name in timm.list_pretrained():
-        cfg = get_pretrained_cfg(name)
-        if isinstance(cfg, VideoPretrainedCfg) and "." in name and (cfg.hf_hub_id or "").startswith(f"{HUB_ORG}/"):
-            names.append(name)
-    return sorted(names)
-
-
-def repo_id(name: str) -> str:
-    """Hub repo of ``arch.tag`` (its cfg's ``hf_hub_id``; ``tada-zoo/<arch>.<tag>`` by default)."""
-    hub_id = registered_cfg(name).hf_hub_id
-    return hub_id if hub_id and not hub_id.endswith("/") else f"{HUB_ORG}/{name}"
-
-
-def how_to_convert(name: str, cfg=None) -> str:
-    """How to get the weights of ``arch.tag`` locally (``_weights.how_to_get``), for error messages and docs."""
-    return how_to_get(name, cfg if cfg is not None else registered_cfg(name))
 
 
 def _cfg_for_message(variant: str, kwargs: dict) -> PretrainedCfg:
@@ -231,108 +169,6 @@ def build_video_model(model_cls, variant: str, pretrained: bool, **kwargs):
             recipe_cfg = get_pretrained_cfg(name) if cfg.tag else cfg
         except RuntimeError:
             recipe_cfg = cfg
-        raise WeightsNotAvailableError(f"{why}; {how_to_convert(name, recipe_cfg or cfg)}") from e
+        raise WeightsNotAvailableError(f"{why}; {how_to_get(name, recipe_cfg or cfg)}") from e
     finally:
         timm_log.removeFilter(quiet)
-
-
-def _is_tag(arch: str, tag: str) -> bool:
-    return tag in registered_tags(arch)
-
-
-def _pretrained_file(name: str, arch: str, value) -> tuple:
-    """``pretrained=PATH``: ``(name whose cfg goes with it, weights file)``. The tag: ``name``'s, else
-    a converted folder's config.json's, else the release whose original file has this name."""
-    path = Path(value).expanduser()
-    if not path.exists():
-        tags = ", ".join(registered_tags(arch)) or "none"
-        raise FileNotFoundError(f"--pretrained {value}: neither a tag of {arch} ({tags}) nor an existing .pyth / "
-                                ".safetensors file or converted folder")
-    tag = name.partition(".")[2]
-    if path.is_dir():
-        folder, path = path, path / WEIGHTS_NAME
-        if not path.is_file():
-            raise FileNotFoundError(f"--pretrained {value}: the folder has no {WEIGHTS_NAME} (expected a folder "
-                                    "written by tada-zoo convert or tada-zoo inflate)")
-        try:
-            tag = tag or json.loads((folder / "config.json").read_text())["pretrained_cfg"].get("tag") or ""
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass
-    if not tag:
-        tag = next((t for t in registered_tags(arch)
-                    if getattr(get_pretrained_cfg(f"{arch}.{t}"), "original_file", None) == path.name), "")
-    if tag and not _is_tag(arch, tag):
-        tag = ""  # a folder of another version's tag: the architecture's default cfg
-    return (f"{arch}.{tag}" if tag else arch), path
-
-
-def create_video_model(
-        name: str,
-        num_classes: Optional[int] = None,
-        pretrained: Optional[Union[bool, str]] = None,
-        checkpoint: Optional[Union[str, Path]] = None,
-        inflate_from: Optional[str] = None,
-        head: str = "fit",
-        **kwargs,
-) -> nn.Module:
-    """A registered model started from at most one source of weights.
-
-    Args:
-        name: registered architecture, optionally ``name.tag`` (ValueError listing ours if unknown).
-        num_classes: classifier size (default: the cfg's).
-        pretrained: ``True`` (the default tag of ``name``) or a tag: weights from the local
-            weights folder (``$TADA_ZOO_HOME``) or the Hub; or a path: an original ``.pyth``, a
-            ``.safetensors`` or a converted folder, with the cfg of ``name``'s tag (else the
-            folder's, the release of that original file name, the default). The head is
-            replaced when ``num_classes`` differs.
-        checkpoint: a local ``.safetensors``, training checkpoint or original ``.pyth``, read
-            and mapped by ``load_checkpoint`` with ``head``: ``"fit"`` (fine-tuning: a
-            classifier of another size is re-initialised, and says so), ``"strict"``
-            (evaluation: everything must fit) or ``"ignore"`` (features).
-        inflate_from: a timm 2D ImageNet model name or a 2D state-dict file, inflated by the
-            family's rule (``FAMILY.inflate``).
-        kwargs: more model arguments (``num_frames``, ``drop_path_rate``, ...).
-    """
-    arch = name.split(":")[-1].split(".")[0]
-    if not name.startswith("hf-hub:"):
-        check_model_name(arch)
-    if len([s for s in (pretrained, checkpoint, inflate_from) if s]) > 1:
-        raise ValueError("give at most one of --pretrained, --checkpoint-init, --inflate-from")
-    if num_classes is not None:
-        kwargs["num_classes"] = num_classes
-    from_file = isinstance(pretrained, (str, Path)) and str(pretrained) and not _is_tag(arch, str(pretrained))
-    if from_file:  # --pretrained PATH: loaded like a checkpoint, with the cfg of its release
-        name, checkpoint, pretrained = *_pretrained_file(name, arch, pretrained), None
-    elif isinstance(pretrained, str) and pretrained:
-        name = f"{arch}.{pretrained}"
-        pretrained = True
-    try:
-        model = timm.create_model(name, pretrained=bool(pretrained), **kwargs)
-    except TypeError as e:  # a misspelt model argument (--model-kwargs) ends up in the constructor
-        if "unexpected keyword argument" not in str(e):
-            raise
-        raise ValueError(f"{name} takes no argument {str(e).split('argument')[-1].strip()} (from --model-kwargs "
-                         "or a flag); see the model class's docstring for its arguments") from None
-    if pretrained:
-        return model
-    if checkpoint:
-        info = load_checkpoint(model, checkpoint, head=head, context=(
-            f"file: {checkpoint}; check --model (architecture and frame count), --num-classes and "
-            "--model-kwargs against it"))
-        kept = info["classifier_kept"]
-        if from_file and "." in name:  # an original's stored config must agree with the release
-            check_against_cfg(name, info["cfg"])
-        if kept and head == "fit":
-            print(f"{checkpoint}: classifier {kept} re-initialised for {model.num_classes} classes")
-    elif inflate_from:
-        rule = family(model).inflate
-        if rule is None:
-            raise ValueError(f"--inflate-from: the {family(model).name} family has no 2D inflation rule")
-        if Path(inflate_from).is_file():
-            sd2d = read_checkpoint(inflate_from)[0]
-        else:
-            sd2d = timm.create_model(inflate_from, pretrained=True).state_dict()
-        head_keys = classifier_keys(model)  # the ImageNet classifier never fits the new head
-        own = model.state_dict()
-        rule(model, {k: v for k, v in sd2d.items() if k not in head_keys or v.shape == own[k].shape})
-    return model

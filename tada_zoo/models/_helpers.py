@@ -6,22 +6,20 @@
 dict with the model family's ``checkpoint_filter_fn`` (timm's convention, found by model
 name) and loads it with one strict report of what does not fit.
 """
-import difflib
 import json
 import pickle
-import sys
 import zipfile
 from pathlib import Path
-from types import ModuleType
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Tuple, Union
 
-import timm
 import torch
 import torch.nn as nn
 from timm.models import adapt_input_conv as _adapt_2d
 
-__all__ = ["list_models", "check_model_name", "load_pickle", "read_checkpoint", "family_module", "family", "checkpoint_filter", "map_checkpoint", "load_checkpoint",
-           "load_inflated", "classifier_keys", "adapt_input_conv", "adapt_input_convs"]
+from ._registry import checkpoint_filter
+
+__all__ = ["load_pickle", "read_checkpoint", "map_checkpoint", "load_checkpoint", "load_inflated", "classifier_keys",
+           "adapt_input_conv", "adapt_input_convs"]
 
 PathLike = Union[str, Path]
 _SHOW = 12  # keys listed per kind of mismatch
@@ -117,51 +115,6 @@ def read_checkpoint(path: PathLike, ema: bool = False) -> Tuple[Dict[str, torch.
         if isinstance(metadata, dict) else {}
     return state_dict, dict(state_key=state_key, epoch=ckpt.get("epoch"), cfg=cfg if isinstance(cfg, dict) else None,
                             metadata=metadata)
-
-
-def _architecture(model_or_name: Union[nn.Module, str]) -> str:
-    if isinstance(model_or_name, str):
-        return model_or_name.split(".")[0]
-    arch = (getattr(model_or_name, "pretrained_cfg", None) or {}).get("architecture")
-    if not arch:
-        raise ValueError(f"{type(model_or_name).__name__} was not built by timm.create_model: its family is unknown")
-    return arch
-
-
-def list_models(pattern: str = "*") -> list:
-    """Names of the models tada-zoo registers in timm (``pattern`` as in ``timm.list_models``)."""
-    return [name for name in timm.list_models(pattern)
-            if timm.models.model_entrypoint(name).__module__.startswith(__package__)]
-
-
-def check_model_name(arch: str) -> None:
-    """ValueError for an unknown architecture, suggesting close names and listing ours."""
-    if not timm.is_model(arch):
-        ours = list_models()
-        close = difflib.get_close_matches(arch, ours, n=3, cutoff=0.6)
-        hint = f"did you mean {' or '.join(close)}? " if close else ""
-        raise ValueError(f"unknown model {arch!r}; {hint}tada-zoo models: {', '.join(ours)}")
-
-
-def family_module(model_or_name: Union[nn.Module, str]) -> ModuleType:
-    """The model file that registers this architecture (looked up by name, as timm does)."""
-    arch = _architecture(model_or_name)
-    check_model_name(arch)
-    return sys.modules[timm.models.model_entrypoint(arch).__module__]
-
-
-def family(model_or_name: Union[nn.Module, str]):
-    """The ``VideoFamily`` its family file declares (name, recipe prefix, 2D inflation)."""
-    module = family_module(model_or_name)
-    declared = getattr(module, "FAMILY", None)
-    if declared is None:
-        raise ValueError(f"{module.__name__} declares no FAMILY = VideoFamily(...)")
-    return declared
-
-
-def checkpoint_filter(model_or_name: Union[nn.Module, str]) -> Optional[Callable]:
-    """The family's ``checkpoint_filter_fn(state_dict, model)``: original keys -> ours (ours pass through)."""
-    return getattr(family_module(model_or_name), "checkpoint_filter_fn", None)
 
 
 def classifier_keys(model: nn.Module) -> set:

@@ -11,20 +11,20 @@ user never waits for Hub retries. Nothing here touches the network.
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Union
 
 import timm
-import torch
 import torch.nn as nn
-from timm.models import get_arch_pretrained_cfgs, get_pretrained_cfg
+from timm.models import get_pretrained_cfg
 
-from ._helpers import checkpoint_filter, family_module, map_checkpoint, read_checkpoint
+from ._files import atomic_write
+from ._helpers import map_checkpoint, read_checkpoint
+from ._registry import checkpoint_filter, family_module, registered_cfg, released_models, tags_with_weights
 
 __all__ = ["WEIGHTS_NAME", "WeightsNotAvailableError", "weights_home", "converted_path", "original_path",
            "find_local_weights", "in_hf_cache", "convert_original", "describe_original_cfg", "check_against_cfg",
-           "registered_tags", "tags_with_weights", "how_to_get", "weights_help"]
+           "how_to_get", "weights_help"]
 
 WEIGHTS_NAME = "model.safetensors"
 PathLike = Union[str, Path]
@@ -75,10 +75,6 @@ def describe_original_cfg(cfg: Optional[dict]) -> str:
     return "checkpoint config: " + ", ".join(f"{k}={v}" for k, v in parts.items() if v is not None)
 
 
-def _released() -> List[str]:
-    return sorted(n for n in timm.list_pretrained() if "." in n and getattr(_cfg(n), "original_file", None))
-
-
 def check_against_cfg(model_name: str, cfg: Optional[dict]) -> None:
     """Refuse a release tag that contradicts the checkpoint's own config (dataset, clip length):
     8- and 16-frame checkpoints share one state dict, so only the config tells them apart."""
@@ -90,7 +86,7 @@ def check_against_cfg(model_name: str, cfg: Optional[dict]) -> None:
              if v is not None and getattr(want, k, None) is not None and v != getattr(want, k)}
     if wrong:
         family = family_module(model_name)
-        fits = [n for n in _released() if family_module(n) is family
+        fits = [n for n in released_models() if family_module(n) is family
                 and all(getattr(_cfg(n), k) == v for k, v in have.items() if v is not None)]
         raise ValueError(
             f"{model_name} is for " + ", ".join(f"{k}={w}" for k, (_, w) in wrong.items())
@@ -136,21 +132,6 @@ def convert_original(model_name: str, checkpoint: PathLike, ema: bool = False, c
     return model.eval(), info
 
 
-def _save_atomic(state: Dict[str, torch.Tensor], path: Path, metadata: Dict[str, str]) -> None:
-    """safetensors written to a unique temp name beside ``path``, then renamed (concurrent
-    processes, e.g. DDP ranks, each finish a whole file; an interrupted one leaves none)."""
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        save_file(state, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def find_local_weights(name: str, cfg=None) -> Optional[Path]:
     """The weights file of ``arch.tag`` in the weights folder, or None: the converted file, else
     the original checkpoint converted now (once; cached beside it as safetensors)."""
@@ -164,9 +145,12 @@ def find_local_weights(name: str, cfg=None) -> Optional[Path]:
     print(f"{name}: converting {original} (first use) -> {converted}", file=sys.stderr, flush=True)
     model, info = convert_original(name, original, step=lambda stage: print(
         f"{name}: [{time.time() - start:5.1f} s] {stage}", file=sys.stderr, flush=True))
+    from safetensors.torch import save_file
+
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-    _save_atomic(state, converted, dict(format="pt", model=name, source_file=original.name,
-                                        state_key=str(info["state_key"])))
+    metadata = dict(format="pt", model=name, source_file=original.name, state_key=str(info["state_key"]))
+    # concurrent processes (e.g. DDP ranks) each finish a whole file; an interrupted one leaves none
+    atomic_write(converted, lambda tmp: save_file(state, tmp, metadata=metadata))
     print(f"{name}: converted in {time.time() - start:.0f} s", file=sys.stderr)
     return converted
 
@@ -182,17 +166,6 @@ def in_hf_cache(cfg, cache_dir=None) -> bool:
 
 # ---- what to tell a user without weights ---------------------------------------------------
 
-def registered_tags(arch: str) -> List[str]:
-    """Every pretrained tag registered for ``arch`` (with or without weights)."""
-    return [n.split(".", 1)[1] for n in get_arch_pretrained_cfgs(arch) if "." in n]
-
-
-def tags_with_weights(arch: str) -> List[str]:
-    """``arch.tag`` names with a source of weights: a released original or weights we build."""
-    return [n for n in timm.list_pretrained(f"{arch}.*")
-            if getattr(_cfg(n), "original_file", None) or getattr(_cfg(n), "hf_hub_id", None)]
-
-
 def _timm_source(cfg) -> Optional[str]:
     """The timm model whose 2D weights ``cfg``'s inflated weights are built from (its origin_url)."""
     url = getattr(cfg, "origin_url", None) or ""
@@ -200,10 +173,12 @@ def _timm_source(cfg) -> Optional[str]:
     return url[len(prefix):] if url.startswith(prefix) else None
 
 
-def how_to_get(name: str, cfg, cli: Optional[str] = None) -> str:
-    """How to get the weights of ``arch.tag`` with what a user has: which file to download from
-    where and where to put it, or which command builds them. ``cli``: the flag the user gave
-    (``--pretrained k400``), to word it for the command line; None: for Python."""
+def how_to_get(name: str, cfg=None, cli: Optional[str] = None) -> str:
+    """How to get the weights of ``arch.tag`` with what a user has (the one such message): which file
+    to download from where and where to put it, or which command builds them. ``cfg``: the registered
+    one by default; ``cli``: the flag the user gave (``--pretrained k400``), to word it for the command
+    line; None: for Python."""
+    cfg = cfg if cfg is not None else registered_cfg(name)
     home = weights_home()
     original = getattr(cfg, "original_file", None)
     if original:

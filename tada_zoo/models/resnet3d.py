@@ -14,168 +14,24 @@ versions replace
 * ``"1d"``: R(2+1)D's 3x1x1 conv by a TAdaConv3d (same route function, plain BN + ReLU);
 * ``"3d"``: R3D's 3x3x3 conv by a TAdaConv3d (same route function, plain BN + ReLU).
 
-The bottleneck here (``Bottleneck3d``) is also the block of SlowOnly / SlowFast
-(``slowfast.py``: same block, other stem and per-stage temporal kernels).
-
-Unlike TSN/TAda2D these nets are true 3D convolution networks, so activations stay in
-the ``(B, C, T, H, W)`` layout of ``Conv3d``; a TAdaConv2d runs there as one (1, kh, kw)
-Conv3d on the calibrated input (``(alpha_t W) * X_t == W * (alpha_t X_t)``), with no
-layout change.
+The bottleneck is the one of every ResNet here (``_resnet.Bottleneck``, as in SlowOnly /
+SlowFast: same block, other stem and per-stage temporal kernels). Unlike TSN/TAda2D these nets
+are true 3D convolution networks, so activations stay in the ``(B, C, T, H, W)`` layout of
+``Conv3d``.
 """
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from timm.layers import DropPath
-from timm.models import generate_default_cfgs, register_model
+from timm.models import register_model
 
-from ..layers import RouteFuncMLP, TAdaConv2d, TemporalAggregation, check_video
+from ..layers import check_video
 from ._base import StagedVideoMixin, drop_path_rates
 from ._builder import build_video_model
-from ._cfg import VideoFamily, video_cfg
+from ._cfg import VideoFamily, generate_video_cfgs, video_cfg
+from ._resnet import Bottleneck, init_weights, make_stage
 
-__all__ = ["ResNet3d", "Bottleneck3d", "tada_from_baseline", "inflate_2d_state_dict"]
-
-MIDS = ("2d", "2+1d", "3d")
-TADA_PARTS = {"2d": ("2d",), "2+1d": ("2d", "1d"), "3d": ("3d",)}
-
-
-def _tada_conv3d_cls():
-    try:
-        from ..layers import TAdaConv3d
-    except ImportError as e:  # pragma: no cover - until TAdaConv3d lands in tada_zoo.layers
-        raise ImportError("TAda '1d' / '3d' convolutions need tada_zoo.layers.TAdaConv3d") from e
-    return TAdaConv3d
-
-
-def tada_conv2d_ncthw(conv: TAdaConv2d, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """An input-calibrated TAdaConv2d on ``(B, C, T, H, W)`` as a (1, kh, kw) Conv3d.
-
-    Without autograd ``x`` (a block's own activation) is scaled IN PLACE: no new tensor.
-    """
-    x = x.mul_(alpha) if not torch.is_grad_enabled() else x * alpha
-    return F.conv3d(
-        x, conv.weight.unsqueeze(2), conv.bias, (1, *conv.stride), (0, *conv.padding),
-        (1, *conv.dilation), conv.groups)
-
-
-class Bottleneck3d(nn.Module):
-    """ResNet bottleneck on ``(B, C, T, H, W)`` (timm names, Conv3d everywhere).
-
-    Args:
-        temporal_kernel: temporal size of ``conv1`` (1, or 3 in SlowFast's later stages).
-        mid: the middle conv: ``"2d"`` 1x3x3, ``"2+1d"`` 1x3x3 then 3x1x1 (``conv2t``),
-            ``"3d"`` 3x3x3.
-        tada: which middle convs are TAdaConvs: subset of ``"2d"`` (the 1x3x3, with the
-            Eq. 7 aggregation), ``"1d"`` (the 3x1x1), ``"3d"`` (the 3x3x3).
-    """
-    expansion = 4
-
-    def __init__(
-            self,
-            in_chs: int,
-            chs: int,
-            stride: int = 1,
-            downsample: Optional[nn.Module] = None,
-            drop_path: float = 0.,
-            bn_eps: float = 1e-5,
-            temporal_kernel: int = 1,
-            mid: str = "2d",
-            tada: Sequence[str] = (),
-            rf_ratio: int = 4,
-            rf_kernels: Sequence[int] = (3, 3),
-            agg_kernel: int = 3,
-            agg_pool: str = "avg",
-    ):
-        super().__init__()
-        if mid not in MIDS:
-            raise ValueError(f"mid must be one of {MIDS}, got {mid!r}")
-        tada = tuple(tada)
-        bad = [t for t in tada if t not in TADA_PARTS[mid]]
-        if bad:
-            raise ValueError(f"tada parts {bad} do not exist in a {mid!r} bottleneck (choose from {TADA_PARTS[mid]})")
-        out_chs = chs * self.expansion
-        norm = lambda c: nn.BatchNorm3d(c, eps=bn_eps)
-        rf = lambda c: RouteFuncMLP(c, rf_ratio, rf_kernels)
-        self.mid = mid
-        self.tada = tada
-
-        self.conv1 = nn.Conv3d(in_chs, chs, (temporal_kernel, 1, 1), padding=(temporal_kernel // 2, 0, 0), bias=False)
-        self.bn1 = norm(chs)
-        self.act1 = nn.ReLU(inplace=True)
-
-        # the middle conv; a TAdaConv gets its route function (conv2_rf), None when plain
-        self.aggregate = "2d" in tada  # TAda2D's TAdaConv2d + Eq. 7 aggregation (agg2 replaces bn2)
-        if mid == "3d":
-            self.conv2 = (_tada_conv3d_cls()(chs, chs, 3, (1, stride, stride), 1, cal_dim="cin") if "3d" in tada
-                          else nn.Conv3d(chs, chs, 3, (1, stride, stride), 1, bias=False))
-        elif self.aggregate:
-            self.conv2 = TAdaConv2d(chs, chs, 3, stride, 1, cal_dim="cin")
-        else:
-            self.conv2 = nn.Conv3d(chs, chs, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False)
-        self.conv2_rf = rf(chs) if {"2d", "3d"} & set(tada) else None
-        if self.aggregate:
-            self.agg2 = TemporalAggregation(chs, agg_kernel, agg_pool, eps=bn_eps)
-        else:
-            self.bn2 = norm(chs)
-            self.act2 = nn.ReLU(inplace=True)
-
-        # R(2+1)D's temporal 3x1x1 conv (conv2t), None in the other blocks
-        self.conv2t = self.conv2t_rf = None
-        if mid == "2+1d":
-            self.conv2t = (_tada_conv3d_cls()(chs, chs, (3, 1, 1), 1, (1, 0, 0), cal_dim="cin") if "1d" in tada
-                           else nn.Conv3d(chs, chs, (3, 1, 1), 1, (1, 0, 0), bias=False))
-            self.conv2t_rf = rf(chs) if "1d" in tada else None
-            self.bn2t = norm(chs)
-            self.act2t = nn.ReLU(inplace=True)
-
-        self.conv3 = nn.Conv3d(chs, out_chs, 1, bias=False)
-        self.bn3 = norm(out_chs)
-        self.downsample = downsample
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.act3 = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.act1(self.bn1(self.conv1(x)))
-        if self.aggregate:
-            y = self.agg2(tada_conv2d_ncthw(self.conv2, y, self.conv2_rf(y)))
-        else:
-            y = self.act2(self.bn2(_calibrated(self.conv2, self.conv2_rf, y)))
-        if self.conv2t is not None:
-            y = self.act2t(self.bn2t(_calibrated(self.conv2t, self.conv2t_rf, y)))
-        y = self.drop_path(self.bn3(self.conv3(y)))
-        # in place: BN's backward needs its input, not its output, so the sum needs no tensor of its own
-        y += x if self.downsample is None else self.downsample(x)
-        return self.act3(y)
-
-
-def _calibrated(conv: nn.Module, route_func: Optional[nn.Module], x: torch.Tensor) -> torch.Tensor:
-    """A plain conv, or a TAdaConv with its route function's calibration."""
-    return conv(x) if route_func is None else conv(x, route_func(x))
-
-
-def make_stage(
-        in_chs: int,
-        chs: int,
-        depth: int,
-        stride: int,
-        drop_path_rates: Sequence[float],
-        bn_eps: float = 1e-5,
-        **block_args,
-) -> nn.Sequential:
-    """``depth`` bottlenecks; the first one strides (spatially) and projects the shortcut."""
-    out_chs = chs * Bottleneck3d.expansion
-    downsample = None
-    if stride != 1 or in_chs != out_chs:
-        downsample = nn.Sequential(
-            nn.Conv3d(in_chs, out_chs, 1, (1, stride, stride), bias=False), nn.BatchNorm3d(out_chs, eps=bn_eps))
-    return nn.Sequential(*[
-        Bottleneck3d(
-            in_chs if j == 0 else out_chs, chs, stride if j == 0 else 1, downsample if j == 0 else None,
-            drop_path=drop_path_rates[j], bn_eps=bn_eps, **block_args)
-        for j in range(depth)])
-
+__all__ = ["ResNet3d", "tada_from_baseline", "inflate_2d_state_dict"]
 
 class ResNet3d(StagedVideoMixin, nn.Module):
     """3D-conv video ResNet: ``(B, 3, T, H, W)`` clips -> ``(B, num_classes)``.
@@ -191,11 +47,11 @@ class ResNet3d(StagedVideoMixin, nn.Module):
             stride-2 first stage (R2D layout of Appendix D).
         temporal_kernels: temporal size of each stage's ``conv1`` (SlowOnly: (1, 1, 3, 3)).
         mid, tada: the middle conv of every block and which of its parts are TAdaConvs
-            (see ``Bottleneck3d``).
+            (see ``_resnet.Bottleneck``).
         lateral_chs: extra input channels of each stage (SlowFast's fused fast features).
         num_frames: clip length the model is meant for (profiling, pretrained cfg).
         drop_rate: dropout before the classifier; drop_path_rate: stochastic depth.
-        block_args: more ``Bottleneck3d`` args (``rf_ratio``, ``rf_kernels``, ``agg_kernel``, ``agg_pool``).
+        block_args: more ``Bottleneck`` args (``rf_ratio``, ``rf_kernels``, ``agg_kernel``, ``agg_pool``).
     """
 
     def __init__(
@@ -248,13 +104,9 @@ class ResNet3d(StagedVideoMixin, nn.Module):
                 in_chs + lateral_chs[i], chs, depth, stride, dpr[i], bn_eps,
                 temporal_kernel=temporal_kernels[i], mid=mid, tada=tada, **(block_args or {})))
             self.stage_names.append(name)
-            in_chs, reduction = chs * Bottleneck3d.expansion, reduction * stride
+            in_chs, reduction = chs * Bottleneck.expansion, reduction * stride
             self.feature_info.append(dict(num_chs=in_chs, reduction=reduction, module=name))
-
-        self.num_features = self.head_hidden_size = in_chs
-        self.global_pool = global_pool
-        self.head_drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.init_pooled_head(in_chs, num_classes, global_pool, drop_rate)
         init_weights(self)
 
     # ---- timm model API -------------------------------------------------------------
@@ -268,14 +120,7 @@ class ResNet3d(StagedVideoMixin, nn.Module):
         return self.maxpool(self.act1(self.bn1(self.conv1(x))))
 
 
-def init_weights(model: nn.Module) -> None:
-    """Kaiming (fan-out) convs as timm's ResNet; calibration/aggregation keep their identity init."""
-    for m in model.modules():
-        if isinstance(m, (nn.Conv3d, TAdaConv2d)) or type(m).__name__ == "TAdaConv3d":
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-
-# ---- weights from other models -------------------------------------------------------
+# ---- weights: baselines, 2D inflation, original checkpoints ------------------------------
 
 def tada_from_baseline(state_dict: dict, model: nn.Module) -> dict:
     """A baseline's state dict (``r3d_r50_8f``, ``slowfast_r50_8x8``...) for its TAda version.
@@ -370,7 +215,7 @@ def _cfg(**kwargs):
     return video_cfg(hf_hub_id=None, num_frames=8, sampling="interval", frame_interval=8, **kwargs)
 
 
-default_cfgs = generate_default_cfgs({
+default_cfgs = generate_video_cfgs({
     "r2plus1d_r50_8f": _cfg(),
     "r2plus1d_r50_8f_tada2d": _cfg(),
     "r2plus1d_r50_8f_tada2d1d": _cfg(),

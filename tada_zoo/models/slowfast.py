@@ -25,13 +25,14 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-from timm.models import generate_default_cfgs, register_model
+from timm.models import register_model
 
 from ..layers import check_video, fx_check
 from ._base import VideoModelMixin
 from ._builder import build_video_model
-from ._cfg import VideoFamily, video_cfg
-from .resnet3d import Bottleneck3d, ResNet3d, inflate_resnet3d, init_weights, tada_from_baseline
+from ._cfg import VideoFamily, generate_video_cfgs, video_cfg
+from ._resnet import Bottleneck, init_weights
+from .resnet3d import ResNet3d, inflate_resnet3d, tada_from_baseline
 
 __all__ = ["SlowFast", "FuseFastToSlow"]
 
@@ -99,7 +100,7 @@ class SlowFast(VideoModelMixin, nn.Module):
         common = dict(layers=layers, stem_pool=True, mid="2d", tada=tada, num_classes=0, in_chans=in_chans,
                       drop_path_rate=drop_path_rate, bn_eps=bn_eps, block_args=block_args)
         fast_stem, fast_widths = stem_width // beta, [w // beta for w in widths]
-        fast_outs = [fast_stem] + [w * Bottleneck3d.expansion for w in fast_widths[:-1]]
+        fast_outs = [fast_stem] + [w * Bottleneck.expansion for w in fast_widths[:-1]]
         self.slow = ResNet3d(
             widths=widths, stem_width=stem_width, temporal_kernels=slow_temporal,
             lateral_chs=[c * fusion_ratio for c in fast_outs], num_frames=num_frames // alpha, **common)
@@ -114,10 +115,7 @@ class SlowFast(VideoModelMixin, nn.Module):
         for s, f in zip(self.slow.feature_info, self.fast.feature_info):
             self.feature_info += [dict(s, module="slow." + s["module"]), dict(f, module="fast." + f["module"])]
 
-        self.num_features = self.head_hidden_size = self.slow.num_features + self.fast.num_features
-        self.global_pool = global_pool
-        self.head_drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.init_pooled_head(self.slow.num_features + self.fast.num_features, num_classes, global_pool, drop_rate)
         init_weights(self)
 
     # ---- timm model API -------------------------------------------------------------
@@ -199,7 +197,7 @@ class SlowFast(VideoModelMixin, nn.Module):
         return x if pre_logits else self.fc(x)
 
 
-# ---- original checkpoints ------------------------------------------------------------
+# ---- weights: original checkpoints ------------------------------------------------------
 
 _ORIGINAL_BLOCK_NAMES = (  # original SlowfastBranch block -> ours
     ("short_cut_bn.", "downsample.1."),
@@ -266,7 +264,7 @@ def _cfg(frames: int, interval: int, **kwargs):
     return video_cfg(hf_hub_id=None, num_frames=frames, sampling="interval", frame_interval=interval, **kwargs)
 
 
-default_cfgs = generate_default_cfgs({
+default_cfgs = generate_video_cfgs({
     "slowonly_r50_8x8": _cfg(8, 8, first_conv="conv1"),
     "slowonly_r50_8x8_tada": _cfg(8, 8, first_conv="conv1"),
     "slowfast_r50_4x16": _cfg(32, 2),

@@ -338,7 +338,7 @@ class TAdaConvNeXt(VideoModelMixin, nn.Module):
         return self.head(x, pre_logits=pre_logits)
 
 
-# ---- weights from elsewhere ------------------------------------------------------------
+# ---- weights: original checkpoints, 2D inflation ----------------------------------------
 
 def _original_block_key(rest: str) -> str:
     for old, new in (("dwconv_rf.", "conv_dw_rf."), ("dwconv.", "conv_dw."), ("norm_avgpool.", "norm_pool."),
@@ -378,17 +378,6 @@ def checkpoint_filter_fn(state_dict: dict, model: TAdaConvNeXt) -> dict:
     for prefix in {k[:k.index("conv_dw_rf.") + len("conv_dw_rf.")] for k in out if "conv_dw_rf." in k}:
         out = route_func_transformer_from_original(out, prefix)
     return out
-
-
-# ---- registry ------------------------------------------------------------------------------
-
-def _create(variant: str, pretrained: bool = False, **kwargs) -> TAdaConvNeXt:
-    return build_video_model(
-        TAdaConvNeXt, variant, pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
-        **kwargs,
-    )
 
 
 def inflate_convnext(model: nn.Module, state_dict: Dict[str, torch.Tensor], strict: bool = True) -> nn.Module:
@@ -432,6 +421,18 @@ def inflate_convnext(model: nn.Module, state_dict: Dict[str, torch.Tensor], stri
 
 FAMILY = VideoFamily("TAdaConvNeXt", recipe="tadaconvnext", inflate=inflate_convnext,
                      names={"tadaconvnextv2": "TAdaConvNeXtV2"})
+
+
+# ---- registry ------------------------------------------------------------------------------
+
+def _create(variant: str, pretrained: bool = False, **kwargs) -> TAdaConvNeXt:
+    return build_video_model(
+        TAdaConvNeXt, variant, pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
+        **kwargs,
+    )
+
 
 
 _V2_ZOO = "https://github.com/alibaba-mmai-research/TAdaConv/blob/main/MODEL_ZOO.md"

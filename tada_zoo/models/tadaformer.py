@@ -398,7 +398,7 @@ class TAdaFormer(VideoModelMixin, nn.Module):
         return x if pre_logits else self.head(x)
 
 
-# ---- original checkpoints and CLIP inflation -------------------------------------------
+# ---- weights: original checkpoints, CLIP inflation --------------------------------------
 
 _ORIGINAL_SWAPS = (  # original (CLIP-style) names -> ours, applied in order after "backbone."
     ("conv1.", "patch_embed.proj."),
@@ -476,17 +476,6 @@ def checkpoint_filter_fn(state_dict: dict, model: TAdaFormer) -> dict:
     return out
 
 
-# ---- registry ----------------------------------------------------------------------------
-
-def _create(variant: str, pretrained: bool = False, **kwargs) -> TAdaFormer:
-    return build_video_model(
-        TAdaFormer, variant, pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(feature_cls="getter", out_indices=3),
-        **kwargs,
-    )
-
-
 def inflate_clip_vit(model: nn.Module, state_dict: Dict[str, torch.Tensor]) -> nn.Module:
     """Initialise ``model`` from a 2D CLIP ViT: timm's ``vit_*_clip_*`` state dict
     (``vit_base_patch16_clip_quickgelu_224.openai`` holds OpenAI's ViT-B/16) or OpenAI's own
@@ -525,6 +514,18 @@ def inflate_clip_vit(model: nn.Module, state_dict: Dict[str, torch.Tensor]) -> n
 
 
 FAMILY = VideoFamily("TAdaFormer", recipe="tadaformer", inflate=inflate_clip_vit)
+
+
+# ---- registry ----------------------------------------------------------------------------
+
+def _create(variant: str, pretrained: bool = False, **kwargs) -> TAdaFormer:
+    return build_video_model(
+        TAdaFormer, variant, pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(feature_cls="getter", out_indices=3),
+        **kwargs,
+    )
+
 
 
 _ZOO = "https://github.com/alibaba-mmai-research/TAdaConv/blob/main/MODEL_ZOO.md"

@@ -4,9 +4,8 @@ registry is the one source); ``hub_configs/`` holds every card, kept in sync by 
 from typing import List, Optional, Tuple
 
 from tada_zoo.data.protocol import protocol_from_cfg
-from tada_zoo.models._builder import WEIGHTS_NAME, registered_cfg, repo_id
+from tada_zoo.models import WEIGHTS_NAME, family, registered_cfg, repo_id
 from tada_zoo.models._cfg import PAPERS
-from tada_zoo.models._helpers import family
 
 __all__ = ["VIDEO_TASK", "render_model_card", "untagged_card"]
 

@@ -6,13 +6,13 @@ A download takes its released name only once it is complete and a zip-format che
 (not Drive's quota or error page); the model layer's one converter then turns it into the
 cached safetensors. Never called implicitly: ``tada-zoo download NAME.TAG`` or ``--download``.
 """
-import os
 import zipfile
 from pathlib import Path
 from typing import Optional
 
-from tada_zoo.models._builder import registered_cfg
-from tada_zoo.models._weights import find_local_weights, how_to_get, original_path
+from tada_zoo._files import atomic_write
+from tada_zoo.models import how_to_get, registered_cfg
+from tada_zoo.models._weights import find_local_weights, original_path
 
 __all__ = ["download_original"]
 
@@ -39,21 +39,19 @@ def _fetch(url: str, dest: Path, quiet: bool) -> None:
         import gdown
     except ImportError:
         raise RuntimeError(f"downloading needs gdown: pip install 'tada-zoo[download]' (or {manual})") from None
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    try:
-        if not quiet:
-            print(f"downloading {url} -> {dest}")
+    if not quiet:
+        print(f"downloading {url} -> {dest}")
+
+    def fetch(part: str) -> None:
         try:
-            got = gdown.download(url=url, output=str(part), quiet=quiet)
+            got = gdown.download(url=url, output=part, quiet=quiet)
         except Exception as e:  # gdown raises its own, requests' and OS errors: one message for all
             raise OSError(f"could not download {url} ({type(e).__name__}: {e}); {manual}") from None
-        if not got or not part.is_file():
+        if not got or not Path(part).is_file() or not Path(part).stat().st_size:
             raise OSError(f"could not download {url}; {manual}")
         if not zipfile.is_zipfile(part):  # torch.save's format; an HTML page (quota, login) is not
-            head = part.read_bytes()[:64]
-            raise OSError(f"what {url} returned is not a PyTorch checkpoint ({part.stat().st_size} bytes starting "
-                          f"{head[:32]!r}: a Google Drive quota or error page?); {manual}")
-        os.replace(part, dest)
-    finally:
-        part.unlink(missing_ok=True)
+            head = Path(part).read_bytes()[:32]
+            raise OSError(f"what {url} returned is not a PyTorch checkpoint ({Path(part).stat().st_size} bytes "
+                          f"starting {head!r}: a Google Drive quota or error page?); {manual}")
+
+    atomic_write(dest, fetch)  # the released name only for a complete checkpoint

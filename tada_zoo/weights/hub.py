@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Dict, Optional, Union
@@ -20,19 +19,13 @@ import torch.nn as nn
 from timm.models import PretrainedCfg
 from timm.models._hub import save_config_for_hf
 
-from tada_zoo._files import dir_mode, file_mode, write_text
-from tada_zoo.models._builder import (WEIGHTS_NAME, WeightsNotAvailableError, build_video_model, how_to_convert,
-                                      hub_models, registered_cfg, released_models, repo_id)
-from tada_zoo.models._cfg import VideoPretrainedCfg
+from tada_zoo._files import atomic_dir, write_text
+from tada_zoo.models import WEIGHTS_NAME, VideoPretrainedCfg, registered_cfg
 from tada_zoo.deploy.profile import empty_model, model_stats, stats_of
 
-from .cards import VIDEO_TASK, render_model_card, untagged_card
+from .cards import render_model_card, untagged_card
 
-__all__ = [
-    "VIDEO_TASK", "WEIGHTS_NAME", "WeightsNotAvailableError", "build_video_model", "released_models", "hub_models",
-    "model_stats", "hub_config", "render_model_card", "write_hub_files", "save_converted", "push_folder",
-    "sha256_file", "registered_cfg", "repo_id", "how_to_convert",
-]
+__all__ = ["hub_config", "write_hub_files", "save_converted", "push_folder", "sha256_file"]
 
 
 # video facts of VideoPretrainedCfg that timm's PretrainedCfg does not know: they go to a
@@ -105,32 +98,19 @@ def save_converted(model: nn.Module, name: str, output: Union[str, Path], proven
     are written to a temporary sibling directory that is renamed only when complete."""
     from safetensors.torch import save_file
 
-    output = check_output_dir(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
-    try:
+    def write(folder: Path) -> None:
         # own copies: safetensors refuses tensors that share memory (views, tied weights)
         state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt", "model": name})
-        provenance = dict(provenance, converted_sha256=sha256_file(tmp / WEIGHTS_NAME))
+        save_file(state, folder / WEIGHTS_NAME, metadata={"format": "pt", "model": name})
         stats = model_stats(name, num_classes=model.num_classes)
-        config = hub_config(model, stats)
-        config["provenance"] = provenance
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        tagged = "." in name
-        card = render_model_card(name, stats, provenance) if tagged else untagged_card(name, stats, provenance)
-        (tmp / "README.md").write_text(card)
-        os.chmod(tmp, dir_mode())  # mkdtemp / safetensors make private files: give the usual permissions
-        for f in tmp.iterdir():
-            os.chmod(f, file_mode())
+        config = dict(hub_config(model, stats), provenance=dict(
+            provenance, converted_sha256=sha256_file(folder / WEIGHTS_NAME)))
+        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        card = render_model_card if "." in name else untagged_card
+        (folder / "README.md").write_text(card(name, stats, config["provenance"]))
         check_output_dir(output)  # still free?
-        if output.exists():
-            output.rmdir()  # empty directory: replaced by the finished one
-        os.replace(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return output
+
+    return atomic_dir(check_output_dir(output), write)
 
 
 def push_folder(folder: Union[str, Path], repo: str, token: Optional[str] = None, private: bool = False,

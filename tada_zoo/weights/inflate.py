@@ -18,8 +18,8 @@ import torch.nn as nn
 
 from tada_zoo import __version__
 from .hub import check_output_dir, save_converted, sha256_file
-from tada_zoo.models._builder import create_video_model, registered_cfg
-from tada_zoo.models._helpers import classifier_keys, family, read_checkpoint
+from tada_zoo.models import create_video_model, family, read_checkpoint, registered_cfg
+from tada_zoo.models._helpers import classifier_keys
 from tada_zoo.models._weights import converted_path
 from tada_zoo.models.tada2d import inflate_resnet
 from tada_zoo.models.tadaconvnext import inflate_convnext
