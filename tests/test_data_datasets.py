@@ -1,4 +1,5 @@
 """Annotation lists and VideoDataset: exact clips end to end, missing and corrupt files, multi-label."""
+import os
 import random
 import warnings
 
@@ -20,6 +21,11 @@ def root(tmp_path_factory):
     write_video(d / "a b" / "v0.mp4", 40)
     write_video(d / "v1.mp4", 30)
     (d / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 200)
+    # other names for the same files: a list names each video once (read_annotations refuses repeats)
+    for i in range(10):
+        os.symlink("v1.mp4", d / f"v1_{i}.mp4")
+    os.symlink("corrupt.mp4", d / "corrupt_2.mp4")
+    os.symlink("v0.mp4", d / "a b" / "v0_2.mp4")
     return d
 
 
@@ -129,7 +135,9 @@ def test_ssv2_flip_swaps_direction_labels_with_the_mirror(tmp_path):
     frame = np.zeros((48, 64, 3), np.uint8)
     frame[:, 32:] = 220  # dark left, bright right: a mirrored clip is bright on the left
     write_video(tmp_path / "v.mp4", 8, frames=[frame] * 8)
-    ds = VideoDataset(tmp_path, _list(tmp_path, "v.mp4 86\nv.mp4 5\nv.mp4 167\n"), 4, frame_interval=1,
+    os.symlink("v.mp4", tmp_path / "v2.mp4")
+    os.symlink("v.mp4", tmp_path / "v3.mp4")
+    ds = VideoDataset(tmp_path, _list(tmp_path, "v.mp4 86\nv2.mp4 5\nv3.mp4 167\n"), 4, frame_interval=1,
                       transform=_as_clip, flip_labels=SSV2_FLIP_LABELS)
     random.seed(0)
     seen = set()
@@ -182,7 +190,7 @@ def test_custom_backend_through_open_video(tmp_path):
 
 def test_worker_processes_count_skipped_videos(root, tmp_path):
     """num_corrupt lives in each worker; the items' ``skipped`` field reaches the main process."""
-    lst = _list(tmp_path, "corrupt.mp4 5\nv1.mp4 1\ncorrupt.mp4 5\nv1.mp4 1\n")
+    lst = _list(tmp_path, "corrupt.mp4 5\nv1.mp4 1\ncorrupt_2.mp4 5\nv1_1.mp4 1\n")
     ds = VideoDataset(root, lst, 4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -196,21 +204,21 @@ def test_worker_processes_count_skipped_videos(root, tmp_path):
 
 def test_labels_checked_against_num_classes(root, tmp_path):
     """Every label is checked at construction, with the list's line numbers (comments and blanks count)."""
-    lst = _list(tmp_path, "# header\nv1.mp4 0\n\nv1.mp4 5\nv1.mp4 -1\nv1.mp4 4\n")
+    lst = _list(tmp_path, "# header\nv1.mp4 0\n\nv1_1.mp4 5\nv1_2.mp4 -1\nv1_3.mp4 4\n")
     with pytest.raises(ValueError, match=r"(?s)2 of 4 lines.*0\.\.4.*list.txt:4: label 5.*list.txt:5: label -1"):
         VideoDataset(root, lst, 4, num_classes=5)
     with pytest.raises(ValueError, match=r"(?s)1 of 4 lines.*0\.\.5.*list.txt:5: label -1"):  # 5 is fine now, -1 not
         VideoDataset(root, lst, 4, num_classes=6)
     assert len(VideoDataset(root, lst, 4)) == 4  # num_classes=None: no check
-    assert len(VideoDataset(root, _list(tmp_path, "v1.mp4 0\nv1.mp4 4\n"), 4, num_classes=5)) == 2
-    many = _list(tmp_path, "".join(f"v1.mp4 {9 + i}\n" for i in range(8)))
+    assert len(VideoDataset(root, _list(tmp_path, "v1.mp4 0\nv1_1.mp4 4\n"), 4, num_classes=5)) == 2
+    many = _list(tmp_path, "".join(f"v1_{i}.mp4 {9 + i}\n" for i in range(8)))
     with pytest.raises(ValueError, match=r"8 of 8 lines") as e:
         VideoDataset(root, many, 4, num_classes=9)
     assert "list.txt:5:" in str(e.value) and "list.txt:6:" not in str(e.value) and "3 more" in str(e.value)
 
 
 def test_multi_head_labels_checked_per_head(root, tmp_path):
-    lst = _list(tmp_path, "v1.mp4 3 2\nv1.mp4 1 3\n")
+    lst = _list(tmp_path, "v1.mp4 3 2\nv1_1.mp4 1 3\n")
     with pytest.raises(ValueError, match=r"list.txt:2: label 3 of head 2 \(allowed 0\.\.2\)"):
         VideoDataset(root, lst, 4, num_classes=(4, 3))
     assert VideoDataset(root, lst, 4, num_classes=(4, 4)).num_labels == 2
@@ -231,11 +239,11 @@ def test_read_annotations_line_numbers(tmp_path):
 
 
 def test_probe_collects_unreadable_videos(root, tmp_path):
-    lst = _list(tmp_path, "v1.mp4 0\ncorrupt.mp4 1\na b/v0.mp4 2\ncorrupt.mp4 1\ngone.mp4 3\n")
+    lst = _list(tmp_path, "v1.mp4 0\ncorrupt.mp4 1\na b/v0.mp4 2\ncorrupt_2.mp4 1\ngone.mp4 3\n")
     ds = VideoDataset(root, lst, 4, check_files=False)
     for workers in (0, 2):
         bad = ds.probe(workers=workers)
-        assert sorted(bad) == ["corrupt.mp4", "gone.mp4"], workers
+        assert sorted(bad) == ["corrupt.mp4", "corrupt_2.mp4", "gone.mp4"], workers
         assert isinstance(bad["corrupt.mp4"], str) and bad["corrupt.mp4"]  # the decoder's reason
         assert "missing" in bad["gone.mp4"]
     assert VideoDataset(root, _list(tmp_path, "v1.mp4 0\na b/v0.mp4 2\n"), 4).probe(workers=2) == {}
@@ -323,7 +331,7 @@ def test_clip_batches_are_the_per_clip_loaders_batches(root, tmp_path, batch_siz
     """Per-video items re-cut into clip batches: the same batches as a DataLoader over the clip items."""
     from tada_zoo.data.datasets import ClipBatches
 
-    lst = _list(tmp_path, "a b/v0.mp4 3 7\nv1.mp4 1 2\na b/v0.mp4 0 5\n")  # multi-label: (B, heads) labels
+    lst = _list(tmp_path, "a b/v0.mp4 3 7\nv1.mp4 1 2\na b/v0_2.mp4 0 5\n")  # multi-label: (B, heads) labels
     ds = VideoDataset(root, lst, 4, frame_interval=3, train=False, num_clips=3)
     ours = ClipBatches(DataLoader(ds.per_video(), batch_size=2), batch_size)
     theirs = list(DataLoader(ds, batch_size=batch_size))
@@ -340,7 +348,7 @@ def test_evaluation_scores_unchanged_by_per_video_decoding(root, tmp_path, monke
     from tada_zoo.engine.metrics import collect_scores
 
     model = tiny_model(num_classes=3, num_frames=4).eval()
-    lst = _list(tmp_path, "a b/v0.mp4 2\nv1.mp4 1\na b/v0.mp4 0\n")
+    lst = _list(tmp_path, "a b/v0.mp4 2\nv1.mp4 1\na b/v0_2.mp4 0\n")
     ds = VideoDataset(root, lst, 4, frame_interval=3, train=False, num_clips=3,
                       transform=EvalTransform(32, 40, num_crops=3))
     for batch_size in (2, 3):

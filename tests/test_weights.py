@@ -236,3 +236,16 @@ def test_inflate_command_writes_the_tag_into_the_weights_folder(home, tmp_path):
                 "--output", str(tmp_path / "o")]) == 1
     assert cli(["inflate", "--model", "tadaconvnext_t_16f", "--source", str(src)]) == 1  # no --output for an arch
 
+
+@pytest.mark.parametrize("content", ["garbage", "other release"])
+def test_a_wrong_file_in_the_weights_folder_is_named_in_the_error(home, reference, content):
+    home.mkdir()
+    if content == "garbage":
+        (home / ORIGINAL).write_bytes(b"<html>quota exceeded</html>")
+    else:  # the SSV2 release saved under the K400 name
+        torch.save(reference("tada2d_r50_ssv2").checkpoint(), home / ORIGINAL)
+    with pytest.raises(ValueError) as e:
+        timm.create_model(NAME, pretrained=True)
+    text = str(e.value)
+    assert text.startswith(f"{home / ORIGINAL} in the weights folder (TADA_ZOO_HOME) is not the {NAME} checkpoint")
+    assert "\n" not in text and "remove it" in text

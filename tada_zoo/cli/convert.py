@@ -1,6 +1,8 @@
 """``tada-zoo convert``: an original TAdaConv .pyth -> safetensors + config.json + model card."""
 import argparse
+from pathlib import Path
 
+from tada_zoo._files import check_writable
 from tada_zoo.weights.convert import convert_checkpoint, stage_printer
 
 __all__ = ["register"]
@@ -24,6 +26,7 @@ def register(subparsers) -> None:
 
 
 def _main(args: argparse.Namespace) -> None:
+    check_writable(Path(args.output).resolve().parent, "--output's folder")
     out = convert_checkpoint(args.model, args.checkpoint, args.output, ema=args.ema, cfg_check=args.cfg_check,
                              step=None if args.quiet else stage_printer())
     print(f"wrote {out}/model.safetensors, config.json, README.md")

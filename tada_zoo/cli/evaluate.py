@@ -5,7 +5,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from tada_zoo._files import write_text
+from tada_zoo._files import check_writable, write_text
 from tada_zoo.data import protocol_from_cfg
 from tada_zoo.data.adapters import read_class_names, scan_class_folders
 from tada_zoo.data.datasets import write_annotations
@@ -97,6 +97,8 @@ def _class_folder_list(args, runs, heads, tmp: str) -> str:
 
 
 def _main(args: argparse.Namespace) -> None:
+    if args.output:
+        check_writable(args.output, "--output")  # before the evaluation, whose results would be lost
     device = init_distributed(args.device)
     try:
         runs = _runs(args)

@@ -1,8 +1,10 @@
 """``tada-zoo export``: a model as ONNX, TorchScript (traced) or a torch.export program, optionally checked."""
 import argparse
+from pathlib import Path
 
 import torch
 
+from tada_zoo._files import check_writable
 from tada_zoo.engine.checkpoint import resolve_run
 from tada_zoo.deploy.export import FORMATS, check_export, example_input, export_model
 from tada_zoo.models import create_video_model
@@ -42,6 +44,7 @@ def _main(args: argparse.Namespace) -> None:
         raise ValueError(f"--opset must be >= 17, got {args.opset}")
     if not args.static_batch and args.batch < 2:
         raise ValueError("--batch must be >= 2 for a dynamic batch axis (or give --static-batch)")
+    check_writable(Path(args.output).resolve().parent, "--output's folder")
     run = resolve_run(args.checkpoint, args.model, [args.num_classes] if args.num_classes else None,
                       args.model_kwargs)
     num_classes = run["num_classes"]

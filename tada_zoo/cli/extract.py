@@ -2,6 +2,7 @@
 import argparse
 from pathlib import Path
 
+from tada_zoo._files import check_writable
 from tada_zoo.data import protocol_from_cfg
 from tada_zoo.engine.checkpoint import resolve_run
 from tada_zoo.engine.distributed import cleanup_distributed, init_distributed, is_main_process
@@ -62,6 +63,7 @@ def _main(args: argparse.Namespace) -> None:
     skipped = []
     videos = list_videos(args.input, skipped=skipped)  # before the model: a wrong --input fails fast
     root = Path(args.input) if Path(args.input).is_dir() else None
+    check_writable(args.output, "--output")
     run = resolve_run(args.checkpoint, args.model, None, args.model_kwargs)  # --model / kwargs from the checkpoint
     device = init_distributed(args.device)
     main = is_main_process()

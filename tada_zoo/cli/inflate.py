@@ -1,6 +1,8 @@
 """``tada-zoo inflate``: 2D ImageNet / CLIP weights -> a video model's weights folder (paper init)."""
 import argparse
+from pathlib import Path
 
+from tada_zoo._files import check_writable
 from tada_zoo.weights.inflate import inflate_to_folder
 
 from ._args import json_object, positive_int
@@ -29,6 +31,8 @@ def register(subparsers) -> None:
 
 
 def _main(args: argparse.Namespace) -> None:
+    if args.output:
+        check_writable(Path(args.output).resolve().parent, "--output's folder")
     out = inflate_to_folder(args.model, args.source, args.output, num_classes=args.num_classes,
                             model_kwargs=args.model_kwargs)
     print(f"wrote {out}/model.safetensors, config.json, README.md")

@@ -5,7 +5,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from tada_zoo._files import write_text
+from tada_zoo._files import check_writable, write_text
 from tada_zoo.data.adapters import read_class_names, split_class_folders
 from tada_zoo.data.protocol import FLIP_LABELS, protocol_from_cfg
 from tada_zoo.deploy.profile import empty_model
@@ -34,7 +34,7 @@ _FIELD_TYPES = dict(
     mixup_prob=probability, random_erasing=probability, ema_decay=probability, new_params=_names,
     layer_decay=probability, head_lr_mult=positive_float, new_params_mult=positive_float)
 _FIELD_CHOICES = dict(sched=("cosine", "cosine_v2"), lr_scaling=LR_SCALING)
-_FIELD_BOOLS = ("nesterov", "lr_reduce", "ema")
+_FIELD_BOOLS = ("nesterov", "lr_reduce", "ema", "drop_last")
 
 _RECIPE = " (default: the recipe's)"
 _FIELD_HELP = dict(
@@ -73,6 +73,8 @@ _FIELD_HELP = dict(
     seed="seed of weights init, shuffling and augmentation",
     eval_every="validate every this many epochs (and after the last)",
     max_steps_per_epoch="cut every epoch to this many steps (debugging; default: all batches)",
+    drop_last="leave out each epoch's incomplete last batch, as the original does (how many videos that is "
+              "is printed); --no-drop-last trains on every video every epoch",
 )
 
 
@@ -243,6 +245,7 @@ def _main(args: argparse.Namespace) -> None:
         return _dry_run(args)
     if args.data_root is None:
         raise ValueError("--data-root is needed (a folder of class folders, or the root of --train-list's paths)")
+    check_writable(args.output, "--output")
     device = init_distributed(args.device)
     try:
         class_names, train_list, val_list = _classes_and_lists(args)

@@ -2,6 +2,7 @@
 import argparse
 from pathlib import Path
 
+from tada_zoo._files import check_writable
 from tada_zoo.data import protocol_from_cfg
 from tada_zoo.data.adapters import read_class_names
 from tada_zoo.engine.checkpoint import resolve_run
@@ -54,6 +55,7 @@ def _main(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"VIDEO {args.video}: no such file")
     if args.pretrained and args.checkpoint:
         raise ValueError("give --pretrained or --checkpoint, not both")
+    check_writable(args.output, "--output")
     run = resolve_run(args.checkpoint, args.model, [args.num_classes] if args.num_classes else None,
                       args.model_kwargs)
     names = read_class_names(args.class_names) if args.class_names else run["class_names"]

@@ -5,6 +5,7 @@ multi-head datasets (EPIC-KITCHENS verb + noun), ``relative/path label1 label2 .
 Paths may contain spaces: the labels are the trailing integer fields.
 """
 import codecs
+import json
 import numbers
 import os
 import random
@@ -28,6 +29,7 @@ __all__ = ["read_annotations", "write_annotations", "VideoDataset", "VideoViews"
 Label = Union[int, Tuple[int, ...]]
 # a path (may contain spaces), then one or more integer labels
 _LINE = re.compile(r"^(\S.*?)((?:\s+[+-]?\d+)+)$")
+_LABELS = re.compile(r"^((?:\s+[+-]?\d+)+)$")  # what follows a quoted path
 
 
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
@@ -52,30 +54,72 @@ def _read_text(path, what: str = "annotation list") -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def read_annotations(list_file, return_lines: bool = False
+def quote_path(path: str) -> str:
+    """A path as a list writes it: as is when it reads back as itself, else as a JSON string
+    (``"#clip.mp4"``): a leading ``#`` (a comment) or ``"``, surrounding spaces, line breaks or other
+    control characters, bytes that are not UTF-8, and a last word of digits (read as a label)."""
+    plain = (path and path == path.strip() and path.isprintable() and not path.startswith(("#", '"'))
+             and not re.search(r"\s[+-]?\d+$", path))
+    if plain:
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:  # a file name's undecodable bytes (surrogate escapes)
+            plain = False
+    return path if plain else json.dumps(path)
+
+
+def _parse_line(line: str, list_file, lineno: int) -> Tuple[str, List[int]]:
+    if line.startswith('"'):
+        try:
+            path, end = json.JSONDecoder().raw_decode(line)
+        except ValueError:
+            path, end = None, 0
+        m = _LABELS.match(line[end:]) if isinstance(path, str) else None
+    else:
+        m = _LINE.match(line)
+        path = m.group(1) if m else None
+    if m is None:
+        raise ValueError(f"{list_file}:{lineno}: expected 'relative/path label [label ...]' with integer labels "
+                         f"(a path with unusual characters in double quotes, JSON-escaped), got {line!r}")
+    return path, [int(v) for v in m.group(m.lastindex).split()]
+
+
+def read_annotations(list_file, return_lines: bool = False, duplicates: str = "error"
                      ) -> Union[List[Tuple[str, Label]], Tuple[List[Tuple[str, Label]], List[int]]]:
     """``[(rel_path, label)]``; label is an int, or a tuple of ints on multi-label lines.
 
     ``return_lines=True``: ``(samples, line_numbers)``, the 1-based line of each sample in
     the file (blank and ``#`` lines count), for messages that point into the list.
+    A video listed twice with other labels is an error naming both lines; listed twice with the same
+    label it is an error too (``duplicates="error"``: it would be trained on twice as often), or,
+    with ``duplicates="once"`` (evaluation), kept once with a warning (it would be scored twice).
     """
-    samples, line_numbers = [], []
+    samples, line_numbers, first = [], [], {}
     num_labels = None
     for lineno, line in enumerate(_read_text(list_file).split("\n"), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        m = _LINE.match(line)
-        if m is None:
-            raise ValueError(f"{list_file}:{lineno}: expected 'relative/path label [label ...]' "
-                             f"with integer labels, got {line!r}")
-        path, labels = m.group(1), [int(v) for v in m.group(2).split()]
+        path, labels = _parse_line(line, list_file, lineno)
         if num_labels is None:
             num_labels = len(labels)
         elif len(labels) != num_labels:
             raise ValueError(f"{list_file}:{lineno}: {len(labels)} labels, but earlier lines have "
                              f"{num_labels}: {line!r}")
-        samples.append((path, labels[0] if len(labels) == 1 else tuple(labels)))
+        label = labels[0] if len(labels) == 1 else tuple(labels)
+        if path in first:
+            seen_line, seen_label = first[path]
+            if seen_label != label:
+                raise ValueError(f"{list_file}:{lineno}: {path} has label {label} here and {seen_label} on line "
+                                 f"{seen_line}; a video has one label: fix or delete one of the lines")
+            if duplicates != "once":
+                raise ValueError(f"{list_file}:{lineno}: {path} is listed again (first on line {seen_line}); "
+                                 "delete one of the lines (a repeated video is trained on twice as often)")
+            warnings.warn(f"{list_file}:{lineno}: {path} is listed again (first on line {seen_line}); "
+                          "scored once", RuntimeWarning, stacklevel=2)
+            continue
+        first[path] = (lineno, label)
+        samples.append((path, label))
         line_numbers.append(lineno)
     if not samples:
         raise ValueError(f"annotation list {list_file} has no samples")
@@ -83,11 +127,12 @@ def read_annotations(list_file, return_lines: bool = False
 
 
 def write_annotations(samples: Sequence[Tuple[str, Label]], list_file) -> None:
-    """Write ``[(rel_path, label)]`` atomically (temp file + rename)."""
+    """Write ``[(rel_path, label)]`` atomically (temp file + rename); paths through ``quote_path``,
+    so every file name a file system allows reads back as itself."""
     lines = []
     for path, label in samples:
         labels = label if isinstance(label, (tuple, list)) else (label,)
-        lines.append(" ".join([path, *map(str, labels)]) + "\n")
+        lines.append(" ".join([quote_path(path), *map(str, labels)]) + "\n")
     write_text(list_file, "".join(lines))
 
 
@@ -141,7 +186,8 @@ class VideoDataset(Dataset):
             raise ValueError(f"target_fps must be positive or None, got {target_fps}")
         self.data_root = os.fspath(data_root)
         self.list_file = os.fspath(list_file)
-        self.samples, self.line_numbers = read_annotations(list_file, return_lines=True)
+        self.samples, self.line_numbers = read_annotations(list_file, return_lines=True,
+                                                           duplicates="error" if train else "once")
         self.num_frames = num_frames
         self.sampling = sampling
         self.frame_interval = frame_interval

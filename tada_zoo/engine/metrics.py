@@ -1,4 +1,5 @@
 """Multi-view video scores and accuracies (single head, or several heads such as EPIC verb + noun)."""
+import warnings
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -32,6 +33,17 @@ def split_heads(logits: torch.Tensor, heads: Sequence[int]) -> List[torch.Tensor
     return list(logits.split(list(heads), dim=-1))
 
 
+# logits past this size come from a diverged model (a trained classifier's stay within tens)
+DIVERGED_LOGITS = 1e4
+
+
+def _warn_if_diverged(peak: float, what: str) -> None:
+    if not peak <= DIVERGED_LOGITS:  # NaN too
+        warnings.warn(f"{what}: the model's logits reach {peak:.3g}; its weights look like those of a diverged "
+                      "run (retrain with a lower --lr or --clip-grad): these scores mean little", RuntimeWarning,
+                      stacklevel=3)
+
+
 @torch.no_grad()
 def collect_scores(
         model: torch.nn.Module,
@@ -56,6 +68,7 @@ def collect_scores(
     sums = [torch.zeros(num_videos, k, dtype=torch.float64, device=device) for k in heads]
     views = torch.zeros(num_videos, dtype=torch.float64, device=device)
     labels = torch.full((num_videos, len(heads)), -1, dtype=torch.long, device=device)
+    peak = torch.zeros((), device=device)  # largest |logit| (NaN once any is): a diverged model shows here
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
         video = batch["video"].to(device, non_blocking=True)
         crops = video.shape[1] if video.dim() == 6 else 1
@@ -63,6 +76,7 @@ def collect_scores(
             video = video.flatten(0, 1)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logits = model(video)
+        peak = torch.maximum(peak, logits.detach().float().abs().max())
         index = torch.as_tensor(batch["index"], device=device).long()
         label = torch.as_tensor(batch["label"], device=device).long().reshape(len(index), -1)
         for s, lg in zip(sums, split_heads(logits.float(), heads)):
@@ -75,6 +89,7 @@ def collect_scores(
     all_reduce_sum(views)
     if is_distributed():
         dist.all_reduce(labels, op=dist.ReduceOp.MAX)
+    _warn_if_diverged(peak.item(), desc)
     if (views == 0).any():
         missing = (views == 0).nonzero().flatten()[:5].tolist()
         raise RuntimeError(f"{int((views == 0).sum())} videos got no view (e.g. rows {missing}); "

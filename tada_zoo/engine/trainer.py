@@ -93,6 +93,7 @@ class TrainConfig:
     resume: Optional[str] = None  # path to last.pt; "auto" = output/last.pt if present
     eval_every: int = 1
     max_steps_per_epoch: Optional[int] = None  # debugging: cut epochs short
+    drop_last: bool = True  # the original's: each epoch's incomplete last batch is left out (and counted)
     progress: bool = True
     stop_after_epoch: Optional[int] = None  # tests: simulate a kill after this epoch
     sources: dict = field(default_factory=dict)  # resolve_config: where each value came from
@@ -152,7 +153,7 @@ def recipe_report(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int, **ex
     and the learning rate of multiplier 1 before every step ``k = epoch x N + iteration``."""
     values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name in _RECIPE_KEYS}
     values.update(lr=cfg.lr, batch_size=cfg.batch_size, global_batch=cfg.batch_size * get_world_size(),
-                  lr_scaling=cfg.lr_scaling, mixup_prob=cfg.mixup_prob, **extra)
+                  lr_scaling=cfg.lr_scaling, mixup_prob=cfg.mixup_prob, drop_last=cfg.drop_last, **extra)
     groups = [dict(params=g["names"], lr=cfg.lr * g["lr_mult"], lr_mult=g["lr_mult"], weight_decay=g["weight_decay"])
               for g in param_groups(model, cfg)]
     lrs = [lr_at(k / steps_per_epoch, cfg) for k in range(cfg.epochs * steps_per_epoch)]
@@ -244,6 +245,7 @@ class _Run:
     ema: Optional[ModelEmaV3]
     mixup: Optional[nn.Module]
     amp_dtype: Optional[torch.dtype]
+    warned_divergence: bool = False
 
     @property
     def heads(self) -> List[int]:
@@ -254,6 +256,21 @@ class _Run:
         return self.ema.module if self.ema is not None else self.model
 
 
+def _report_last_batch(num_videos: int, per_process: int, cfg: TrainConfig) -> None:
+    """Say how many videos ``drop_last`` leaves out of each epoch; refuse an odd last batch for mixup."""
+    left = per_process % cfg.batch_size
+    mixing = (cfg.mixup or 0) > 0 or (cfg.cutmix or 0) > 0
+    if cfg.drop_last:
+        dropped = num_videos - (per_process - left) * get_world_size()
+        if dropped and is_main_process():
+            print(f"each epoch leaves out {dropped} of {num_videos} training videos (the incomplete last batch; "
+                  "other ones each epoch, the order is shuffled); --no-drop-last trains on all of them")
+    elif mixing and left % 2:
+        raise ValueError(f"--no-drop-last with mixup / cutmix: the last batch of each epoch would hold {left} clips "
+                         "and mixing pairs them up; choose a --batch-size that leaves an even remainder, or keep "
+                         "--drop-last")
+
+
 def _setup(model: nn.Module, train_set, val_set, cfg: TrainConfig, device: torch.device) -> _Run:
     """Loaders, the recipe's optimizer and schedule, AMP scaler, EMA and mixup for ``fit``."""
     amp_dtype = autocast_dtype(cfg.amp, device)
@@ -262,10 +279,11 @@ def _setup(model: nn.Module, train_set, val_set, cfg: TrainConfig, device: torch
         raise ValueError("--sync-bn needs GPUs (SyncBatchNorm runs on CUDA tensors); drop it on CPU")
     if cfg.sync_bn and is_distributed():
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    train_loader = _loader(train_set, cfg, train=True, drop_last=True)
+    train_loader = _loader(train_set, cfg, train=True, drop_last=cfg.drop_last)
     if len(train_loader) == 0:
         raise ValueError(f"{len(train_set)} training samples give no full batch of {cfg.batch_size} "
-                         f"per process on {get_world_size()} processes; lower --batch-size")
+                         f"per process on {get_world_size()} processes; lower --batch-size or give --no-drop-last")
+    _report_last_batch(len(train_set), len(train_loader.sampler), cfg)
     steps = len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
     optimizer = build_optimizer(model, cfg)
     mixup = None
@@ -292,6 +310,54 @@ def _wrap(run: _Run) -> None:
         run.train_model.register_forward_pre_hook(lambda _, args: torch._dynamo.mark_dynamic(args[0], 0))
 
 
+# flags a resumed run may change: the schedule from the resumed epoch is a fresh run's with them
+_RESUME_MAY_CHANGE = ("epochs", "batch_size", "lr", "min_lr", "warmup_epochs", "warmup_lr", "sched", "weight_decay",
+                      "norm_weight_decay", "momentum", "nesterov", "layer_decay", "lr_reduce", "head_lr_mult",
+                      "new_params_mult", "clip_grad", "label_smoothing", "mixup", "cutmix", "drop_last", "ema", "amp")
+# flags that would make the restored state mean something else (another head, another optimizer's state)
+_RESUME_MUST_MATCH = ("num_classes", "opt")
+
+
+def _check_resume(cfg: TrainConfig, saved: dict, world: int, path: str) -> List[str]:
+    """Refuse a flag that changes what the restored state means, in one line naming it; return the
+    changed flags a resumed run honours (``--epochs 3 (was 1)``)."""
+    for key in _RESUME_MUST_MATCH:
+        if key in saved and _plain({key: getattr(cfg, key)})[key] != saved[key]:
+            raise ValueError(f"--{key.replace('_', '-')} {_show(getattr(cfg, key))} differs from the run in {path} "
+                             f"({_show(saved[key])}); resume with the run's value, or --resume none to start over")
+    changed = [f"--{k.replace('_', '-')} {_show(getattr(cfg, k))} (was {_show(saved[k])})"
+               for k in _RESUME_MAY_CHANGE if k in saved and _plain({k: getattr(cfg, k)})[k] != saved[k]]
+    if saved.get("world_size", world) != world:
+        changed.append(f"{world} processes (was {saved['world_size']})")
+    return changed
+
+
+def _show(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _restore(run: _Run, state: dict, path: str) -> None:
+    """Weights and optimizer state from ``last.pt``; the optimizer's hyper-parameters stay those of
+    this run's flags (its learning rates come from the schedule)."""
+    try:
+        run.model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0].rstrip(":")
+        raise ValueError(f"{path} holds the weights of another network than --model {run.cfg.model} ({first}); "
+                         "resume with the run's --model and --model-kwargs, or --resume none to start over") from None
+    fresh = [{k: v for k, v in g.items() if k != "params"} for g in run.optimizer.param_groups]
+    try:
+        run.optimizer.load_state_dict(state["optimizer"])
+    except ValueError as e:
+        raise ValueError(f"{path}: the optimizer state does not fit this run's parameter groups ({e}); resume "
+                         "with the run's flags, or --resume none to start over") from None
+    for group, own in zip(run.optimizer.param_groups, fresh):
+        group.update(own)
+    run.scaler.load_state_dict(state["scaler"])
+    if run.ema is not None and "ema" in state:
+        run.ema.load_state_dict(state["ema"])
+
+
 def _resume(run: _Run, out: Optional[Path]) -> Tuple[int, dict]:
     """(first epoch, best so far) after restoring ``last.pt`` (``cfg.resume``; "auto": the run folder's)."""
     resume = run.cfg.resume
@@ -303,17 +369,16 @@ def _resume(run: _Run, out: Optional[Path]) -> Tuple[int, dict]:
     if not isinstance(state, dict) or not {"model", "optimizer", "epoch"} <= set(state):
         raise ValueError(f"{resume} is not a tada-zoo training checkpoint (last.pt); give --resume none "
                          "to start over, or --checkpoint-init FILE to start from its weights")
-    run.model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    run.scaler.load_state_dict(state["scaler"])
-    if run.ema is not None and "ema" in state:
-        run.ema.load_state_dict(state["ema"])
+    saved = dict(state.get("config") or {}, world_size=len(state.get("rng") or [None]))
+    changed = _check_resume(run.cfg, saved, get_world_size(), resume)
+    _restore(run, state, resume)
     start = state["epoch"] + 1
-    run.scheduler.step_update(start * run.steps_per_epoch)  # the restored groups hold the old step's lr
+    run.scheduler.step_update(start * run.steps_per_epoch)  # this run's schedule, from the resumed step
     set_rng_state(state["rng"][min(get_rank(), len(state["rng"]) - 1)])
     if is_main_process():
-        print(f"resumed from {resume} at epoch {start}")
+        print(f"resumed from {resume} at epoch {start + 1}" + (
+            f" with {', '.join(changed)}: from there the learning rate is a fresh run's with these values"
+            if changed else ""))
     return start, state["best"]
 
 
@@ -338,8 +403,7 @@ def train_one_epoch(run: _Run, epoch: int) -> dict:
         with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
             logits = run.train_model(video)
         loss = _loss_fn(logits.float(), target, run.heads, cfg.label_smoothing)
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"loss is {loss.item()} at epoch {epoch} step {step}; lower --lr or use --clip-grad")
+        _check_divergence(run, loss, logits, epoch, step)
         _step(run, loss, epoch * run.steps_per_epoch + step + 1)
         if isinstance(batch, dict) and batch.get("skipped_files"):
             skipped_files.update(f for names in batch["skipped_files"] for f in names.split("\n") if f)
@@ -352,6 +416,22 @@ def train_one_epoch(run: _Run, epoch: int) -> dict:
     return dict(type="epoch", epoch=epoch, train_loss=(loss_sum[0] / loss_sum[1]).item(),
                 lr=run.optimizer.param_groups[0]["lr"],
                 corrupt_skipped=len(set().union(*all_gather_object(skipped_files))), time=time.time() - t0)
+
+
+# logits past this size mean the run is diverging (a trained classifier's stay within tens)
+DIVERGING_LOGITS = 1e4
+
+
+def _check_divergence(run: _Run, loss: torch.Tensor, logits: torch.Tensor, epoch: int, step: int) -> None:
+    """Stop at a non-finite loss, warn (once a run) when the logits explode, both naming the step and lr."""
+    where = f"epoch {epoch + 1} step {step + 1} (lr {run.optimizer.param_groups[0]['lr']:.3g})"
+    hint = f"lower --lr (this run: {run.cfg.lr:g}) or set --clip-grad (e.g. 1.0)"
+    if not torch.isfinite(loss):
+        raise RuntimeError(f"the loss is {loss.item()} at {where}: training diverged; {hint}")
+    peak = logits.detach().abs().max().item()
+    if peak > DIVERGING_LOGITS and not run.warned_divergence and is_main_process():
+        run.warned_divergence = True
+        tqdm.write(f"warning: logits reach {peak:.3g} at {where}: the run is diverging; {hint}")
 
 
 def _step(run: _Run, loss: torch.Tensor, update: int) -> None:
@@ -420,8 +500,9 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
                                      metadata=dict(meta, epoch=str(epoch), top1=f"{best['top1']:.4f}"))
         rngs = all_gather_object(get_rng_state())
         if out is not None and main:
-            _save_epoch(run, out, epoch, best, rngs, meta)
+            # the epoch's line first: a kill between the two redoes the epoch, whose line is then rewritten
             log.write(**row)
+            _save_epoch(run, out, epoch, best, rngs, meta)
             plot_metrics(out / "metrics.jsonl", out / "curves.png")
         if main:
             val = f", val top-1 {row['val_top1']:.2f}%" if "val_top1" in row else ""

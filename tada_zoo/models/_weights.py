@@ -143,8 +143,13 @@ def find_local_weights(name: str, cfg=None) -> Optional[Path]:
         return None
     start = time.time()
     print(f"{name}: converting {original} (first use) -> {converted}", file=sys.stderr, flush=True)
-    model, info = convert_original(name, original, step=lambda stage: print(
-        f"{name}: [{time.time() - start:5.1f} s] {stage}", file=sys.stderr, flush=True))
+    try:
+        model, info = convert_original(name, original, step=lambda stage: print(
+            f"{name}: [{time.time() - start:5.1f} s] {stage}", file=sys.stderr, flush=True))
+    except (ValueError, RuntimeError, KeyError, OSError) as e:
+        why = " ".join(str(e).split()) or type(e).__name__
+        raise ValueError(f"{original} in the weights folder (TADA_ZOO_HOME) is not the {name} checkpoint it is named "
+                         f"after: {why}; replace it (tada-zoo download {name}) or remove it") from None
     from safetensors.torch import save_file
 
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
