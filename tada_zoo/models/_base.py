@@ -89,6 +89,13 @@ class VideoModelMixin:
     def get_classifier(self) -> nn.Module:
         return self.get_submodule(self.classifier_name)
 
+    def _init_attributes(self, num_classes: int, in_chans: int, num_frames: int, drop_rate: float,
+                         tada: Sequence[str] = ()) -> None:
+        """The attributes timm's API and ours read (``tada``: which convolutions are TAdaConvs)."""
+        self.num_classes, self.in_chans, self.num_frames, self.drop_rate = num_classes, in_chans, num_frames, drop_rate
+        self.grad_checkpointing = False
+        self.tada = tuple(tada)
+
     def init_pooled_head(self, num_features: int, num_classes: int, global_pool: str, drop_rate: float) -> None:
         """The pooled ``fc`` head of the ResNets: pooling (``forward_head``), dropout, classifier."""
         self.num_features = self.head_hidden_size = num_features

@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 
 from ..layers import RouteFuncMLP, TAdaConv2d, TAdaConv3d, TemporalAggregation
+from ._base import StagedVideoMixin, drop_path_rates
 
-__all__ = ["Bottleneck", "make_stage", "init_weights", "tada_conv2d_ncthw", "MIDS", "TADA_PARTS"]
+__all__ = ["Bottleneck", "ResNetBase", "make_stage", "init_weights", "tada_conv2d_ncthw", "MIDS", "TADA_PARTS"]
 
 MIDS = ("2d", "2+1d", "3d")
 TADA_PARTS = {"2d": ("2d",), "2+1d": ("2d", "1d"), "3d": ("3d",)}
@@ -241,3 +242,31 @@ def init_weights(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Conv3d, TAdaConv2d, TAdaConv3d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
+class ResNetBase(StagedVideoMixin, nn.Module):
+    """What the ResNet video nets share (TSN / TAda2D's ``VideoResNet``, ``ResNet3d``): their attributes,
+    stages ``layer1..`` of bottlenecks after the stem, the pooled head, timm's group matcher."""
+
+    def _init_stages(self, in_chs: int, reduction: int, layers: Sequence[int], widths: Sequence[int],
+                     strides: Sequence[int], drop_path_rate: float, bn_eps: float, num_classes: int,
+                     global_pool: str, drop_rate: float, extra_in: Sequence[int] = (), per_stage: Sequence[dict] = (),
+                     **block_args) -> None:
+        """The stages after a stem of ``in_chs`` channels at ``reduction`` (``extra_in``: channels fused into
+        each stage's input, SlowFast; ``per_stage``: block arguments of each stage), the head and the init."""
+        dpr = drop_path_rates(drop_path_rate, layers)
+        self.stage_names = []
+        for i, (depth, chs, stride) in enumerate(zip(layers, widths, strides)):
+            name = f"layer{i + 1}"
+            extra = extra_in[i] if extra_in else 0
+            args = dict(block_args, **(per_stage[i] if per_stage else {}))
+            self.add_module(name, make_stage(in_chs + extra, chs, depth, stride, dpr[i], bn_eps, **args))
+            self.stage_names.append(name)
+            in_chs, reduction = chs * Bottleneck.expansion, reduction * stride
+            self.feature_info.append(dict(num_chs=in_chs, reduction=reduction, module=name))
+        self.init_pooled_head(in_chs, num_classes, global_pool, drop_rate)
+        init_weights(self)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return dict(stem=r"^conv1|bn1", blocks=r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)")

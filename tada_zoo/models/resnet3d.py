@@ -26,14 +26,13 @@ import torch.nn as nn
 from timm.models import register_model
 
 from ..layers import check_video
-from ._base import StagedVideoMixin, drop_path_rates
 from ._builder import build_video_model
 from ._cfg import VideoFamily, generate_video_cfgs, video_cfg
-from ._resnet import Bottleneck, init_weights, make_stage
+from ._resnet import ResNetBase
 
 __all__ = ["ResNet3d", "tada_from_baseline", "inflate_2d_state_dict"]
 
-class ResNet3d(StagedVideoMixin, nn.Module):
+class ResNet3d(ResNetBase):
     """3D-conv video ResNet: ``(B, 3, T, H, W)`` clips -> ``(B, num_classes)``.
 
     R3D, R(2+1)D and SlowOnly, and each pathway of SlowFast.
@@ -79,13 +78,7 @@ class ResNet3d(StagedVideoMixin, nn.Module):
             raise ValueError(
                 f"layers {tuple(layers)}, widths {tuple(widths)}, temporal_kernels {tuple(temporal_kernels)} "
                 f"and lateral_chs {tuple(lateral_chs)} must have the same length")
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.num_frames = num_frames
-        self.drop_rate = drop_rate
-        self.grad_checkpointing = False
-        self.tada = tuple(tada)
-
+        self._init_attributes(num_classes, in_chans, num_frames, drop_rate, tada)
         self.conv1 = nn.Conv3d(
             in_chans, stem_width, (stem_kernel_t, 7, 7), (1, 2, 2), (stem_kernel_t // 2, 3, 3), bias=False)
         self.bn1 = nn.BatchNorm3d(stem_width, eps=bn_eps)
@@ -93,27 +86,13 @@ class ResNet3d(StagedVideoMixin, nn.Module):
         self.maxpool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)) if stem_pool else nn.Identity()
         reduction = 4 if stem_pool else 2
         self.feature_info = [dict(num_chs=stem_width, reduction=reduction, module="maxpool" if stem_pool else "act1")]
-
-        dpr = drop_path_rates(drop_path_rate, layers)
-        in_chs = stem_width
-        self.stage_names = []
-        for i, (depth, chs) in enumerate(zip(layers, widths)):
-            stride = 1 if (i == 0 and stem_pool) else 2
-            name = f"layer{i + 1}"
-            self.add_module(name, make_stage(
-                in_chs + lateral_chs[i], chs, depth, stride, dpr[i], bn_eps,
-                temporal_kernel=temporal_kernels[i], mid=mid, tada=tada, **(block_args or {})))
-            self.stage_names.append(name)
-            in_chs, reduction = chs * Bottleneck.expansion, reduction * stride
-            self.feature_info.append(dict(num_chs=in_chs, reduction=reduction, module=name))
-        self.init_pooled_head(in_chs, num_classes, global_pool, drop_rate)
-        init_weights(self)
+        strides = [1 if (i == 0 and stem_pool) else 2 for i in range(len(layers))]
+        self._init_stages(stem_width, reduction, layers, widths, strides, drop_path_rate, bn_eps, num_classes,
+                          global_pool, drop_rate, extra_in=lateral_chs,
+                          per_stage=[dict(temporal_kernel=k) for k in temporal_kernels], mid=mid, tada=self.tada,
+                          **(block_args or {}))
 
     # ---- timm model API -------------------------------------------------------------
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> dict:
-        return dict(stem=r"^conv1|bn1", blocks=r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)")
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         check_video(x, self.in_chans, f"{type(self).__name__} input")

@@ -91,12 +91,7 @@ class SlowFast(VideoModelMixin, nn.Module):
         if alpha < 1 or any(w % beta for w in (stem_width, *widths)):
             raise ValueError(f"alpha must be >= 1 and beta ({beta}) must divide the widths {(stem_width, *widths)}")
         self.alpha = alpha
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.num_frames = num_frames
-        self.drop_rate = drop_rate
-        self.grad_checkpointing = False
-        self.tada = tuple(tada)
+        self._init_attributes(num_classes, in_chans, num_frames, drop_rate, tada)
         common = dict(layers=layers, stem_pool=True, mid="2d", tada=tada, num_classes=0, in_chans=in_chans,
                       drop_path_rate=drop_path_rate, bn_eps=bn_eps, block_args=block_args)
         fast_stem, fast_widths = stem_width // beta, [w // beta for w in widths]

@@ -21,16 +21,15 @@ import torch.nn as nn
 from timm.models import register_model
 
 from ..layers import check_video, unflatten_frames
-from ._base import StagedVideoMixin, drop_path_rates
 from ._builder import build_video_model
 from ._cfg import VideoFamily, generate_video_cfgs, video_cfg
 from ._helpers import load_inflated
-from ._resnet import Bottleneck, init_weights, make_stage
+from ._resnet import Bottleneck, ResNetBase
 
 __all__ = ["VideoResNet"]
 
 
-class VideoResNet(StagedVideoMixin, nn.Module):
+class VideoResNet(ResNetBase):
     """R2D video ResNet (TSN) and TAda2D: ``(B, 3, T, H, W)`` clips -> ``(B, num_classes)``.
 
     Args:
@@ -63,37 +62,16 @@ class VideoResNet(StagedVideoMixin, nn.Module):
         super().__init__()
         if len(layers) != len(widths):
             raise ValueError(f"layers {tuple(layers)} and widths {tuple(widths)} must have the same length")
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.num_frames = num_frames
-        self.drop_rate = drop_rate
-        self.grad_checkpointing = False
-        self.tada = tuple(tada)
-
+        self._init_attributes(num_classes, in_chans, num_frames, drop_rate, tada)
         self.conv1 = nn.Conv2d(in_chans, stem_width, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(stem_width, eps=bn_eps)
         self.act1 = nn.ReLU(inplace=True)
         self.feature_info = [dict(num_chs=stem_width, reduction=2, module="act1")]
-
         # no max-pool: every stage halves the resolution, res2 included (Appendix D)
-        dpr = drop_path_rates(drop_path_rate, layers)
-        in_chs, reduction = stem_width, 2
-        self.stage_names = []
-        for i, (depth, chs) in enumerate(zip(layers, widths)):
-            name = f"layer{i + 1}"
-            self.add_module(name, make_stage(
-                in_chs, chs, depth, 2, dpr[i], bn_eps, frames=True, tada=self.tada, **(block_args or {})))
-            self.stage_names.append(name)
-            in_chs, reduction = chs * Bottleneck.expansion, reduction * 2
-            self.feature_info.append(dict(num_chs=in_chs, reduction=reduction, module=name))
-        self.init_pooled_head(in_chs, num_classes, global_pool, drop_rate)
-        init_weights(self)
+        self._init_stages(stem_width, 2, layers, widths, [2] * len(layers), drop_path_rate, bn_eps, num_classes,
+                          global_pool, drop_rate, frames=True, tada=self.tada, **(block_args or {}))
 
     # ---- timm model API -------------------------------------------------------------
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> dict:
-        return dict(stem=r"^conv1|bn1", blocks=r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)")
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, H, W)`` -> frame-major stem features ``(B, T, C', H', W')``."""
