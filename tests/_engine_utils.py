@@ -44,3 +44,8 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# seconds after which a subprocess of a test counts as hung: a guard, not a speed limit, so generous enough
+# that a correct run on a machine at load 8 never reaches it
+HANG_GUARD = 1800

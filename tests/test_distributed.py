@@ -9,7 +9,7 @@ import torch
 
 from tada_zoo.engine.distributed import state_hash
 
-from _engine_utils import TINY, tiny_model, one_thread  # noqa: F401
+from _engine_utils import HANG_GUARD, TINY, tiny_model, one_thread  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,7 @@ def test_torchrun_two_processes_stay_in_sync(tmp_path):
            "--output", str(out), "--model-kwargs", json.dumps(TINY), "--num-frames", "4", "--frame-interval", "2",
            "--input-size", "32", "--test-size", "32", "--epochs", "2", "--batch-size", "2", "--lr", "0.05",
            "--warmup-epochs", "1", "--workers", "0", "--device", "cpu", "--quiet", "--debug"]
-    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2
@@ -69,7 +69,7 @@ def test_torchrun_extraction_deals_videos_out_and_merges_the_index(tmp_path):
                "--model-kwargs", json.dumps(TINY), "--input", str(videos), "--output", str(out),
                "--clip-len", "4", "--frame-interval", "1", "--size", "32", "--workers", "0", "--device", "cpu",
                "--quiet"]
-        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD)
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
         assert p.stdout.count("videos extracted") == 1  # one summary, from rank 0
         assert "5 videos extracted" in p.stdout and "1 failed" in p.stdout

@@ -9,7 +9,7 @@ from tada_zoo.engine import TrainConfig, create_video_model, fit
 from tada_zoo.engine.distributed import state_hash
 from tada_zoo.engine.trainer import resolve_config
 
-from _engine_utils import ClipDataset, tiny_model, one_thread  # noqa: F401
+from _engine_utils import HANG_GUARD, ClipDataset, tiny_model, one_thread  # noqa: F401
 
 
 def _cfg(out, **kw):
@@ -125,10 +125,10 @@ def test_cli_killed_mid_run_resumes_identically(tmp_path):
                 "--input-size", "32", "--test-size", "32", "--epochs", "4", "--batch-size", "2", "--lr", "0.05",
                 "--warmup-epochs", "1", "--workers", "1", "--ema", "--device", "cpu", "--quiet"]
 
-    subprocess.run(cmd(tmp_path / "a"), cwd=root, env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(cmd(tmp_path / "a"), cwd=root, env=env, check=True, capture_output=True, timeout=HANG_GUARD)
     proc = subprocess.Popen(cmd(tmp_path / "b"), cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = tmp_path / "b" / "metrics.jsonl"
-    deadline = time.time() + 300
+    deadline = time.time() + HANG_GUARD
     while not (metrics.exists() and metrics.read_text().strip()) and time.time() < deadline:
         time.sleep(0.02)
     assert proc.poll() is None, "the run finished before it could be killed"
@@ -136,7 +136,7 @@ def test_cli_killed_mid_run_resumes_identically(tmp_path):
     proc.wait()
     done = len(metrics.read_text().splitlines())
     assert done < 4
-    subprocess.run(cmd(tmp_path / "b"), cwd=root, env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(cmd(tmp_path / "b"), cwd=root, env=env, check=True, capture_output=True, timeout=HANG_GUARD)
     a, b = load_file(tmp_path / "a" / "last.safetensors"), load_file(tmp_path / "b" / "last.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [json.loads(l)["epoch"] for l in metrics.read_text().splitlines()] == [0, 1, 2, 3]

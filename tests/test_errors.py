@@ -159,17 +159,21 @@ def test_broken_validation_video_stops_training_before_the_first_epoch(shapes, t
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
-def test_corrupt_videos_are_counted_as_files_not_skip_events(shapes, tmp_path):
-    from tada_zoo.data import protocol_from_cfg
+def test_corrupt_videos_are_counted_as_files_not_skip_events(shapes, tmp_path, monkeypatch):
+    import random
+
+    from tada_zoo.data import datasets, protocol_from_cfg
     from tada_zoo.engine.trainer import TrainConfig, fit
 
     (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 200)
     lines = [f"{shapes}/{line}" for line in (shapes / "train.txt").read_text().splitlines()]
-    (tmp_path / "list.txt").write_text("\n".join(lines + ["broken.mp4 0"] * 3) + "\n")
+    (tmp_path / "list.txt").write_text("\n".join(lines + ["broken.mp4 0"]) + "\n")
     ds = protocol_from_cfg(None, num_frames=4, train_crop=32).dataset(tmp_path, tmp_path / "list.txt", train=True)
+    picks = iter([len(lines)] * 2)  # the first two replacements draw the broken video again: 3 skips, 1 file
+    monkeypatch.setattr(datasets.random, "randrange", lambda n: next(picks, None) or random.Random(0).randrange(n))
     with pytest.warns(RuntimeWarning, match="broken.mp4"):
         fit(tiny_model(num_classes=2), ds, None, TrainConfig(model="tada2d_r50_8f", num_classes=[2], epochs=1,
-                                                             batch_size=7, workers=0, progress=False,
+                                                             batch_size=5, workers=0, progress=False,
                                                              output=str(tmp_path / "run")))
     row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert ds.num_corrupt >= 3 and row["corrupt_skipped"] == 1

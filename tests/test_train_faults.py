@@ -118,3 +118,81 @@ def test_evaluation_of_a_diverged_model_warns():
     loader = torch.utils.data.DataLoader(ClipDataset(4), batch_size=2)
     with pytest.warns(RuntimeWarning, match="logits reach .*diverged run"):
         collect_scores(model, loader, 4, [2], torch.device("cpu"))
+
+
+def _videos_with_a_crashing_one(root):
+    """Four small videos and a list; decoding 'crash.mp4' kills its process with SIGSEGV, as a broken
+    FFmpeg decoder would (the patched open_video is inherited by forked loader workers)."""
+    import numpy as np
+
+    from tada_zoo.data.synthetic import moving_shape_clip, write_video
+
+    rng = np.random.default_rng(0)
+    names = ["a.mp4", "b.mp4", "crash.mp4", "d.mp4"]
+    for i, name in enumerate(names):
+        write_video(root / name, moving_shape_clip(i % 2, 8, 32, rng))
+    (root / "list.txt").write_text("".join(f"{n} {i % 2}\n" for i, n in enumerate(names)))
+
+
+def _crashing_open_video(monkeypatch):
+    import os
+    import signal
+
+    from tada_zoo.data import datasets
+
+    real = datasets.open_video
+
+    def open_video(path, **kw):
+        if str(path).endswith("crash.mp4"):
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return real(path, **kw)
+    monkeypatch.setattr(datasets, "open_video", open_video)
+
+
+def _video_set(root):
+    from tada_zoo.data import TrainTransform, VideoDataset
+
+    return VideoDataset(root, root / "list.txt", 4, frame_interval=1,
+                        transform=TrainTransform(32, (32, 40), hflip=False))
+
+
+def test_a_video_that_crashes_a_loader_worker_is_named_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
+    _videos_with_a_crashing_one(tmp_path)
+    _crashing_open_video(monkeypatch)
+    summary = fit(tiny_model(), _video_set(tmp_path), None,
+                  _cfg(tmp_path / "run", batch_size=2, epochs=2, workers=1))
+    assert "warning: decoding crash.mp4 crashed a loader worker; it is skipped as unreadable" in capsys.readouterr().out
+    rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1] and rows[0]["corrupt_skipped"] + rows[1]["corrupt_skipped"] >= 1
+    assert summary["epochs"] == 2
+
+
+def test_a_crash_without_workers_is_named_by_the_next_run(tmp_path, monkeypatch, capsys):
+    """--workers 0: the decoder takes the run down (here: in a child process); the same command again
+    names the video and skips it."""
+    import multiprocessing
+
+    _videos_with_a_crashing_one(tmp_path)
+    _crashing_open_video(monkeypatch)
+    cfg = _cfg(tmp_path / "run", batch_size=2, epochs=1, workers=0)
+    child = multiprocessing.get_context("fork").Process(
+        target=fit, args=(tiny_model(), _video_set(tmp_path), None, cfg))
+    child.start()
+    child.join()
+    assert child.exitcode == -11  # SIGSEGV
+    fit(tiny_model(), _video_set(tmp_path), None, cfg)
+    assert "the previous run crashed while decoding crash.mp4: it is skipped as unreadable" in capsys.readouterr().out
+    assert not list((tmp_path / "run" / ".decoding").iterdir())
+
+
+def test_a_video_that_crashes_an_evaluation_worker_is_named(tmp_path, monkeypatch):
+    from tada_zoo.data import EvalTransform, VideoDataset, VideoDecodeError
+    from tada_zoo.engine.evaluate import evaluate_model
+
+    _videos_with_a_crashing_one(tmp_path)
+    _crashing_open_video(monkeypatch)
+    ds = VideoDataset(tmp_path, tmp_path / "list.txt", 4, frame_interval=1, train=False,
+                      transform=EvalTransform(32, 32))
+    with pytest.raises(VideoDecodeError, match=r"cannot decode video crash.mp4: decoding it crashed a loader "
+                                               r"worker \(DataLoader worker \(pid"):
+        evaluate_model(tiny_model(), ds, [2], batch_size=2, workers=1, progress=False)

@@ -5,6 +5,7 @@ multi-head datasets (EPIC-KITCHENS verb + noun), ``relative/path label1 label2 .
 Paths may contain spaces: the labels are the trailing integer fields.
 """
 import codecs
+import contextlib
 import json
 import numbers
 import os
@@ -23,7 +24,7 @@ from tada_zoo._files import write_text
 from .decode import VideoDecodeError, open_video
 from .sampling import interval_indices, segment_indices
 
-__all__ = ["read_annotations", "write_annotations", "VideoDataset", "VideoViews", "ClipBatches"]
+__all__ = ["read_annotations", "write_annotations", "VideoDataset", "VideoViews", "ClipBatches", "crashed_decodes"]
 
 
 Label = Union[int, Tuple[int, ...]]
@@ -52,6 +53,35 @@ def _read_text(path, what: str = "annotation list") -> str:
                          f"{codec.upper().replace('-SIG', '')}; the {what} must be UTF-8 text (re-save it "
                          "as UTF-8)") from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# ---- a decoder that kills its process (a SIGSEGV in FFmpeg) is still named ----------------------------
+# While a process decodes a video, ``<marker_dir>/<pid>`` names it; a Python error removes the file, a
+# crash leaves it, so the video of a process that is gone is the one that killed it.
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def crashed_decodes(marker_dir, remove: bool = True) -> List[str]:
+    """The videos whose decoding killed their process (markers of processes that are gone)."""
+    found = []
+    if marker_dir is None or not os.path.isdir(marker_dir):
+        return found
+    for entry in os.scandir(marker_dir):
+        if entry.name.isdigit() and not _alive(int(entry.name)):
+            with open(entry.path, encoding="utf-8") as f:
+                video = f.read()
+            if remove:
+                os.unlink(entry.path)
+            found += [video] if video else []
+    return found
 
 
 def quote_path(path: str) -> str:
@@ -169,6 +199,8 @@ class VideoDataset(Dataset):
     so a training loop can count the distinct files over
     DataLoader workers); in evaluation it
     raises VideoDecodeError, since silently dropping test samples would change the score.
+    ``marker_dir`` (set by the trainer and evaluator): where each decoding process names its video, so
+    a decoder that kills its process is named (``crashed_decodes``); ``crashed`` holds such videos.
     """
 
     def __init__(self, data_root, list_file, num_frames: int, sampling: str = "interval",
@@ -200,6 +232,8 @@ class VideoDataset(Dataset):
         self.flip_labels = dict(flip_labels) if flip_labels else None
         self.num_corrupt = 0
         self.corrupt_files: List[str] = []
+        self.marker_dir: Optional[str] = None  # where decoding processes name their video (crashed_decodes)
+        self.crashed = set()  # videos whose decoding crashed a process: unreadable
         if num_classes is not None:
             self._check_labels(num_classes)
         if check_files:
@@ -308,9 +342,25 @@ class VideoDataset(Dataset):
         return interval_indices(num_video_frames, self.num_frames, self.frame_interval, clip_index=clip_index,
                                 num_clips=self.num_clips, video_fps=fps, target_fps=self.target_fps)
 
+    @contextlib.contextmanager
+    def _reading(self, sample_index: int):
+        """Decoding one video: refused when it crashed a process before; named in ``marker_dir`` meanwhile."""
+        rel_path = self.samples[sample_index][0]
+        if rel_path in self.crashed:
+            raise VideoDecodeError(rel_path, "decoding it crashed a process earlier in this run")
+        if self.marker_dir is None:
+            yield os.path.join(self.data_root, rel_path)
+            return
+        marker = os.path.join(self.marker_dir, str(os.getpid()))
+        with open(marker, "w", encoding="utf-8") as f:
+            f.write(rel_path)
+        try:
+            yield os.path.join(self.data_root, rel_path)
+        finally:
+            os.unlink(marker)
+
     def load_clip(self, sample_index: int, clip_index: Optional[int]):
-        path = os.path.join(self.data_root, self.samples[sample_index][0])
-        with open_video(path, backend=self.backend) as reader:
+        with self._reading(sample_index) as path, open_video(path, backend=self.backend) as reader:
             frames = reader.frames_at(self.indices(len(reader), clip_index, reader.fps))
         return self.transform(frames) if self.transform is not None else torch.from_numpy(frames)
 
@@ -319,8 +369,7 @@ class VideoDataset(Dataset):
 
         The union of the clips' frames is decoded in one pass and the clips cut from it: per-clip
         loading opens, seeks and decodes from a keyframe once per clip (10 times for 10 clips)."""
-        path = os.path.join(self.data_root, self.samples[sample_index][0])
-        with open_video(path, backend=self.backend) as reader:
+        with self._reading(sample_index) as path, open_video(path, backend=self.backend) as reader:
             n, fps = len(reader), reader.fps
             clips = [self.indices(n, c, fps) for c in range(self.num_clips)]
             union = np.unique(np.concatenate(clips))

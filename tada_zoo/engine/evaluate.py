@@ -1,7 +1,9 @@
 """Multi-view testing (clips x crops) and the predictions CSV; ``tada-zoo evaluate`` (``cli/evaluate.py``)
 adds per-class accuracy and ensembles of several models (the paper's TAda2DEn = 8f + 16f)."""
+import contextlib
 import csv
 import io
+import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -9,6 +11,8 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from tada_zoo._files import write_text
+from tada_zoo.data.datasets import crashed_decodes
+from tada_zoo.data.decode import VideoDecodeError
 
 from .distributed import get_rank, get_world_size, is_main_process
 from .metrics import collect_scores
@@ -32,8 +36,30 @@ def evaluate_model(model: torch.nn.Module, dataset, heads: Sequence[int], batch_
 
         loader = ClipBatches(loader, batch_size)
     num_videos = len(dataset.samples) if hasattr(dataset, "samples") else len(dataset)
-    return collect_scores(model.to(device), loader, num_videos, heads, device, autocast_dtype,
-                          progress=progress and is_main_process())
+    with _named_decoder_crashes(dataset, workers):
+        return collect_scores(model.to(device), loader, num_videos, heads, device, autocast_dtype,
+                              progress=progress and is_main_process())
+
+
+@contextlib.contextmanager
+def _named_decoder_crashes(dataset, workers: int):
+    """A loader worker killed by its decoder (a SIGSEGV in FFmpeg) becomes an error naming the video:
+    evaluation never skips a video (``data.crashed_decodes``)."""
+    if not workers or not hasattr(dataset, "marker_dir") or dataset.marker_dir is not None:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="tada-zoo-decoding-") as markers:
+        dataset.marker_dir = markers
+        try:
+            yield
+        except RuntimeError as e:
+            crashed = crashed_decodes(markers)
+            if not crashed:
+                raise
+            raise VideoDecodeError(crashed[0], f"decoding it crashed a loader worker ({str(e).strip()}); "
+                                               "re-encode the file or remove it from the list") from None
+        finally:
+            dataset.marker_dir = None
 
 
 def write_predictions(path, scores: List[torch.Tensor], labels: torch.Tensor, names: Optional[Sequence[str]] = None,

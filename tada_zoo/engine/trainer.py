@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from tada_zoo._files import write_text
+from tada_zoo.data.datasets import crashed_decodes
 from tada_zoo.models._helpers import load_pickle
 
 from .checkpoint import atomic_save, get_rng_state, run_metadata, save_safetensors, set_rng_state, unwrap_model
@@ -393,7 +394,7 @@ def train_one_epoch(run: _Run, epoch: int) -> dict:
     skipped_files = set()  # unreadable videos met this epoch (files, not skip events)
     bar = tqdm(total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                disable=not (cfg.progress and is_main_process()), leave=False)
-    for step, batch in enumerate(run.train_loader):
+    for step, batch in enumerate(_batches(run, skipped_files)):
         if step >= run.steps_per_epoch:
             break
         video = batch["video"].to(device, non_blocking=True)
@@ -420,6 +421,61 @@ def train_one_epoch(run: _Run, epoch: int) -> dict:
 
 # logits past this size mean the run is diverging (a trained classifier's stay within tens)
 DIVERGING_LOGITS = 1e4
+
+
+class _From(torch.utils.data.Sampler):
+    """A sampler's order from its ``start``-th index on (the rest of an epoch, after a crash)."""
+
+    def __init__(self, sampler, start: int):
+        self.sampler, self.start = sampler, start
+
+    def __iter__(self):
+        return iter(list(self.sampler)[self.start:])
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.start)
+
+
+def _batches(run: _Run, unreadable: set):
+    """The epoch's batches. A loader worker killed by its decoder (a SIGSEGV in FFmpeg) is named by the
+    video it was reading (``data.crashed_decodes``), which is unreadable from then on; the epoch goes
+    on from the next batch with new workers."""
+    loader, done = run.train_loader, 0
+    while True:
+        try:
+            for batch in loader:
+                done += 1
+                yield batch
+            return
+        except RuntimeError:
+            dataset = loader.dataset
+            crashed = crashed_decodes(getattr(dataset, "marker_dir", None))
+            if not crashed:
+                raise
+            for video in crashed:
+                dataset.crashed.add(video)
+                unreadable.add(video)
+                tqdm.write(f"warning: decoding {video} crashed a loader worker; it is skipped as unreadable")
+            loader = DataLoader(dataset, batch_size=loader.batch_size, num_workers=loader.num_workers,
+                                sampler=_From(run.train_loader.sampler, done * loader.batch_size),
+                                drop_last=loader.drop_last, pin_memory=loader.pin_memory)
+
+
+def _watch_decoding(train_set, out: Optional[Path]) -> None:
+    """Decoding processes name their video in ``out/.decoding``; a video that killed the previous run
+    (``--workers 0``: the run itself) is skipped as unreadable now."""
+    if out is None or not hasattr(train_set, "marker_dir"):
+        return
+    markers = out / ".decoding"
+    markers.mkdir(parents=True, exist_ok=True)
+    crashed = crashed_decodes(markers, remove=False)
+    barrier()  # every rank has read the markers before rank 0 removes them
+    if is_main_process():
+        crashed_decodes(markers)
+        for video in crashed:
+            print(f"the previous run crashed while decoding {video}: it is skipped as unreadable")
+    train_set.crashed.update(crashed)
+    train_set.marker_dir = str(markers)
 
 
 def _check_divergence(run: _Run, loss: torch.Tensor, logits: torch.Tensor, epoch: int, step: int) -> None:
@@ -480,6 +536,7 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
     main = is_main_process()
     if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
+    _watch_decoding(train_set, out)
     run = _setup(model, train_set, val_set, cfg, device)
     start_epoch, best = _resume(run, out)
     _wrap(run)
