@@ -192,11 +192,30 @@ def test_version_is_the_installed_distributions(capsys):
 
 
 def test_extract_needs_no_model_flags_with_a_run_checkpoint(folder, run, tmp_path, capsys):
+    """No --size: the crop is the one the run was trained and tested at (32), not the tag's 256."""
     rc = main(["extract", "--checkpoint", str(run / "best.safetensors"), "--input", str(folder / "left"),
-               "--output", str(tmp_path / "feats"), "--size", "32", "--workers", "0", "--quiet"])
+               "--output", str(tmp_path / "feats"), "--workers", "0", "--quiet"])
     assert rc == 0, capsys.readouterr().err
     settings = json.loads((tmp_path / "feats" / "settings.json").read_text())
     assert settings["model_name"] == "tada2d_r50_8f" and settings["model_kwargs"]["stem_width"] == TINY["stem_width"]
+    assert settings["transform"]["crop_size"] == _run_test_crop(run) < 64  # not the tag's 256
+
+
+def _run_test_crop(run) -> int:
+    """The test crop of the run's stored data flags (--input-size 32 at training: 37, the original's ratio)."""
+    from tada_zoo.data import protocol_from_cfg
+    from tada_zoo.engine.checkpoint import checkpoint_info
+    from tada_zoo.models import registered_cfg
+
+    return protocol_from_cfg(registered_cfg("tada2d_r50_8f"), **checkpoint_info(run / "best.safetensors")["protocol"]).test_crop
+
+
+def test_export_of_a_run_takes_its_input_size(run, tmp_path, capsys):
+    rc = main(["export", "--checkpoint", str(run / "best.safetensors"), "--format", "torchscript",
+               "--output", str(tmp_path / "m.pt"), "--static-batch", "--batch", "1"])
+    assert rc == 0, capsys.readouterr().err
+    crop = _run_test_crop(run)
+    assert f"input 3x4x{crop}x{crop}" in capsys.readouterr().out
 
 
 def test_class_folder_with_a_symlink_loop_is_scanned_once(tmp_path):

@@ -196,3 +196,20 @@ def test_a_video_that_crashes_an_evaluation_worker_is_named(tmp_path, monkeypatc
     with pytest.raises(VideoDecodeError, match=r"cannot decode video crash.mp4: decoding it crashed a loader "
                                                r"worker \(DataLoader worker \(pid"):
         evaluate_model(tiny_model(), ds, [2], batch_size=2, workers=1, progress=False)
+
+
+def test_export_of_a_diverged_model_warns(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from tada_zoo.cli import main
+    from _engine_utils import TINY
+
+    model = tiny_model()
+    with torch.no_grad():
+        model.fc.weight.mul_(1e9)
+    save_file(model.state_dict(), tmp_path / "diverged.safetensors")
+    rc = main(["export", "--model", "tada2d_r50_8f", "--model-kwargs", json.dumps(TINY), "--num-classes", "2",
+               "--checkpoint", str(tmp_path / "diverged.safetensors"), "--format", "torchscript",
+               "--output", str(tmp_path / "m.pt"), "--frames", "4", "--size", "32", "--static-batch", "--batch", "1"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "diverged.safetensors: the logits reach" in err and "diverged run" in err

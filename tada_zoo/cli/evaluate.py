@@ -6,10 +6,9 @@ import tempfile
 from pathlib import Path
 
 from tada_zoo._files import check_writable, write_text
-from tada_zoo.data import protocol_from_cfg
 from tada_zoo.data.adapters import read_class_names, scan_class_folders
 from tada_zoo.data.datasets import write_annotations
-from tada_zoo.engine.checkpoint import resolve_run
+from tada_zoo.engine.checkpoint import resolve_run, run_protocol
 from tada_zoo.engine.distributed import cleanup_distributed, init_distributed, is_main_process
 from tada_zoo.engine.evaluate import evaluate_model, write_confusion, write_predictions
 from tada_zoo.engine.metrics import compute_metrics, ensemble_scores, parse_num_classes
@@ -134,9 +133,8 @@ def _evaluate(args, runs, heads, val_list, what, device):
         model = create_video_model(name, sum(heads), checkpoint=ckpt, pretrained=pretrained or None, head="strict",
                                    **extra).eval()
         # the run's stored data flags, then the command line's; --num-frames only a single model's (built with it)
-        over = dict(run["protocol"], **{k: v for k, v in protocol_overrides(args).items() if v is not None})
-        over.update(num_frames=model.num_frames, clips=args.clips, crops=args.crops)
-        protocol = protocol_from_cfg(model.pretrained_cfg, **over)
+        protocol = run_protocol(model, run, **dict(protocol_overrides(args), num_frames=model.num_frames,
+                                                     clips=args.clips, crops=args.crops))
         ds = protocol.dataset(args.data_root, val_list, train=False, num_classes=heads)
         if i == 0:  # every member reads the same videos
             require_readable(ds, what, args.workers)

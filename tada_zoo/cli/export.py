@@ -1,11 +1,13 @@
 """``tada-zoo export``: a model as ONNX, TorchScript (traced) or a torch.export program, optionally checked."""
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 
 from tada_zoo._files import check_writable
-from tada_zoo.engine.checkpoint import resolve_run
+from tada_zoo.engine.checkpoint import resolve_run, run_protocol
+from tada_zoo.engine.metrics import DIVERGED_LOGITS
 from tada_zoo.deploy.export import FORMATS, check_export, example_input, export_model
 from tada_zoo.models import create_video_model
 
@@ -28,7 +30,8 @@ def register(subparsers) -> None:
                    help="onnx (TorchScript-based exporter), onnx-dynamo, torchscript (traced) or exported-program (.pt2)")
     p.add_argument("--output", required=True, help="file to write")
     p.add_argument("--frames", type=positive_int, default=None, help="clip length (default: the model's)")
-    p.add_argument("--size", type=positive_int, default=None, help="input height and width (default: the cfg's, else 224)")
+    p.add_argument("--size", type=positive_int, default=None,
+                   help="input height and width (default: a trained run's test crop, else the cfg's input size)")
     p.add_argument("--batch", type=positive_int, default=2,
                    help="example batch size (>= 2: the exported batch axis is dynamic unless --static-batch)")
     p.add_argument("--static-batch", action="store_true", help="fix the batch size to --batch")
@@ -53,7 +56,13 @@ def _main(args: argparse.Namespace) -> None:
     model = create_video_model(run["model"], num_classes=num_classes[0] if num_classes else None,
                                pretrained=resolve_pretrained(args, run["model"]), checkpoint=args.checkpoint,
                                head="strict", **run["model_kwargs"]).eval()
-    x = example_input(model, args.frames, args.size, args.batch)
+    size = args.size or (run_protocol(model, run).test_crop if run["trained"] else None)  # a run: its input size
+    x = example_input(model, args.frames, size, args.batch)
+    with torch.no_grad():
+        peak = model(x).abs().max().item()
+    if not peak <= DIVERGED_LOGITS:  # NaN too
+        print(f"warning: {args.checkpoint or run['model']}: the logits reach {peak:.3g} on a random clip; these "
+              "look like the weights of a diverged run (exported all the same)", file=sys.stderr)
     path = export_model(model, args.output, args.format, x, dynamic_batch=not args.static_batch, opset=args.opset)
     print(f"{run['model']} -> {path} ({args.format}, input {'x'.join(map(str, x.shape[1:]))}, "
           f"batch {'fixed at ' + str(args.batch) if args.static_batch else 'dynamic'})")

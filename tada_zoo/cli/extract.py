@@ -3,8 +3,7 @@ import argparse
 from pathlib import Path
 
 from tada_zoo._files import check_writable
-from tada_zoo.data import protocol_from_cfg
-from tada_zoo.engine.checkpoint import resolve_run
+from tada_zoo.engine.checkpoint import resolve_run, run_protocol
 from tada_zoo.engine.distributed import cleanup_distributed, init_distributed, is_main_process
 from tada_zoo.engine.trainer import autocast_dtype
 from tada_zoo.data.folders import summarize_skipped
@@ -46,7 +45,7 @@ def register(subparsers) -> None:
     p.add_argument("--clip-len", type=positive_int, default=None, help="frames per window (default: the model's)")
     p.add_argument("--frame-interval", type=positive_int, default=None, help="frame step inside a window (default: the cfg's, else 8/5/2)")
     p.add_argument("--clip-stride", type=positive_int, default=None, help="frames between window starts (default: clip-len x interval)")
-    p.add_argument("--size", type=positive_int, default=None, help="crop and short side (default: the cfg's test size)")
+    p.add_argument("--size", type=positive_int, default=None, help="crop and short side (default: a trained run's test crop, else the cfg's)")
     p.add_argument("--format", choices=("safetensors", "npy"), default="safetensors", help="feature file format")
     p.add_argument("--batch-size", type=positive_int, default=8, help="windows per forward pass")
     p.add_argument("--workers", type=non_negative_int, default=2, help="decoding processes")
@@ -78,9 +77,8 @@ def _main(args: argparse.Namespace) -> None:
                                         batch_size=args.batch_size, device=device,
                                         autocast_dtype=autocast_dtype(args.amp, device))
         # the model's test transform (one centre crop); the windows are extract's own, in frames of the file
-        protocol = protocol_from_cfg(ex.model.pretrained_cfg,
-                                     num_frames=args.clip_len or getattr(ex.model, "num_frames", None),
-                                     frame_interval=args.frame_interval, test_crop=args.size, test_short_side=args.size)
+        protocol = run_protocol(ex.model, run, frame_interval=args.frame_interval, test_crop=args.size,
+                                test_short_side=args.size)  # the run's stored input size, unless --size
         clip_len, interval = protocol.num_frames, protocol.frame_interval
         stride = args.clip_stride or clip_len * interval
         tf = protocol.eval_transform(crops=1)

@@ -3,9 +3,8 @@ import argparse
 from pathlib import Path
 
 from tada_zoo._files import check_writable
-from tada_zoo.data import protocol_from_cfg
 from tada_zoo.data.adapters import read_class_names
-from tada_zoo.engine.checkpoint import resolve_run
+from tada_zoo.engine.checkpoint import resolve_run, run_protocol
 from tada_zoo.engine.distributed import init_distributed
 from tada_zoo.models import create_video_model
 from tada_zoo.inference.visualize import visualize_video
@@ -70,10 +69,7 @@ def _main(args: argparse.Namespace) -> None:
     if not (args.pretrained or args.checkpoint):
         print("note: no --checkpoint or --pretrained: the pictures show a model with random weights")
     model.to(init_distributed(args.device))  # one process: just the device
-    over = dict(run["protocol"], num_frames=getattr(model, "num_frames", None))  # the run's stored data flags
-    if args.test_size:
-        over["test_crop"] = args.test_size
-    protocol = protocol_from_cfg(model.pretrained_cfg, **over)
+    protocol = run_protocol(model, run, test_crop=args.test_size)  # the run's stored data flags, then the flag
     try:
         s = visualize_video(model, args.video, args.output, protocol, args.class_index, args.layer,
                             args.alpha_layers, names, args.gif_fps)

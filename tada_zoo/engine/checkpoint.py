@@ -20,9 +20,11 @@ import torch
 from safetensors.torch import save_file
 
 from tada_zoo._files import atomic_write
+from tada_zoo.data.protocol import DataProtocol, protocol_from_cfg
 from tada_zoo.models import read_checkpoint
 
 __all__ = [
+    "run_protocol",
     "atomic_save", "save_safetensors", "get_rng_state", "set_rng_state",
     "unwrap_model", "run_metadata", "checkpoint_info", "resolve_run",
 ]
@@ -149,3 +151,12 @@ def resolve_run(checkpoint: Optional[Union[str, os.PathLike]], model: Optional[s
         kwargs[k] = v
     info["model_kwargs"] = kwargs
     return info
+
+
+def run_protocol(model: torch.nn.Module, run: Dict[str, Any], **overrides) -> DataProtocol:
+    """The data protocol that feeds a run's model, the one way every command reads it: the model's cfg,
+    then the data flags stored with the run (``resolve_run``: the input size and frames it was trained
+    with), then the command's own ``overrides`` that are not None; the clip length is the model's."""
+    over = dict(run.get("protocol") or {}, **{k: v for k, v in overrides.items() if v is not None})
+    over.setdefault("num_frames", getattr(model, "num_frames", None))
+    return protocol_from_cfg(getattr(model, "pretrained_cfg", None) or {}, **over)

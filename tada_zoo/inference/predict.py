@@ -17,15 +17,15 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from tada_zoo.data.adapters import read_class_names
 from tada_zoo.data.datasets import write_annotations
 from tada_zoo.data.decode import VideoDecodeError
-from tada_zoo.data.protocol import DataProtocol, protocol_from_cfg
-from tada_zoo.engine.checkpoint import resolve_run
+from tada_zoo.data.protocol import DataProtocol
+from tada_zoo.engine.checkpoint import resolve_run, run_protocol
 from tada_zoo.engine.evaluate import evaluate_model
 from tada_zoo.models import create_video_model
 
@@ -128,9 +128,8 @@ def load_classifier(model: Optional[str] = None, checkpoint: Optional[PathLike] 
                              checkpoint=checkpoint, head="strict", **kwargs).eval()
     heads = heads or [net.num_classes]
     cfg = net.pretrained_cfg or {}
-    over = dict(run["protocol"], **{k: v for k, v in protocol_overrides.items() if v is not None})
-    over.update(num_frames=getattr(net, "num_frames", None), clips=clips, crops=crops)
-    protocol = protocol_from_cfg(cfg, **over)
+    protocol = run_protocol(net, run, **dict(protocol_overrides, num_frames=getattr(net, "num_frames", None),
+                                             clips=clips, crops=crops))
 
     names, note, source, dataset = None, None, None, cfg.get("dataset")
     if labels is not None:
