@@ -164,20 +164,25 @@ def plot_cam_strip(frames: np.ndarray, overlays: np.ndarray, path, title: Option
     return _save(fig, path)
 
 
+GIF_MIN_WIDTH = 384  # smaller clips are enlarged (nearest neighbour) to at least this, to be seen
+
+
 def save_cam_gif(frames: np.ndarray, overlays: np.ndarray, path, fps: float = 4.0) -> Path:
     """An animated GIF, one image per frame: the frame and its overlay side by side, above a bar
-    that shows the frame's place in the clip (so no two GIF frames are alike and none is merged)."""
+    that shows the frame's place in the clip (so no two GIF frames are alike and none is merged);
+    at least ``GIF_MIN_WIDTH`` pixels wide, pixels repeated."""
     require_matplotlib()
     from PIL import Image
 
     t, h, w = frames.shape[:3]
     bar = max(2, h // 32)
+    scale = max(1, -(-GIF_MIN_WIDTH // (2 * w)))
     images = []
     for i in range(t):
         canvas = np.zeros((h + bar, 2 * w, 3), np.uint8)
         canvas[:h, :w], canvas[:h, w:] = frames[i], overlays[i]
         canvas[h:, : max(1, round(2 * w * (i + 1) / t))] = 255
-        images.append(Image.fromarray(canvas))
+        images.append(Image.fromarray(canvas.repeat(scale, 0).repeat(scale, 1)))
     duration = max(20, int(round(1000 / fps)))
     atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                                                   duration=duration, loop=0, disposal=1))

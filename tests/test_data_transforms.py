@@ -247,3 +247,24 @@ def test_multi_head_targets():
     torch.testing.assert_close(noun.sum(1), torch.ones(4))
     with pytest.raises(ValueError, match="even batch"):
         mix(torch.randn(3, 3, 2, 8, 8), torch.zeros(3, 2, dtype=torch.long))
+
+
+def test_video_data_config_and_transform_are_the_tags_protocol():
+    """tada_zoo.data.resolve_data_config / create_transform: timm's helpers, for video (timm's own give
+    a per-frame 224 image pipeline); the cfg's test views and the original's training augmentation."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    from tada_zoo.data import EvalTransform, TrainTransform, create_transform, protocol_from_cfg, resolve_data_config
+
+    model = timm.create_model("tsn_r50_8f", pretrained_cfg=get_pretrained_cfg("tada2d_r50_8f.k400"),
+                              layers=(1, 1, 1, 1), widths=(8, 8, 8, 8), stem_width=8)
+    p = resolve_data_config(model)
+    assert p == protocol_from_cfg(get_pretrained_cfg("tada2d_r50_8f.k400"))
+    assert (p.test_crop, p.clips, p.crops, p.frame_interval) == (256, 10, 3, 8)
+    tf = create_transform(model)
+    assert isinstance(tf, EvalTransform) and tf.num_crops == 3 and tf.crop_size == 256
+    assert isinstance(create_transform(model, train=True), TrainTransform)
+    assert create_transform(get_pretrained_cfg("tada2d_r50_8f.k400"), crops=1).num_crops == 1  # a cfg works too
+    timm_tf = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
+    assert "224" in repr(timm_tf)  # what timm's image helper gives: not the tag's protocol

@@ -250,3 +250,21 @@ def test_readme_parameter_counts_are_the_models():
         if round(actual, 1) != millions:
             wrong.append(f"{name}: README {millions}M, model {actual:.3f}M")
     assert not wrong, wrong
+
+
+def test_docs_hold_on_a_plain_clone():
+    """No page points into ../shared (a clone has none), and every ``arch.tag`` a page names is registered."""
+    import timm
+
+    import tada_zoo  # noqa: F401
+
+    bad = []
+    for doc in DOCS:
+        text = doc.read_text()
+        if "../shared" in text:
+            bad.append(f"{doc.name}: points to ../shared")
+        for name in set(re.findall(r"\b([a-z][a-z0-9_]*_\d+f?[a-z0-9_]*)\.([a-z][a-z0-9_]*)\b", text)):
+            arch, tag = name
+            if timm.is_model(arch) and f"{arch}.{tag}" not in timm.list_pretrained(f"{arch}.*"):
+                bad.append(f"{doc.name}: {arch}.{tag} is not a registered tag")
+    assert not bad, bad

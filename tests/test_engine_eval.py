@@ -59,7 +59,10 @@ def test_metrics_and_ensemble():
     assert m["top1"] == pytest.approx(50.0)  # videos 0 and 2 right
     assert m["per_class"] == {0: 100.0, 1: 0.0, 2: 50.0}
     assert m["mean_class_acc"] == pytest.approx(50.0)
-    assert m["top5"] == pytest.approx(100.0)  # 3 classes: top-5 is top-3
+    assert "top5" not in m  # 3 classes: every video is in its top 5
+    many = torch.eye(7)[[1, 2, 3, 4, 5, 6, 0, 0]] + torch.linspace(0, 0.1, 7)  # top-5 of each: 6, 5, 4, 3 + its own
+    m7 = compute_metrics([many], torch.tensor([1, 2, 3, 4, 5, 6, 3, 1]))  # the last two wrong, one in the top 5
+    assert m7["top1"] == pytest.approx(75.0) and m7["top5"] == pytest.approx(87.5)
     # two heads: action = both right
     verb = torch.tensor([[.9, .1], [.9, .1], [.1, .9]])
     noun = torch.tensor([[.9, .1], [.1, .9], [.1, .9]])

@@ -224,9 +224,10 @@ def test_visualize_command_writes_pictures_and_their_values(shape_video, tmp_pat
     alpha = _png(out / "alpha.png")
     assert alpha.shape[0] > 200
     gif = Image.open(out / "gradcam.gif")
-    assert gif.n_frames == T and gif.size == (2 * SIZE, SIZE + SIZE // 32)
+    k = -(-384 // (2 * SIZE))  # small clips are enlarged to >= 384 px, pixels repeated
+    assert gif.n_frames == T and gif.size == (2 * SIZE * k, (SIZE + max(2, SIZE // 32)) * k) and gif.size[0] >= 384
     gif.seek(T - 1)
-    last = np.asarray(gif.convert("RGB"))
+    last = np.asarray(gif.convert("RGB"))[::k, ::k]
     assert last[:SIZE].std() > 0
     # the overlay half shows the CAM colours: it differs from the frame half
     assert np.abs(last[:SIZE, SIZE:].astype(int) - last[:SIZE, :SIZE].astype(int)).mean() > 10

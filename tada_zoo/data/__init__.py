@@ -5,7 +5,8 @@ from .decode import (BaseVideoReader, PyAVReader, VideoDecodeError, VideoReader,
 from .sampling import interval_indices, segment_indices, sliding_windows
 from .transforms import DEFAULT_MEAN, DEFAULT_STD, EvalTransform, TrainTransform, VideoMixup
 from .datasets import VideoDataset, read_annotations, write_annotations
-from .protocol import SSV2_FLIP_LABELS, DataProtocol, default_frame_interval, protocol_from_cfg
+from .protocol import (SSV2_FLIP_LABELS, DataProtocol, create_transform, default_frame_interval, protocol_from_cfg,
+                       resolve_data_config)
 from .folders import VIDEO_EXTENSIONS, find_videos, summarize_skipped
 from .adapters import (class_folders_to_lists, epic100_csv_to_list, hmdb51_to_list, kinetics_csv_to_list,
                        scan_class_folders, split_class_folders, ssv2_json_to_list, ucf101_to_list)

@@ -10,10 +10,13 @@ the sampler-carrying ``VideoDataset`` and its transforms. ``train``, ``evaluate`
 from dataclasses import asdict, dataclass, replace
 from typing import Mapping, Optional, Tuple
 
+import torch
+
 from .datasets import VideoDataset
 from .transforms import DEFAULT_MEAN, DEFAULT_STD, EvalTransform, TrainTransform
 
-__all__ = ["DataProtocol", "protocol_from_cfg", "default_frame_interval", "SSV2_FLIP_LABELS", "FLIP_LABELS"]
+__all__ = ["DataProtocol", "protocol_from_cfg", "resolve_data_config", "create_transform", "default_frame_interval",
+           "SSV2_FLIP_LABELS", "FLIP_LABELS"]
 
 # the original's AUGMENTATION.SSV2_FLIP: classes that name a direction, swapped when the clip is mirrored
 SSV2_FLIP_LABELS = {86: 87, 87: 86, 93: 94, 94: 93, 166: 167, 167: 166}
@@ -166,3 +169,22 @@ def protocol_from_cfg(pretrained_cfg=None, **overrides) -> DataProtocol:
     if o.get("target_fps") == 0:  # 0 on the command line: count the file's own frames
         o["target_fps"] = None
     return replace(base, **o)
+
+
+def _cfg_of(model_or_cfg):
+    return getattr(model_or_cfg, "pretrained_cfg", model_or_cfg) if isinstance(model_or_cfg, torch.nn.Module) \
+        else model_or_cfg
+
+
+def resolve_data_config(model_or_cfg=None, **overrides) -> DataProtocol:
+    """The video pipeline of a model (or its pretrained cfg): what ``timm.data.resolve_data_config``
+    is for images. timm's own helper reads only the image fields and gives a per-frame 224 centre crop
+    where a tag's protocol is e.g. 256 / 256 with 3 crops over 10 clips, 30-fps windows: use this one."""
+    return protocol_from_cfg(_cfg_of(model_or_cfg), **overrides)
+
+
+def create_transform(model_or_cfg=None, train: bool = False, crops: Optional[int] = None, **overrides):
+    """The clip transform of a model's protocol (``timm.data.create_transform`` for video): training
+    augmentation of its original config, or its test crops; ``(T, H, W, C)`` uint8 frames in."""
+    protocol = resolve_data_config(model_or_cfg, **overrides)
+    return protocol.train_transform() if train else protocol.eval_transform(crops)
