@@ -101,8 +101,9 @@ def main(argv=None) -> int:
     if rc:
         return rc
     _print_report(results, feats, time.time() - t_start)
-    print(f"everything is in {work}/: runs/<model>/ (checkpoints, metrics.jsonl, curves.png, the lists), "
-          f"eval/<model>/ (metrics.json, predictions.csv), features/ (one file per video, index.jsonl)")
+    print(f"everything is in {work}/: moving_shapes/ (the videos and lists), runs/<model>/ (checkpoints, "
+          f"metrics.jsonl, curves.png), eval/<model>/ (metrics.json, predictions.csv), features/ (one file per "
+          f"video, index.jsonl)")
     return 0
 
 
