@@ -213,3 +213,17 @@ def test_export_of_a_diverged_model_warns(tmp_path, capsys):
                "--output", str(tmp_path / "m.pt"), "--frames", "4", "--size", "32", "--static-batch", "--batch", "1"])
     err = capsys.readouterr().err
     assert rc == 0 and "diverged.safetensors: the logits reach" in err and "diverged run" in err
+
+
+def test_a_worker_death_is_raised_where_the_loop_can_take_it():
+    """Inside worker_crashes_at_next, torch's SIGCHLD handler (which raises a dead worker's error at any
+    line of the main process, e.g. mid training step) is not installed, and is restored after."""
+    import signal
+
+    from tada_zoo.data.datasets import worker_crashes_at_next
+
+    before = signal.getsignal(signal.SIGCHLD)
+    with worker_crashes_at_next():
+        list(torch.utils.data.DataLoader(list(range(4)), num_workers=1))  # a loader with workers inside
+        assert signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL
+    assert signal.getsignal(signal.SIGCHLD) == before

@@ -11,6 +11,8 @@ import numbers
 import os
 import random
 import re
+import signal
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
@@ -24,7 +26,8 @@ from tada_zoo._files import write_text
 from .decode import VideoDecodeError, open_video
 from .sampling import interval_indices, segment_indices
 
-__all__ = ["read_annotations", "write_annotations", "VideoDataset", "VideoViews", "ClipBatches", "crashed_decodes"]
+__all__ = ["read_annotations", "write_annotations", "VideoDataset", "VideoViews", "ClipBatches", "crashed_decodes",
+           "worker_crashes_at_next"]
 
 
 Label = Union[int, Tuple[int, ...]]
@@ -82,6 +85,27 @@ def crashed_decodes(marker_dir, remove: bool = True) -> List[str]:
                 os.unlink(entry.path)
             found += [video] if video else []
     return found
+
+
+@contextlib.contextmanager
+def worker_crashes_at_next():
+    """Within: a loader worker's death is raised by the loader's ``next()`` (its liveness check, every few
+    seconds), not by torch's SIGCHLD handler, which raises it wherever the main process is, mid
+    training step, where no caller can take it. Both are restored after (main thread only)."""
+    from torch.utils.data._utils import signal_handling
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal_handling,
+                                                                                 "_SIGCHLD_handler_set"):
+        yield
+        return
+    was_set, previous = signal_handling._SIGCHLD_handler_set, signal.getsignal(signal.SIGCHLD)
+    signal_handling._SIGCHLD_handler_set = True  # loaders made within install no handler
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+        signal_handling._SIGCHLD_handler_set = was_set
 
 
 def quote_path(path: str) -> str:

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from tada_zoo._files import write_text
-from tada_zoo.data.datasets import crashed_decodes
+from tada_zoo.data.datasets import crashed_decodes, worker_crashes_at_next
 from tada_zoo.data.decode import VideoDecodeError
 
 from .distributed import get_rank, get_world_size, is_main_process
@@ -48,7 +48,7 @@ def _named_decoder_crashes(dataset, workers: int):
     if not workers or not hasattr(dataset, "marker_dir") or dataset.marker_dir is not None:
         yield
         return
-    with tempfile.TemporaryDirectory(prefix="tada-zoo-decoding-") as markers:
+    with tempfile.TemporaryDirectory(prefix="tada-zoo-decoding-") as markers, worker_crashes_at_next():
         dataset.marker_dir = markers
         try:
             yield

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from tada_zoo._files import write_text
-from tada_zoo.data.datasets import crashed_decodes
+from tada_zoo.data.datasets import crashed_decodes, worker_crashes_at_next
 from tada_zoo.models._helpers import load_pickle
 
 from .checkpoint import atomic_save, get_rng_state, run_metadata, save_safetensors, set_rng_state, unwrap_model
@@ -439,26 +439,27 @@ class _From(torch.utils.data.Sampler):
 def _batches(run: _Run, unreadable: set):
     """The epoch's batches. A loader worker killed by its decoder (a SIGSEGV in FFmpeg) is named by the
     video it was reading (``data.crashed_decodes``), which is unreadable from then on; the epoch goes
-    on from the next batch with new workers."""
+    on from the next batch with new workers (the death is raised at ``next()``: worker_crashes_at_next)."""
     loader, done = run.train_loader, 0
-    while True:
-        try:
-            for batch in loader:
-                done += 1
-                yield batch
-            return
-        except RuntimeError:
-            dataset = loader.dataset
-            crashed = crashed_decodes(getattr(dataset, "marker_dir", None))
-            if not crashed:
-                raise
-            for video in crashed:
-                dataset.crashed.add(video)
-                unreadable.add(video)
-                tqdm.write(f"warning: decoding {video} crashed a loader worker; it is skipped as unreadable")
-            loader = DataLoader(dataset, batch_size=loader.batch_size, num_workers=loader.num_workers,
-                                sampler=_From(run.train_loader.sampler, done * loader.batch_size),
-                                drop_last=loader.drop_last, pin_memory=loader.pin_memory)
+    with worker_crashes_at_next():
+        while True:
+            try:
+                for batch in loader:
+                    done += 1
+                    yield batch
+                return
+            except RuntimeError:
+                dataset = loader.dataset
+                crashed = crashed_decodes(getattr(dataset, "marker_dir", None))
+                if not crashed:
+                    raise
+                for video in crashed:
+                    dataset.crashed.add(video)
+                    unreadable.add(video)
+                    tqdm.write(f"warning: decoding {video} crashed a loader worker; it is skipped as unreadable")
+                loader = DataLoader(dataset, batch_size=loader.batch_size, num_workers=loader.num_workers,
+                                    sampler=_From(run.train_loader.sampler, done * loader.batch_size),
+                                    drop_last=loader.drop_last, pin_memory=loader.pin_memory)
 
 
 def _watch_decoding(train_set, out: Optional[Path]) -> None:
