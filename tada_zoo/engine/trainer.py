@@ -34,6 +34,7 @@ from tada_zoo.models._helpers import load_pickle
 from .checkpoint import atomic_save, get_rng_state, run_metadata, save_safetensors, set_rng_state, unwrap_model
 from .distributed import (all_gather_object, all_reduce_sum, average_buffers, barrier, get_rank,
                           get_world_size, is_distributed, is_main_process, state_hash)
+from .metrics import DIVERGED_LOGITS as DIVERGING_LOGITS  # one threshold for train, evaluate, export
 from .metrics import collect_scores, compute_metrics, split_heads
 from .optim import StepSchedule, build_optimizer, lr_at, param_groups
 from .recipes import FINETUNE, LR_SCALING, RECIPES, recipe_for, resolve_recipe_name
@@ -419,8 +420,6 @@ def train_one_epoch(run: _Run, epoch: int) -> dict:
                 corrupt_skipped=len(set().union(*all_gather_object(skipped_files))), time=time.time() - t0)
 
 
-# logits past this size mean the run is diverging (a trained classifier's stay within tens)
-DIVERGING_LOGITS = 1e4
 
 
 class _From(torch.utils.data.Sampler):
