@@ -49,24 +49,24 @@ def plot_curves(rows: Sequence[Mapping], path) -> Path:
 def curves_figure(rows: Sequence[Mapping]):
     """Loss and accuracy curves from ``metrics.jsonl`` rows (a matplotlib ``Figure``).
 
-    ``type == "epoch"`` rows (``epoch``, ``train_loss``, ``val_top1`` / ``val_top5``) are drawn
-    with markers, so the first epoch is a visible point and not an empty line; ``type == "step"``
-    rows (``epoch``, ``step``, ``steps_per_epoch``, ``loss``), where a run logs them, add the
-    per-step loss on the same epoch axis (step s of epoch e at ``e + (s + 1) / steps``).
+    ``type == "epoch"`` rows (``epoch`` counted from 1, ``train_loss``, ``val_top1`` / ``val_top5``)
+    are drawn with markers at their epoch, so the first epoch is a visible point and not an empty
+    line; ``type == "step"`` rows (``epoch``, ``step`` from 0, ``steps_per_epoch``, ``loss``), where a
+    run logs them, add the per-step loss on the same axis (step s of epoch e at ``e - 1 + (s + 1) / steps``).
     """
     epochs = [r for r in rows if r.get("type", "epoch") == "epoch" and "epoch" in r]
     steps = [r for r in rows if r.get("type") == "step" and "loss" in r]
     fig = _figure(figsize=(10, 4))
     ax1, ax2 = fig.subplots(1, 2)
     if steps:
-        xs = [r["epoch"] + (r.get("step", 0) + 1) / max(r.get("steps_per_epoch", 1), 1) for r in steps]
+        xs = [r["epoch"] - 1 + (r.get("step", 0) + 1) / max(r.get("steps_per_epoch", 1), 1) for r in steps]
         ax1.plot(xs, [r["loss"] for r in steps], color="0.6", lw=0.8, label="train loss (step)")
-    pts = [(r["epoch"] + 1, r["train_loss"]) for r in epochs if r.get("train_loss") is not None]
+    pts = [(r["epoch"], r["train_loss"]) for r in epochs if r.get("train_loss") is not None]
     if pts:
         ax1.plot(*zip(*pts), "o-", color="tab:blue", label="train loss (epoch mean)")
     ax1.set_xlabel("epoch"), ax1.set_ylabel("loss")
     for key, color in (("val_top1", "tab:orange"), ("val_top5", "tab:green")):
-        pts = [(r["epoch"] + 1, r[key]) for r in epochs if r.get(key) is not None]
+        pts = [(r["epoch"], r[key]) for r in epochs if r.get(key) is not None]
         if pts:
             ax2.plot(*zip(*pts), "o-", color=color, label=key)
     ax2.set_xlabel("epoch"), ax2.set_ylabel("%")

@@ -42,7 +42,7 @@ def test_torchrun_two_processes_stay_in_sync(tmp_path):
     assert state["epoch"] == 1 and len(state["rng"]) == 2
     # 8 videos / (2 ranks x batch 2) = 2 steps per epoch, one line per epoch
     lines = (out / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(l)["epoch"] for l in lines] == [0, 1]
+    assert [json.loads(l)["epoch"] for l in lines] == [1, 2]
 
 
 def test_torchrun_extraction_deals_videos_out_and_merges_the_index(tmp_path):

@@ -24,7 +24,7 @@ def test_short_training_run_learns(tmp_path):
     model = tiny_model(drop_rate=0.0)
     summary = fit(model, train, ClipDataset(8, seed=1), _cfg(tmp_path, epochs=6, lr=0.1))
     rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == list(range(6))
+    assert [r["epoch"] for r in rows] == list(range(1, 7))  # counted from 1, as the console says
     assert rows[-1]["train_loss"] < 0.5 * rows[0]["train_loss"], rows
     # the saved weights are the trained model's and classify the training clips
     model.load_state_dict(load_file(tmp_path / "last.safetensors"))
@@ -32,7 +32,7 @@ def test_short_training_run_learns(tmp_path):
     with torch.no_grad():
         pred = model(torch.stack(train.clips)).argmax(1)
     assert (pred == torch.tensor(train.labels)).float().mean() >= 0.75
-    assert summary["ranks_in_sync"] and summary["best"]["epoch"] >= 0
+    assert summary["ranks_in_sync"] and 1 <= summary["best"]["epoch"] <= 6
     assert {"last.pt", "last.safetensors", "best.safetensors", "summary.json"} <= {p.name for p in tmp_path.iterdir()}
     pytest.importorskip("matplotlib")
     assert (tmp_path / "curves.png").stat().st_size > 1000
@@ -50,7 +50,7 @@ def test_stop_and_resume_continues_identically(tmp_path):
 
     first = tiny_model(drop_path_rate=0.2)
     fit(first, ClipDataset(12), ClipDataset(4, seed=1), _cfg(tmp_path / "b", stop_after_epoch=0, **kw))
-    assert json.loads((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[-1])["epoch"] == 0
+    assert json.loads((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[-1])["epoch"] == 1
     torch.manual_seed(1234)  # a new process: different global RNG state, fresh model
     resumed = tiny_model(drop_path_rate=0.2)
     fit(resumed, ClipDataset(12), ClipDataset(4, seed=1), _cfg(tmp_path / "b", resume="auto", **kw))
@@ -139,4 +139,4 @@ def test_cli_killed_mid_run_resumes_identically(tmp_path):
     subprocess.run(cmd(tmp_path / "b"), cwd=root, env=env, check=True, capture_output=True, timeout=HANG_GUARD)
     a, b = load_file(tmp_path / "a" / "last.safetensors"), load_file(tmp_path / "b" / "last.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert [json.loads(l)["epoch"] for l in metrics.read_text().splitlines()] == [0, 1, 2, 3]
+    assert [json.loads(l)["epoch"] for l in metrics.read_text().splitlines()] == [1, 2, 3, 4]

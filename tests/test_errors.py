@@ -97,9 +97,9 @@ def test_resume_tolerates_a_cut_metrics_line(tmp_path):
     from tada_zoo.engine.trainer import _MetricsLog
 
     log = tmp_path / "metrics.jsonl"
-    log.write_text('{"type": "epoch", "epoch": 0, "train_loss": 1.0}\n{"type": "epoch", "epoch": 1, "train_lo')
-    _MetricsLog(log, start_epoch=1)
-    assert log.read_text() == '{"type": "epoch", "epoch": 0, "train_loss": 1.0}\n'
+    log.write_text('{"type": "epoch", "epoch": 1, "train_loss": 1.0}\n{"type": "epoch", "epoch": 2, "train_lo')
+    _MetricsLog(log, start_epoch=1)  # the 0-based epoch to go on from: the line of epoch 1 stays
+    assert log.read_text() == '{"type": "epoch", "epoch": 1, "train_loss": 1.0}\n'
 
 
 def test_resume_from_a_code_pickle_is_refused(tmp_path):

@@ -66,7 +66,7 @@ def test_resume_with_another_network_says_which_file_and_how_out(tmp_path):
     assert "--resume none" in text and "\n" not in text and len(text) < 400
 
 
-def test_metrics_of_an_epoch_survive_a_kill_after_its_checkpoint(tmp_path, monkeypatch):
+def test_metrics_of_an_epoch_survive_a_kill_after_its_checkpoint(tmp_path, monkeypatch, capsys):
     """The process dies right after last.pt of epoch 2 is written: epoch 2's metrics line is there."""
     save = trainer_module._save_epoch
 
@@ -78,11 +78,16 @@ def test_metrics_of_an_epoch_survive_a_kill_after_its_checkpoint(tmp_path, monke
     with pytest.raises(SystemExit):
         fit(tiny_model(), ClipDataset(8), None, _cfg(tmp_path, epochs=3))
     rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [0, 1]
+    assert [r["epoch"] for r in rows] == [1, 2]
     monkeypatch.setattr(trainer_module, "_save_epoch", save)
     fit(tiny_model(), ClipDataset(8), None, _cfg(tmp_path, epochs=3, resume="auto"))
     rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    # the files count epochs as the console does
+    assert f"epoch 3/3: loss {rows[2]['train_loss']:.4f}" in capsys.readouterr().out
+    from safetensors import safe_open
+    with safe_open(str(tmp_path / "last.safetensors"), "pt") as f:
+        assert f.metadata()["epoch"] == "3"
 
 
 def test_the_last_incomplete_batch_is_explicit(tmp_path, capsys, monkeypatch):
@@ -163,7 +168,7 @@ def test_a_video_that_crashes_a_loader_worker_is_named_and_the_run_goes_on(tmp_p
                   _cfg(tmp_path / "run", batch_size=2, epochs=2, workers=1))
     assert "warning: decoding crash.mp4 crashed a loader worker; it is skipped as unreadable" in capsys.readouterr().out
     rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [0, 1] and rows[0]["corrupt_skipped"] + rows[1]["corrupt_skipped"] >= 1
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[0]["corrupt_skipped"] + rows[1]["corrupt_skipped"] >= 1
     assert summary["epochs"] == 2
 
 

@@ -275,8 +275,8 @@ def test_curves_show_a_single_epoch(tmp_path):
     assert _marker_is_drawn(img, fig, ax1, (1, row["train_loss"]), (31, 119, 180))  # tab:blue
     assert _marker_is_drawn(img, fig, ax2, (1, row["val_top1"]), (255, 127, 14))  # tab:orange
     # per-step losses, where logged, are drawn as well (grey)
-    rows = [dict(type="step", epoch=0, step=s, steps_per_epoch=4, loss=2.0 - 0.3 * s) for s in range(4)]
-    plots.plot_curves(rows + [dict(type="epoch", epoch=0, train_loss=1.5)], tmp_path / "steps.png")
+    rows = [dict(type="step", epoch=1, step=s, steps_per_epoch=4, loss=2.0 - 0.3 * s) for s in range(4)]
+    plots.plot_curves(rows + [dict(type="epoch", epoch=1, train_loss=1.5)], tmp_path / "steps.png")
     assert _colour_pixels(_png(tmp_path / "steps.png"), (153, 153, 153), tol=10) > 20
 
 

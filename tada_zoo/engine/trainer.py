@@ -210,12 +210,13 @@ def _row(line: str) -> dict:
 
 
 class _MetricsLog:
-    """JSON lines, appended by rank 0; a resumed run drops lines of epochs it will redo."""
+    """JSON lines, appended by rank 0; a resumed run drops lines of epochs it will redo. Epochs are
+    counted from 1 there, as on the console (``start_epoch``: the 0-based index the run goes on from)."""
 
     def __init__(self, path: Path, start_epoch: int):
         self.path = path
         if is_main_process() and path.exists():
-            keep = [l for l in path.read_text().splitlines() if _row(l).get("epoch", start_epoch) < start_epoch]
+            keep = [l for l in path.read_text().splitlines() if _row(l).get("epoch", start_epoch + 1) <= start_epoch]
             path.write_text("".join(l + "\n" for l in keep))
 
     def write(self, **row) -> None:
@@ -366,7 +367,7 @@ def _resume(run: _Run, out: Optional[Path]) -> Tuple[int, dict]:
     if resume == "auto":
         resume = str(out / "last.pt") if out is not None and (out / "last.pt").exists() else None
     if not resume:
-        return 0, dict(top1=-1.0, epoch=-1)
+        return 0, dict(top1=-1.0, epoch=None)
     state = load_pickle(resume)
     if not isinstance(state, dict) or not {"model", "optimizer", "epoch"} <= set(state):
         raise ValueError(f"{resume} is not a tada-zoo training checkpoint (last.pt); give --resume none "
@@ -415,7 +416,7 @@ def train_one_epoch(run: _Run, epoch: int) -> dict:
     bar.close()
     average_buffers(run.model)
     all_reduce_sum(loss_sum)
-    return dict(type="epoch", epoch=epoch, train_loss=(loss_sum[0] / loss_sum[1]).item(),
+    return dict(type="epoch", epoch=epoch + 1, train_loss=(loss_sum[0] / loss_sum[1]).item(),
                 lr=run.optimizer.param_groups[0]["lr"],
                 corrupt_skipped=len(set().union(*all_gather_object(skipped_files))), time=time.time() - t0)
 
@@ -520,7 +521,7 @@ def _save_epoch(run: _Run, out: Path, epoch: int, best: dict, rngs: list, meta: 
         state["ema"] = run.ema.state_dict()
     atomic_save(state, out / "last.pt")
     save_safetensors(unwrap_model(run.eval_model).state_dict(), out / "last.safetensors",
-                     metadata=dict(meta, epoch=str(epoch)))
+                     metadata=dict(meta, epoch=str(epoch + 1)))
 
 
 def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfig(),
@@ -551,10 +552,10 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
             last_val = validate(run, len(val_set))
             row.update(val_top1=last_val["top1"], val_top5=last_val.get("top5"))
             if last_val["top1"] > best["top1"]:
-                best = dict(top1=last_val["top1"], epoch=epoch)
+                best = dict(top1=last_val["top1"], epoch=epoch + 1)
                 if out is not None and main:
                     save_safetensors(unwrap_model(run.eval_model).state_dict(), out / "best.safetensors",
-                                     metadata=dict(meta, epoch=str(epoch), top1=f"{best['top1']:.4f}"))
+                                     metadata=dict(meta, epoch=str(epoch + 1), top1=f"{best['top1']:.4f}"))
         rngs = all_gather_object(get_rng_state())
         if out is not None and main:
             # the epoch's line first: a kill between the two redoes the epoch, whose line is then rewritten
