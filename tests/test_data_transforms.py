@@ -268,3 +268,24 @@ def test_video_data_config_and_transform_are_the_tags_protocol():
     assert create_transform(get_pretrained_cfg("tada2d_r50_8f.k400"), crops=1).num_crops == 1  # a cfg works too
     timm_tf = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
     assert "224" in repr(timm_tf)  # what timm's image helper gives: not the tag's protocol
+
+
+def test_a_protocol_written_as_cfg_fields_reads_back_as_itself():
+    """protocol_cfg (what tada-zoo push writes into config.json) is the inverse of protocol_from_cfg
+    for every registered tag's protocol and for the overrides a run stores (sizes, frames, views,
+    the file's own frame rate)."""
+    import dataclasses
+
+    from tada_zoo.data.protocol import TRAINING_ONLY, DataProtocol, protocol_cfg, protocol_from_cfg
+    from tada_zoo.models import hub_models, registered_cfg
+
+    defaults = DataProtocol()
+    names = hub_models()
+    assert len(names) > 10
+    protocols = [protocol_from_cfg(registered_cfg(n)) for n in names]
+    protocols += [protocol_from_cfg(registered_cfg(names[0]), train_crop=32, num_frames=4, clips=2, crops=1,
+                                    target_fps=0),
+                  protocol_from_cfg(registered_cfg(names[-1]), test_crop=100, test_short_side=113, grayscale=0.5)]
+    for p in protocols:
+        p = dataclasses.replace(p, **{k: getattr(defaults, k) for k in TRAINING_ONLY})
+        assert protocol_from_cfg(protocol_cfg(p)) == p

@@ -10,9 +10,11 @@ from typing import List, Optional
 from tada_zoo.data import VideoDecodeError
 from tada_zoo.models import WeightsNotAvailableError
 
-from . import convert, download, evaluate, export, extract, inflate, make_list, predict, profile, train, visualize
+from . import (convert, download, evaluate, export, extract, inflate, make_list, predict, profile, push, train,
+               visualize)
 
-COMMANDS = (profile, make_list, convert, inflate, download, train, evaluate, extract, predict, visualize, export)  # each has register(subparsers)
+COMMANDS = (profile, make_list, convert, inflate, download, train, evaluate, extract, predict, visualize, export,
+            push)  # each has register(subparsers)
 
 
 def build_parser() -> argparse.ArgumentParser:

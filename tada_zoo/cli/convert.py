@@ -11,9 +11,11 @@ __all__ = ["register"]
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "convert", help="original TAdaConv .pyth checkpoint -> safetensors + config.json + model card")
-    p.add_argument("--model", required=True,
-                   help="arch.tag of a released checkpoint (e.g. tada2d_r50_8f.k400), or an architecture")
-    p.add_argument("--checkpoint", required=True, help="original .pyth file")
+    p.add_argument("--model", default=None,
+                   help="arch.tag of a released checkpoint (e.g. tada2d_r50_8f.k400), or an architecture (weights "
+                        "of tada-zoo train say theirs: then optional, and must agree)")
+    p.add_argument("--checkpoint", required=True,
+                   help="original .pyth file, or weights of tada-zoo train (written as tada-zoo push --dry-run does)")
     p.add_argument("--output", required=True,
                    help="new (or empty) directory to write; $TADA_ZOO_HOME/ARCH.TAG (default "
                         "~/.cache/tada_zoo/ARCH.TAG) makes --pretrained TAG / pretrained=True find it")

@@ -14,6 +14,7 @@ from tada_zoo.engine.evaluate import evaluate_model, write_confusion, write_pred
 from tada_zoo.engine.metrics import compute_metrics, ensemble_scores, parse_num_classes
 from tada_zoo.engine.trainer import autocast_dtype
 from tada_zoo.models import create_video_model, registered_cfg
+from tada_zoo.weights.hub import sha256_file
 
 from ._args import HelpFormatter, add_data_args, positive_int, protocol_overrides, require_readable
 
@@ -144,7 +145,10 @@ def _evaluate(args, runs, heads, val_list, what, device):
                              autocast_dtype(args.amp, device), progress=not args.quiet)
         members.append(res["scores"])
         labels, names = res["labels"], [p for p, _ in ds.samples]
-        results[key] = dict(compute_metrics(res["scores"], labels), protocol=protocol.describe())
+        results[key] = dict(compute_metrics(res["scores"], labels), protocol=protocol.describe(), videos=len(names),
+                            data=what)
+        if ckpt:  # which weights these figures are of (tada-zoo push puts them in the model card)
+            results[key].update(checkpoint=os.path.abspath(ckpt), checkpoint_sha256=sha256_file(ckpt))
     if len(members) > 1:
         results["ensemble"] = compute_metrics(ensemble_scores(members), labels)
     final = results["ensemble"] if len(members) > 1 else results[key]

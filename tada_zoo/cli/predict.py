@@ -10,7 +10,7 @@ from tada_zoo.engine.distributed import cleanup_distributed, init_distributed, i
 from tada_zoo.engine.trainer import autocast_dtype
 from tada_zoo.data.folders import summarize_skipped
 from tada_zoo.inference.features import list_videos
-from tada_zoo.inference.predict import load_classifier
+from tada_zoo.inference.predict import load_classifier, top_dicts
 
 from ._args import HelpFormatter, add_data_args, positive_int, protocol_overrides
 
@@ -78,7 +78,7 @@ def _main(args: argparse.Namespace) -> None:
         for r in results:  # paths as the user sees them: relative to the folder given
             r["video"] = os.path.relpath(r["video"], os.path.abspath(src)) if folder else str(src)
         if args.json:
-            print(json.dumps([dict(video=r["video"], top=_as_dicts(r["top"])) for r in results], indent=1))
+            print(json.dumps([dict(video=r["video"], top=top_dicts(r["top"])) for r in results], indent=1))
         else:
             for r in results:
                 print(r["video"])
@@ -92,9 +92,3 @@ def _main(args: argparse.Namespace) -> None:
             raise ValueError(f"none of the {len(videos)} videos under {src} could be read")
     finally:
         cleanup_distributed()
-
-
-def _as_dicts(top):
-    if top and isinstance(top[0], list):  # several heads
-        return [_as_dicts(t) for t in top]
-    return [dict(index=i, name=n, score=round(s, 6)) for i, n, s in top]

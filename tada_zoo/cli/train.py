@@ -3,6 +3,7 @@ folders (also under torchrun)."""
 import argparse
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 from tada_zoo._files import check_writable, write_text
@@ -82,7 +83,8 @@ def _add_config_flags(p) -> None:
     """Every TrainConfig field not set elsewhere becomes a flag (None = the recipe's value),
     validated where parsed."""
     skip = {"model", "num_classes", "output", "recipe", "workers", "progress", "stop_after_epoch", "resume", "amp",
-            "compile", "sync_bn", "flip_labels", "model_kwargs", "class_names", "protocol", "sources", "finetune"}
+            "compile", "sync_bn", "flip_labels", "model_kwargs", "class_names", "protocol", "sources", "finetune",
+            "init", "dataset"}
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
             continue
@@ -232,6 +234,26 @@ def _dry_run(args: argparse.Namespace) -> None:
           f"{len(report['param_groups'])} groups, {len(report['lr_per_step'])} steps -> {out}")
 
 
+def _run_record(args, model, protocol, train_set, val_set) -> dict:
+    """What the run's weights say of their making (``init``, ``dataset``), so a model card built from
+    them (``tada-zoo push``) is true: the weights it started from and the data it saw."""
+    arch = args.model.partition(".")[0]
+    if args.checkpoint_init or (args.pretrained and args.pretrained is not True
+                                and args.pretrained not in registered_tags(arch)):
+        init = f"file {Path(args.checkpoint_init or args.pretrained).name}"
+    elif args.inflate_from:
+        init = f"2D weights {args.inflate_from}, inflated"
+    elif args.pretrained:
+        init = f"{arch}.{model.pretrained_cfg.get('tag')}"
+    else:
+        init = "random"
+    dataset = dict(name=Path(os.path.abspath(args.data_root)).name, train_videos=len(train_set.samples),
+                   val_videos=len(val_set.samples) if val_set else 0, training=protocol.describe(train=True))
+    if val_set is not None:
+        dataset["validation"] = protocol.describe(clips=args.val_clips, crops=1)
+    return dict(init=init, dataset=dataset)
+
+
 def _protocol_flags(args, cfg: TrainConfig, model) -> dict:
     over = dict(protocol_overrides(args), train_crop=args.input_size, hflip=False if args.no_hflip else None,
                 flip_labels=args.flip_labels or cfg.flip_labels, rand_augment=cfg.rand_augment,
@@ -289,6 +311,7 @@ def _main(args: argparse.Namespace) -> None:
                   f"on {device} (all values: OUTPUT/recipe.json, or --dry-run)\n"
                   f"  training data: {protocol.describe(train=True)}\n"
                   f"  validation: {protocol.describe(clips=args.val_clips, crops=1)}")
+        cfg = dataclasses.replace(cfg, **_run_record(args, model, protocol, train_set, val_set))
         summary = fit(model, train_set, val_set, cfg, device)
         if is_main_process():
             print(json.dumps(dict(best=summary["best"], ranks_in_sync=summary["ranks_in_sync"],

@@ -15,8 +15,8 @@ import torch
 from .datasets import VideoDataset
 from .transforms import DEFAULT_MEAN, DEFAULT_STD, EvalTransform, TrainTransform
 
-__all__ = ["DataProtocol", "protocol_from_cfg", "resolve_data_config", "create_transform", "default_frame_interval",
-           "SSV2_FLIP_LABELS", "FLIP_LABELS"]
+__all__ = ["DataProtocol", "protocol_from_cfg", "protocol_cfg", "TRAINING_ONLY", "resolve_data_config",
+           "create_transform", "default_frame_interval", "SSV2_FLIP_LABELS", "FLIP_LABELS"]
 
 # the original's AUGMENTATION.SSV2_FLIP: classes that name a direction, swapped when the clip is mirrored
 SSV2_FLIP_LABELS = {86: 87, 87: 86, 93: 94, 94: 93, 166: 167, 167: 166}
@@ -143,7 +143,7 @@ def protocol_from_cfg(pretrained_cfg=None, **overrides) -> DataProtocol:
         num_frames=num_frames,
         sampling=_get(pretrained_cfg, "sampling", "interval"),
         frame_interval=interval or default_frame_interval(num_frames),
-        target_fps=_get(pretrained_cfg, "target_fps", 30.0),
+        target_fps=_get(pretrained_cfg, "target_fps", 30.0) or None,  # 0: the file's own frames (protocol_cfg)
         clips=_get(pretrained_cfg, "eval_clips", 1),
         crops=_get(pretrained_cfg, "eval_crops", 1),
         test_crop=int(test_size[-1]),
@@ -169,6 +169,22 @@ def protocol_from_cfg(pretrained_cfg=None, **overrides) -> DataProtocol:
     if o.get("target_fps") == 0:  # 0 on the command line: count the file's own frames
         o["target_fps"] = None
     return replace(base, **o)
+
+
+# protocol fields a pretrained cfg cannot hold: training-time choices of one run, not facts of the weights
+TRAINING_ONLY = ("hflip", "flip_labels", "random_erasing")
+
+
+def protocol_cfg(protocol: DataProtocol) -> dict:
+    """The pretrained-cfg fields that ``protocol_from_cfg`` reads back as ``protocol`` (all but
+    ``TRAINING_ONLY``): what a published fine-tuned model's ``config.json`` says about its inputs."""
+    p = protocol
+    return dict(num_frames=p.num_frames, sampling=p.sampling, frame_interval=p.frame_interval,
+                target_fps=p.target_fps or 0, eval_clips=p.clips, eval_crops=p.crops,
+                input_size=(3, p.train_crop, p.train_crop), test_input_size=(3, p.test_crop, p.test_crop),
+                test_crop_pct=p.test_crop / p.test_short_side, mean=tuple(p.mean), std=tuple(p.std),
+                train_scale=tuple(p.train_scale), train_ratio=tuple(p.train_ratio), rand_augment=p.rand_augment,
+                grayscale=p.grayscale)
 
 
 def _cfg_of(model_or_cfg):

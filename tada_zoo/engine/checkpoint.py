@@ -13,6 +13,7 @@ the heads, the class names and the data-protocol flags, so ``evaluate`` / ``pred
 import json
 import os
 import random
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -26,11 +27,11 @@ from tada_zoo.models import read_checkpoint
 __all__ = [
     "run_protocol",
     "atomic_save", "save_safetensors", "get_rng_state", "set_rng_state",
-    "unwrap_model", "run_metadata", "checkpoint_info", "resolve_run",
+    "unwrap_model", "run_metadata", "checkpoint_info", "resolve_run", "run_weights", "RUN_WEIGHTS",
 ]
 
 # metadata keys holding JSON (safetensors metadata is str -> str); "model" is a plain string
-_JSON_KEYS = ("model_kwargs", "num_classes", "class_names", "protocol")
+_JSON_KEYS = ("model_kwargs", "num_classes", "class_names", "protocol", "dataset")
 
 PathLike = Union[str, os.PathLike]
 
@@ -82,23 +83,30 @@ def set_rng_state(state: dict) -> None:
 
 
 def run_metadata(model: str, model_kwargs: Optional[dict] = None, num_classes: Optional[Sequence[int]] = None,
-                 class_names: Optional[Sequence[str]] = None, protocol: Optional[dict] = None) -> Dict[str, str]:
+                 class_names: Optional[Sequence[str]] = None, protocol: Optional[dict] = None,
+                 init: Optional[str] = None, dataset: Optional[dict] = None) -> Dict[str, str]:
     """What rebuilds a trained model, as str -> str: ``model`` (registered name, with the tag
     whose data protocol it used), ``model_kwargs``, ``num_classes`` (one int per head),
-    ``class_names`` and ``protocol`` (the data flags training overrode), JSON-encoded."""
+    ``class_names`` and ``protocol`` (the data flags training overrode), JSON-encoded; and what a
+    model card must say truthfully: ``init`` (the weights it started from) and ``dataset``."""
     values = dict(model_kwargs=dict(model_kwargs or {}), num_classes=list(num_classes) if num_classes else None,
-                  class_names=list(class_names) if class_names else None, protocol=dict(protocol or {}))
-    return dict(model=model, **{k: json.dumps(v) for k, v in values.items()})
+                  class_names=list(class_names) if class_names else None, protocol=dict(protocol or {}),
+                  dataset=dict(dataset or {}))
+    meta = dict(model=model, **{k: json.dumps(v) for k, v in values.items()})
+    if init:
+        meta["init"] = init
+    return meta
 
 
 def checkpoint_info(path: Union[str, os.PathLike]) -> Dict[str, Any]:
-    """``dict(model, model_kwargs, num_classes, class_names, protocol, trained)`` stored in a
+    """``dict(model, model_kwargs, num_classes, class_names, protocol, dataset, init, trained)`` stored in a
     weights file by ``tada-zoo train`` (``run_metadata``; ``trained`` True); files from elsewhere
     (converted or Hub weights, original checkpoints) give ``model=None`` and empty values. Read
     through the one reader, ``models._helpers.read_checkpoint``."""
     meta = read_checkpoint(path)[1].get("metadata") or {}
     info: Dict[str, Any] = dict(model=meta.get("model") or None, model_kwargs={}, num_classes=None,
-                                class_names=None, protocol={}, trained=bool(meta.get("model")))
+                                class_names=None, protocol={}, dataset={}, init=meta.get("init"),
+                                trained=bool(meta.get("model")))
     for key in _JSON_KEYS:
         if meta.get(key) is None:
             continue
@@ -127,7 +135,8 @@ def resolve_run(checkpoint: Optional[Union[str, os.PathLike]], model: Optional[s
     Returns ``checkpoint_info``'s dict with ``model``, ``num_classes`` and ``model_kwargs`` resolved.
     """
     info = checkpoint_info(checkpoint) if checkpoint else dict(model=None, model_kwargs={}, num_classes=None,
-                                                               class_names=None, protocol={}, trained=False)
+                                                               class_names=None, protocol={}, dataset={}, init=None,
+                                                               trained=False)
     stored = info["model"]
     if model is not None and stored is not None:
         (arch, _, tag), (s_arch, _, s_tag) = model.partition("."), stored.partition(".")
@@ -151,6 +160,23 @@ def resolve_run(checkpoint: Optional[Union[str, os.PathLike]], model: Optional[s
         kwargs[k] = v
     info["model_kwargs"] = kwargs
     return info
+
+
+RUN_WEIGHTS = ("best.safetensors", "last.safetensors")  # what a run folder stands for, in this order
+
+
+def run_weights(source: Union[str, os.PathLike]) -> Path:
+    """The weights a run folder stands for (``best.safetensors``, else ``last.safetensors``: what push
+    publishes and a classifier loads), or the weights file given."""
+    source = Path(source)
+    if source.is_dir():
+        for name in RUN_WEIGHTS:
+            if (source / name).is_file():
+                return source / name
+        raise FileNotFoundError(f"{source} holds no {' or '.join(RUN_WEIGHTS)}: is it the --output of tada-zoo train?")
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} is neither a run folder nor a weights file")
+    return source
 
 
 def run_protocol(model: torch.nn.Module, run: Dict[str, Any], **overrides) -> DataProtocol:

@@ -54,6 +54,8 @@ class TrainConfig:
     model_kwargs: dict = field(default_factory=dict)
     class_names: Optional[List[str]] = None
     protocol: dict = field(default_factory=dict)  # the data-protocol flags that overrode the cfg's
+    init: Optional[str] = None  # the weights training started from: "arch.tag", "file NAME", "random", ...
+    dataset: dict = field(default_factory=dict)  # what it was trained on: name, video counts, training data
     recipe: Optional[str] = None  # a key of RECIPES (or an alias); None: the tag's own (recipe_for)
     lr_scaling: str = "linear"  # the recipe's lr at another global batch: "linear" or "none"
     finetune: bool = False  # trained weights on one's own data: FINETUNE's schedule unless recipe is given
@@ -544,7 +546,7 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
     if out is not None and main:
         write_text(out / "recipe.json", json.dumps(recipe_report(run.model, cfg, run.steps_per_epoch), indent=1))
     log = _MetricsLog(out / "metrics.jsonl", start_epoch) if out is not None else None
-    meta = run_metadata(cfg.model, cfg.model_kwargs, run.heads, cfg.class_names, cfg.protocol)
+    meta = run_metadata(cfg.model, cfg.model_kwargs, run.heads, cfg.class_names, cfg.protocol, cfg.init, cfg.dataset)
     last_val = None
     for epoch in range(start_epoch, cfg.epochs):
         row = train_one_epoch(run, epoch)

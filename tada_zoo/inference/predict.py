@@ -25,11 +25,11 @@ from tada_zoo.data.adapters import read_class_names
 from tada_zoo.data.datasets import write_annotations
 from tada_zoo.data.decode import VideoDecodeError
 from tada_zoo.data.protocol import DataProtocol
-from tada_zoo.engine.checkpoint import resolve_run, run_protocol
+from tada_zoo.engine.checkpoint import RUN_WEIGHTS, resolve_run, run_protocol, run_weights
 from tada_zoo.engine.evaluate import evaluate_model
 from tada_zoo.models import create_video_model
 
-__all__ = ["VideoClassifier", "load_classifier", "dataset_class_names"]
+__all__ = ["VideoClassifier", "load_classifier", "dataset_class_names", "top_dicts"]
 
 PathLike = Union[str, os.PathLike]
 _LABELS_DIR = Path(__file__).parents[1] / "data" / "labels"
@@ -61,6 +61,28 @@ class VideoClassifier:
     note: Optional[str] = None  # why there are no class names
     name: str = ""  # the registered model name
 
+    @classmethod
+    def from_pretrained(cls, source: PathLike, labels: Optional[Union[PathLike, Sequence[str]]] = None,
+                        **kwargs) -> "VideoClassifier":
+        """``NAME.TAG`` (registered weights), a run folder or weights file of ``tada-zoo train``, a
+        folder written by ``push --dry-run`` / ``convert``, ``"hf-hub:user/name"`` or ``"local-dir:DIR"``;
+        ``kwargs`` are ``load_classifier``'s (views, protocol overrides)."""
+        s = os.fspath(source)
+        if os.path.isdir(s) and os.path.isfile(os.path.join(s, "config.json")) and not any(
+                os.path.isfile(os.path.join(s, w)) for w in RUN_WEIGHTS):
+            s = f"local-dir:{s}"
+        if s.startswith(("hf-hub:", "local-dir:")) or not os.path.exists(s):
+            return load_classifier(model=s, labels=labels, **kwargs)
+        return load_classifier(checkpoint=run_weights(s), labels=labels, **kwargs)
+
+    def __call__(self, videos: Union[PathLike, Sequence[PathLike]], topk: int = 5, **kwargs):
+        """``clf("a.mp4")`` -> ``[{"index", "name", "score"}, ...]`` best first, with the model's own test
+        views; ``clf([paths], batch_size=...)`` -> one such list per video. ``kwargs``: ``predict``'s."""
+        single = isinstance(videos, (str, os.PathLike))
+        results = self.predict([videos] if single else list(videos), topk, **kwargs)
+        tops = [top_dicts(r["top"]) for r in results]
+        return tops[0] if single else tops
+
     def predict(self, videos: Sequence[PathLike], topk: int = 5, skip_unreadable: bool = False,
                 batch_size: int = 8, workers: int = 0, device: Union[str, torch.device] = "cpu",
                 autocast_dtype: Optional[torch.dtype] = None, progress: bool = False) -> List[dict]:
@@ -78,6 +100,18 @@ class VideoClassifier:
         odd = [p for p in paths if "\n" in p or "\r" in p or p != p.strip()]
         if odd:
             raise ValueError(f"video names with line breaks or surrounding spaces are not supported: {odd[0]!r}")
+        scores = self._scores(list(dict.fromkeys(paths)), skip_unreadable, batch_size, workers, device,
+                              autocast_dtype, progress)
+        names = self.class_names if len(self.heads) == 1 else None
+        results = []
+        for path in (p for p in paths if p in scores):  # a video given twice is decoded once, answered twice
+            tops = [self._top(s, topk, names) for s in scores[path]]
+            results.append(dict(video=path, top=tops[0] if len(tops) == 1 else tops))
+        return results
+
+    def _scores(self, paths: List[str], skip_unreadable: bool, batch_size: int, workers: int, device,
+                autocast_dtype, progress: bool) -> dict:
+        """``{path: [view-averaged probabilities per head]}`` of the readable ``paths`` (distinct)."""
         with tempfile.TemporaryDirectory(prefix="tada-zoo-predict-") as tmp:
             list_file = os.path.join(tmp, "videos.txt")
             write_annotations([(p, 0) for p in paths], list_file)
@@ -88,19 +122,15 @@ class VideoClassifier:
                     path, reason = next(iter(bad.items()))
                     raise VideoDecodeError(path, reason)
                 for path, reason in bad.items():
-                    warnings.warn(f"skipping {path}: cannot be read ({reason})", RuntimeWarning, stacklevel=2)
+                    warnings.warn(f"skipping {path}: cannot be read ({reason})", RuntimeWarning, stacklevel=3)
                 paths = [p for p in paths if p not in bad]
                 if not paths:
-                    return []
+                    return {}
                 write_annotations([(p, 0) for p in paths], list_file)
                 ds = self.protocol.dataset("", list_file, train=False)
             scores = evaluate_model(self.model, ds, self.heads, batch_size, workers, torch.device(device),
                                     autocast_dtype, progress=progress)["scores"]
-        results = []
-        for i, path in enumerate(paths):
-            tops = [self._top(s[i], topk, names=self.class_names if len(self.heads) == 1 else None) for s in scores]
-            results.append(dict(video=path, top=tops[0] if len(tops) == 1 else tops))
-        return results
+        return {p: [s[i] for s in scores] for i, p in enumerate(paths)}
 
     @staticmethod
     def _top(probs: torch.Tensor, k: int, names) -> List[Tuple[int, Optional[str], float]]:
@@ -108,11 +138,44 @@ class VideoClassifier:
         return [(int(i), names[i] if names else None, float(v)) for v, i in zip(values, indices)]
 
 
+def top_dicts(top: list) -> list:
+    """``predict``'s ``(index, name, score)`` tuples as ``{"index", "name", "score"}`` (one list per head
+    for several heads): what ``clf(...)`` returns and ``tada-zoo predict --json`` prints."""
+    if top and isinstance(top[0], list):
+        return [top_dicts(t) for t in top]
+    return [dict(index=i, name=n, score=round(s, 6)) for i, n, s in top]
+
+
+def _class_names(labels, run: dict, cfg, heads: List[int], checkpoint) -> Tuple[Optional[List[str]], Optional[str]]:
+    """(names, why there are none): ``labels``, else the checkpoint's, else those of the model's
+    ``config.json`` (a repo of ``tada-zoo push``), else those of the dataset of registered weights."""
+    names, source, dataset = None, None, cfg.get("dataset")
+    if labels is not None:
+        names = list(labels) if isinstance(labels, (list, tuple)) else read_class_names(labels)
+        source = "labels" if isinstance(labels, (list, tuple)) else os.fspath(labels)
+    elif run["class_names"]:
+        names, source = run["class_names"], checkpoint
+    elif cfg.get("label_names"):
+        names, source = list(cfg["label_names"]), f"the config.json of {run['model']}"
+    elif not run["trained"]:  # registered or converted weights: the names of the dataset they were trained on
+        names = dataset_class_names(dataset)
+        names = names if names is not None and heads == [len(names)] else None
+    if names is not None and heads != [len(names)]:
+        raise ValueError(f"{source} names {len(names)} classes, but the model has "
+                         f"{heads[0] if len(heads) == 1 else heads} outputs; is it the class file of this model?")
+    if names is None and run["trained"]:
+        return None, ("class indices only: the checkpoint names no classes (trained from a list without "
+                      "--class-names); pass labels (--labels FILE, line i = class i)")
+    return names, None if names is not None else _missing_names_note(dataset)
+
+
 def load_classifier(model: Optional[str] = None, checkpoint: Optional[PathLike] = None,
                     labels: Optional[Union[PathLike, Sequence[str]]] = None, model_kwargs: Optional[dict] = None,
                     num_classes: Optional[Sequence[int]] = None, clips: Optional[int] = None,
                     crops: Optional[int] = None, **protocol_overrides) -> VideoClassifier:
-    """A ``VideoClassifier`` from a registered ``name.tag`` (its Hub weights) or a ``checkpoint``.
+    """A ``VideoClassifier`` from a registered ``name.tag`` (its weights), a published
+    ``"hf-hub:user/name"`` / ``"local-dir:DIR"`` (``tada-zoo push``: its classes and protocol), or a
+    ``checkpoint``.
 
     A checkpoint written by ``tada-zoo train`` supplies the model name, ``model_kwargs``, heads,
     class names and the data flags of its run; arguments given here must agree with it
@@ -131,21 +194,5 @@ def load_classifier(model: Optional[str] = None, checkpoint: Optional[PathLike] 
     protocol = run_protocol(net, run, **dict(protocol_overrides, num_frames=getattr(net, "num_frames", None),
                                              clips=clips, crops=crops))
 
-    names, note, source, dataset = None, None, None, cfg.get("dataset")
-    if labels is not None:
-        names = list(labels) if isinstance(labels, (list, tuple)) else read_class_names(labels)
-        source = "labels" if isinstance(labels, (list, tuple)) else os.fspath(labels)
-    elif run["class_names"]:
-        names, source = run["class_names"], checkpoint
-    elif not run["trained"]:  # registered or converted weights: the names of the dataset they were trained on
-        names = dataset_class_names(dataset)
-        names = names if names is not None and heads == [len(names)] else None
-    if names is not None and heads != [len(names)]:
-        raise ValueError(f"{source} names {len(names)} classes, but the model has "
-                         f"{heads[0] if len(heads) == 1 else heads} outputs; is it the class file of this model?")
-    if names is None and run["trained"]:
-        note = ("class indices only: the checkpoint names no classes (trained from a list without --class-names); "
-                "pass labels (--labels FILE, line i = class i)")
-    elif names is None:
-        note = _missing_names_note(dataset)
+    names, note = _class_names(labels, run, cfg, heads, checkpoint)
     return VideoClassifier(net, protocol, list(heads), names, note, run["model"])

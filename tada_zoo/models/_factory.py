@@ -104,7 +104,7 @@ def create_video_model(
         kwargs: more model arguments (``num_frames``, ``drop_path_rate``, ...).
     """
     arch = name.split(":")[-1].split(".")[0]
-    if not name.startswith("hf-hub:"):
+    if not name.startswith(("hf-hub:", "local-dir:")):
         check_model_name(arch)
     if len([s for s in (pretrained, checkpoint, inflate_from) if s]) > 1:
         raise ValueError("give at most one of --pretrained, --checkpoint-init, --inflate-from")

@@ -1,13 +1,14 @@
 """Model cards of the Hub repos: a converted release, weights inflated from 2D ImageNet
 weights, and an architecture converted without a tag. Rendered from the pretrained cfg (the
 registry is the one source); ``hub_configs/`` holds every card, kept in sync by a test."""
+import json
 from typing import List, Optional, Tuple
 
 from tada_zoo.data.protocol import protocol_from_cfg
 from tada_zoo.models import WEIGHTS_NAME, family, registered_cfg, repo_id
 from tada_zoo.models._cfg import PAPERS
 
-__all__ = ["VIDEO_TASK", "render_model_card", "untagged_card"]
+__all__ = ["VIDEO_TASK", "render_model_card", "untagged_card", "run_card"]
 
 VIDEO_TASK = "video-classification"  # the Hub pipeline tag (timm's default would say image-classification)
 
@@ -222,3 +223,106 @@ def untagged_card(name: str, stats: dict, provenance: dict) -> str:
         f"- **sha256 (`{WEIGHTS_NAME}`):** `{provenance['converted_sha256']}`", "",
         "```python", "import timm, tada_zoo", "",
         "model = timm.create_model(\"local-dir:PATH/TO/THIS/FOLDER\", pretrained=True)", "```", ""])
+
+
+# ---- a fine-tuned run (tada-zoo push) ------------------------------------------------------
+
+def run_card(config: dict, protocol) -> str:
+    """The Hub README of a model fine-tuned with ``tada-zoo train`` (``weights.publish``): the HF
+    metadata block (``huggingface_hub.ModelCardData``, with a ``model-index`` when the weights were
+    evaluated), what it is and was trained on, its protocol, usage, the base model and the citation,
+    all from the ``config.json`` written next to it."""
+    from huggingface_hub import ModelCardData
+
+    facts, arch = config["provenance"], config["architecture"]
+    name = facts.get("repo") or config["pretrained_cfg"].get("hf_hub_id") or arch
+    data = ModelCardData(
+        library_name="timm", pipeline_tag=VIDEO_TASK, tags=[VIDEO_TASK, "timm", "tada-zoo", "video"],
+        license=config["pretrained_cfg"].get("license") or "apache-2.0", base_model=facts.get("base_model"),
+        model_name=name, eval_results=_eval_results(facts))
+    lines = ["---", data.to_yaml(), "---"] + _run_details(config, name) + _run_use(config, protocol, name)
+    citation = PAPERS.get(config["pretrained_cfg"].get("paper_ids"))
+    if citation:
+        lines += ["", "## Citation", "", "The architecture's paper:", "", "```bibtex", citation, "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _eval_results(facts: dict):
+    from huggingface_hub import EvalResult
+
+    ev = facts.get("evaluation")
+    if not ev:
+        return None
+    common = dict(task_type=VIDEO_TASK, task_name="Video Classification", dataset_type=facts["dataset"],
+                  dataset_name=facts["dataset"], dataset_split="evaluation")
+    results = [EvalResult(metric_type="accuracy", metric_name="Top-1 accuracy", metric_value=ev["top1"], **common)]
+    if ev.get("top5") is not None:
+        results.append(EvalResult(metric_type="top-5-accuracy", metric_name="Top-5 accuracy",
+                                  metric_value=ev["top5"], **common))
+    return results
+
+
+def _run_details(config: dict, name: str) -> List[str]:
+    """What the model is, what it started from, what it saw, and how well it does."""
+    facts, arch = config["provenance"], config["architecture"]
+    classes, data = facts.get("classes"), facts.get("training_data") or {}
+    base = facts.get("base_model")
+    start = (f"the weights of [`{facts['init']}`](https://huggingface.co/{base})" if base
+             else "random weights" if facts["init"] == "random" else facts["init"])
+    shown = ", ".join(f"`{c}`" for c in classes[:20]) + (f" and {len(classes) - 20} more" if len(classes) > 20 else "") \
+        if classes else "no names stored (class indices only)"
+    summary = facts.get("run_summary") or {}
+    lines = [f"# {name}", "",
+             f"`{arch}` video classifier fine-tuned on **{facts['dataset']}** ({facts['num_classes']} classes) with "
+             f"tada-zoo, starting from {start}.", "",
+             "## Model details", "",
+             f"- **Architecture:** `{arch}` (timm name; `import tada_zoo` registers it), arguments "
+             f"`{json.dumps(config.get('model_args', {}))}`",
+             f"- **Classes ({facts['num_classes']}):** {shown}",
+             f"- **Started from:** {start}",
+             f"- **Training data:** {facts['dataset']}: {data.get('train_videos', '?')} training and "
+             f"{data.get('val_videos', '?')} validation videos",
+             f"- **Training clips:** {data.get('training', 'not recorded')}"]
+    if summary.get("epochs"):
+        best = summary.get("best") or {}
+        lines.append(f"- **Training:** {summary['epochs']} epoch{'s' * (summary['epochs'] != 1)}" + (
+            f", best validation top-1 {best['top1']:.2f} % at epoch {best['epoch']} ({data.get('validation')})"
+            if best.get("epoch") else ""))
+    lines += ["", "## Evaluation", ""] + _evaluation_lines(facts) + [""]
+    return lines
+
+
+def _evaluation_lines(facts: dict) -> List[str]:
+    ev = facts.get("evaluation")
+    if not ev:
+        return ["Not evaluated with `tada-zoo evaluate` (no `metrics.json` of these weights was found in the run "
+                "folder): no accuracy is claimed."]
+    top5 = f", top-5 {ev['top5']:.2f} %" if ev.get("top5") is not None else ""
+    return [f"`tada-zoo evaluate` of these exact weights (sha256 `{facts['source_sha256'][:16]}...`) on "
+            f"{ev.get('videos', '?')} videos of {facts['dataset']}: **top-1 {ev['top1']:.2f} %**{top5}, "
+            f"mean class accuracy {ev.get('mean_class_acc', float('nan')):.2f} %; views: {ev.get('protocol')}."]
+
+
+def _run_use(config: dict, protocol, name: str) -> List[str]:
+    """How to feed and load it; provenance."""
+    facts = config["provenance"]
+    mean = ", ".join(f"{v:g}" for v in protocol.mean)
+    std = ", ".join(f"{v:g}" for v in protocol.std)
+    hub = f"hf-hub:{name}" if "/" in name else "local-dir:PATH/TO/THIS/FOLDER"
+    return [
+        "## Preprocessing", "",
+        f"Input `(B, 3, T, H, W)` float clips of T = {protocol.num_frames} RGB frames in [0, 1], normalised with "
+        f"mean ({mean}) and std ({std}). `tada_zoo.data.resolve_data_config(model)` gives this pipeline, which "
+        "`tada-zoo predict` and `tada-zoo evaluate` apply:", "",
+        f"- **Test views:** {protocol.describe()}; the softmax scores of all views are averaged",
+        f"- **Training augmentation:** {protocol.describe(train=True)}", "",
+        "## Usage", "",
+        "```python", "import timm, torch", "import tada_zoo  # registers the tada-zoo models with timm", "",
+        f'model = timm.create_model("{hub}", pretrained=True).eval()',
+        'classes = model.pretrained_cfg["label_names"]',
+        "```", "",
+        "```bash", f"tada-zoo predict VIDEO.mp4 --model {hub}", "```", "",
+        "## Provenance", "",
+        f"- **Weights:** `{facts['source_file']}` of a `tada-zoo train` run, sha256 `{facts['source_sha256']}`",
+        f"- **Written by:** {facts['written_by']} (`tada-zoo push`)",
+    ]

@@ -25,7 +25,7 @@ from tada_zoo.deploy.profile import empty_model, model_stats, stats_of
 
 from .cards import render_model_card, untagged_card
 
-__all__ = ["hub_config", "write_hub_files", "save_converted", "push_folder", "sha256_file"]
+__all__ = ["hub_config", "write_hub_files", "save_converted", "push_folder", "sha256_file", "VIDEO_FIELDS"]
 
 
 # video facts of VideoPretrainedCfg that timm's PretrainedCfg does not know: they go to a
@@ -36,15 +36,18 @@ VIDEO_FIELDS = [f.name for f in dataclasses.fields(VideoPretrainedCfg)
 
 # ---- config.json and model card --------------------------------------------------------
 
-def hub_config(model: nn.Module, stats: Optional[dict] = None) -> dict:
+def hub_config(model: nn.Module, stats: Optional[dict] = None, model_args: Optional[dict] = None,
+               label_names: Optional[list] = None) -> dict:
     """timm's hub ``config.json`` for ``model`` (timm.models._hub.save_config_for_hf), with the
     video facts moved from ``pretrained_cfg`` to a top-level ``"video"`` entry (timm builds a
-    plain PretrainedCfg from ``pretrained_cfg`` and would reject them there)."""
-    model_args = {}
+    plain PretrainedCfg from ``pretrained_cfg`` and would reject them there). ``model_args``:
+    the constructor arguments that rebuild it (default: its frames)."""
+    model_args = dict(model_args or {})
     if getattr(model, "num_frames", None):
-        model_args["num_frames"] = model.num_frames
+        model_args.setdefault("num_frames", model.num_frames)
     with tempfile.TemporaryDirectory() as tmp:
-        save_config_for_hf(model, Path(tmp) / "config.json", model_args=model_args)
+        save_config_for_hf(model, Path(tmp) / "config.json", model_args=model_args,
+                           model_config=dict(label_names=list(label_names)) if label_names else None)
         config = json.loads((Path(tmp) / "config.json").read_text())
     pretrained_cfg = config["pretrained_cfg"]
     pretrained_cfg.pop("published", None)
