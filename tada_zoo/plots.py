@@ -13,7 +13,7 @@ import numpy as np
 from ._files import atomic_write
 
 __all__ = ["require_matplotlib", "plot_curves", "curves_figure", "confusion_matrix", "plot_confusion", "overlay_cam",
-           "plot_cam_strip", "save_cam_gif", "plot_alpha"]
+           "plot_cam_strip", "save_cam_gif", "plot_alpha", "plot_timeline"]
 
 _INSTALL = "pip install 'tada-zoo[plot]'"
 MAX_TICK_LABELS = 50  # confusion matrices with more classes get no tick labels (unreadable)
@@ -219,5 +219,34 @@ def plot_alpha(alphas: Mapping[str, np.ndarray], path, title: Optional[str] = No
     axes[0, 0].legend(fontsize=7, loc="best")
     if title:
         fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_timeline(result: Mapping, path, num_classes: int = 5) -> Path:
+    """A long video's class scores over time (``inference.timeline``): the ``num_classes`` classes that
+    lead the most windows (then by peak score) as lines at the windows' centres, and under them the
+    segments of the top class as coloured bands named by class."""
+    probs = np.asarray(result["probs"], dtype=np.float64)
+    windows, names = result["windows"], result.get("class_names")
+    centres = np.array([(w["start"] + w["end"]) / 2 for w in windows])
+    leads = np.bincount(probs.argmax(1), minlength=probs.shape[1])
+    order = sorted(range(probs.shape[1]), key=lambda c: (-leads[c], -probs[:, c].max()))[:num_classes]
+    label = (lambda c: names[c]) if names else (lambda c: f"class {c}")
+    fig = _figure(figsize=(12, 4.2))
+    ax, bands = fig.subplots(2, 1, sharex=True, gridspec_kw=dict(height_ratios=(4, 1)))
+    colours = {c: f"C{i}" for i, c in enumerate(order)}
+    for c in order:
+        ax.plot(centres, probs[:, c], "o-" if len(centres) < 40 else "-", ms=3, color=colours[c], label=label(c))
+    ax.set_ylim(0, 1.02), ax.set_ylabel("score (softmax)"), ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right", ncol=min(len(order), 3))
+    ax.set_title(f"{Path(str(result.get('video', ''))).name}: {result.get('window_seconds', 0):.3g} s windows every "
+                 f"{result.get('stride_seconds', 0):.3g} s", fontsize=9)
+    for s in result["segments"]:
+        bands.axvspan(s["start"], s["end"], color=colours.get(s["index"], "0.8"), alpha=0.6, lw=0)
+        if s["end"] - s["start"] > 0.06 * (windows[-1]["end"] or 1):
+            bands.text((s["start"] + s["end"]) / 2, 0.5, label(s["index"]), ha="center", va="center", fontsize=7)
+    bands.set_yticks([]), bands.set_ylabel("top class", fontsize=8), bands.set_xlabel("time (s)")
+    bands.set_xlim(0, windows[-1]["end"])
     fig.tight_layout()
     return _save(fig, path)

@@ -10,9 +10,11 @@ from tada_zoo.engine.distributed import cleanup_distributed, init_distributed, i
 from tada_zoo.engine.trainer import autocast_dtype
 from tada_zoo.data.folders import summarize_skipped
 from tada_zoo.inference.features import list_videos
+from tada_zoo._files import check_writable
 from tada_zoo.inference.predict import load_classifier, top_dicts
+from tada_zoo.inference.timeline import write_timeline
 
-from ._args import HelpFormatter, add_data_args, positive_int, protocol_overrides
+from ._args import HelpFormatter, add_data_args, positive_float, positive_int, protocol_overrides
 
 __all__ = ["register"]
 
@@ -26,7 +28,9 @@ def register(subparsers) -> None:
                     "Class names: --labels, else the checkpoint's (train stores them), else the dataset's "
                     "(Something-Something V2 tags); Kinetics tags print class indices, since the original code "
                     "never published its Kinetics label order.")
-    p.add_argument("input", metavar="VIDEO_OR_FOLDER", help="a video file, or a folder of videos (searched recursively)")
+    p.add_argument("input", metavar="VIDEO_OR_FOLDER",
+                   help="a video file, or a folder of videos (searched recursively); with --timeline also - "
+                        "(standard input, e.g. ffmpeg ... -f mpegts -)")
     p.add_argument("--model", default=None,
                    help="registered NAME[.TAG]; without --checkpoint its Hub weights are used (default: what "
                         "--checkpoint says)")
@@ -40,13 +44,55 @@ def register(subparsers) -> None:
     p.add_argument("--crops", type=int, choices=(1, 3), default=None, help="crops per clip (default: the model's protocol)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="clips per forward pass")
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision")
+    p.add_argument("--timeline", action="store_true",
+                   help="a long video: scores per window over the whole video, decoded as a stream, written to "
+                        "--output as timeline.csv / .json / .png with the segments where the top class changes")
+    p.add_argument("--output", default=None, help="--timeline: folder for timeline.csv, timeline.json, timeline.png")
+    p.add_argument("--window-seconds", type=positive_float, default=None,
+                   help="--timeline: window length (default: the model's clip, e.g. 8 frames x 8 at 30 fps = 2.13 s; "
+                        "segment-sampled models 4 s)")
+    p.add_argument("--stride-seconds", type=positive_float, default=None,
+                   help="--timeline: a window every this many seconds (default: half a window)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     add_data_args(p)
     p.set_defaults(func=_main)
 
 
+def _check_timeline_flags(args: argparse.Namespace) -> None:
+    if args.timeline:
+        if not args.output:
+            raise ValueError("--timeline needs --output DIR (where timeline.csv, .json and .png go)")
+        check_writable(args.output, "--output")
+        if args.input != "-" and not Path(args.input).is_file():
+            raise FileNotFoundError(f"{args.input}: --timeline takes one video file (or - for standard input)")
+        return
+    extra = [f for f, v in (("--output", args.output), ("--window-seconds", args.window_seconds),
+                            ("--stride-seconds", args.stride_seconds)) if v is not None]
+    if extra or args.input == "-":
+        raise ValueError(f"{extra[0] if extra else 'reading - (standard input)'} needs --timeline")
+
+
+def _timeline(args: argparse.Namespace, clf, device) -> None:
+    """``--timeline``: one long video (or a pipe), window by window."""
+    result = clf.timeline(args.input, args.window_seconds, args.stride_seconds, topk=args.top_k,
+                          batch_size=args.batch_size, device=device, autocast_dtype=autocast_dtype(args.amp, device))
+    files = write_timeline(result, args.output)
+    last = result["windows"][-1]["end"]
+    print(f"{len(result['windows'])} windows of {result['window_seconds']:.3g} s over {last:.1f} s, "
+          f"{len(result['segments'])} segments:")
+    for seg in result["segments"][:20]:
+        name = seg["name"] if seg["name"] is not None else f"class {seg['index']}"
+        print(f"  {seg['start']:8.2f} - {seg['end']:8.2f} s  {name} ({seg['score']:.3f})")
+    if len(result["segments"]) > 20:
+        print(f"  ... {len(result['segments']) - 20} more in timeline.json")
+    print("wrote " + ", ".join(str(f) for f in files))
+
+
 def _main(args: argparse.Namespace) -> None:
+    _check_timeline_flags(args)
+    if args.timeline:
+        return _run_timeline(args)
     src = Path(args.input)
     folder = src.is_dir()
     if not folder and not src.is_file():
@@ -90,5 +136,22 @@ def _main(args: argparse.Namespace) -> None:
                         print(f"  {score:.4f}  {name} ({index})" if name is not None else f"  {score:.4f}  class {index}")
         if not results:
             raise ValueError(f"none of the {len(videos)} videos under {src} could be read")
+    finally:
+        cleanup_distributed()
+
+
+def _run_timeline(args: argparse.Namespace) -> None:
+    device = init_distributed(args.device)
+    try:
+        if not is_main_process():
+            raise ValueError("--timeline reads one video in one process; run it without torchrun")
+        over = {k: v for k, v in protocol_overrides(args).items() if v is not None}
+        clf = load_classifier(args.model, args.checkpoint, labels=args.labels, model_kwargs=args.model_kwargs,
+                              num_classes=[args.num_classes] if args.num_classes else None, crops=args.crops, **over)
+        print(f"{clf.name}: timeline of {'standard input' if args.input == '-' else args.input}, "
+              f"{clf.protocol.describe(clips=1)} per window", file=sys.stderr)
+        if clf.note:
+            print(f"note: {clf.note}", file=sys.stderr)
+        _timeline(args, clf, device)
     finally:
         cleanup_distributed()

@@ -190,6 +190,18 @@ def write_annotations(samples: Sequence[Tuple[str, Label]], list_file) -> None:
     write_text(list_file, "".join(lines))
 
 
+def clip_indices(protocol, num_video_frames: int, clip_index: Optional[int], num_clips: int,
+                 fps: Optional[float] = None) -> np.ndarray:
+    """Frame indices of clip ``clip_index`` of ``num_clips`` (None: a random training clip) in a video of
+    ``num_video_frames`` at ``fps``, by ``protocol``'s sampling (anything with its ``sampling``,
+    ``num_frames``, ``frame_interval`` and ``target_fps``: a ``DataProtocol`` or a ``VideoDataset``)."""
+    if protocol.sampling == "segment":
+        return segment_indices(num_video_frames, protocol.num_frames, random=clip_index is None,
+                               clip_index=clip_index or 0, num_clips=num_clips)
+    return interval_indices(num_video_frames, protocol.num_frames, protocol.frame_interval, clip_index=clip_index,
+                            num_clips=num_clips, video_fps=fps, target_fps=protocol.target_fps)
+
+
 class VideoDataset(Dataset):
     """Clips from the videos of an annotation list.
 
@@ -360,11 +372,7 @@ class VideoDataset(Dataset):
 
     def indices(self, num_video_frames: int, clip_index: Optional[int], fps: Optional[float] = None) -> np.ndarray:
         """Frame indices of one clip (``clip_index=None``: a random training clip)."""
-        if self.sampling == "segment":
-            return segment_indices(num_video_frames, self.num_frames, random=clip_index is None,
-                                   clip_index=clip_index or 0, num_clips=self.num_clips)
-        return interval_indices(num_video_frames, self.num_frames, self.frame_interval, clip_index=clip_index,
-                                num_clips=self.num_clips, video_fps=fps, target_fps=self.target_fps)
+        return clip_indices(self, num_video_frames, clip_index, self.num_clips, fps)
 
     @contextlib.contextmanager
     def _reading(self, sample_index: int):

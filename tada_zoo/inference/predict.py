@@ -19,14 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 
 from tada_zoo.data.adapters import read_class_names
-from tada_zoo.data.datasets import write_annotations
+from tada_zoo.data.datasets import clip_indices, write_annotations
 from tada_zoo.data.decode import VideoDecodeError
 from tada_zoo.data.protocol import DataProtocol
 from tada_zoo.engine.checkpoint import RUN_WEIGHTS, resolve_run, run_protocol, run_weights
 from tada_zoo.engine.evaluate import evaluate_model
+from tada_zoo.engine.metrics import split_heads
+from tada_zoo.inference.timeline import classify_timeline, write_timeline
 from tada_zoo.models import create_video_model
 
 __all__ = ["VideoClassifier", "load_classifier", "dataset_class_names", "top_dicts"]
@@ -75,13 +78,44 @@ class VideoClassifier:
             return load_classifier(model=s, labels=labels, **kwargs)
         return load_classifier(checkpoint=run_weights(s), labels=labels, **kwargs)
 
-    def __call__(self, videos: Union[PathLike, Sequence[PathLike]], topk: int = 5, **kwargs):
+    def __call__(self, videos: Union[PathLike, Sequence[PathLike], torch.Tensor, np.ndarray], topk: int = 5,
+                 fps: float = 30.0, **kwargs):
         """``clf("a.mp4")`` -> ``[{"index", "name", "score"}, ...]`` best first, with the model's own test
-        views; ``clf([paths], batch_size=...)`` -> one such list per video. ``kwargs``: ``predict``'s."""
+        views; ``clf([paths], batch_size=...)`` -> one such list per video (``kwargs``: ``predict``'s);
+        ``clf(frames)``: decoded ``(T, H, W, 3)`` uint8 frames at ``fps``, the same views cut from them."""
+        if isinstance(videos, (torch.Tensor, np.ndarray)):
+            return top_dicts(self._top_of(self.frame_scores(videos, fps), topk))
         single = isinstance(videos, (str, os.PathLike))
         results = self.predict([videos] if single else list(videos), topk, **kwargs)
         tops = [top_dicts(r["top"]) for r in results]
         return tops[0] if single else tops
+
+    def frame_scores(self, frames: Union[torch.Tensor, np.ndarray], fps: float = 30.0) -> List[torch.Tensor]:
+        """View-averaged probabilities (one tensor per head) of decoded ``(T, H, W, 3)`` uint8 frames: the
+        protocol's clips x crops, sampled as from a file of these frames at ``fps``."""
+        frames = frames.cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+            raise ValueError(f"frames must be (T, H, W, 3) uint8 with T >= 1, got {frames.dtype} {frames.shape}")
+        p, transform = self.protocol, self.protocol.eval_transform()
+        views = torch.cat([transform(frames[clip_indices(p, len(frames), c, p.clips, fps)]) for c in range(p.clips)])
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            probs = [lg.softmax(-1).mean(0).cpu() for lg in split_heads(self.model(views.to(device)).float(), self.heads)]
+        return probs
+
+    def _top_of(self, scores: List[torch.Tensor], topk: int):
+        tops = [self._top(s, topk, self.class_names if len(self.heads) == 1 else None) for s in scores]
+        return tops[0] if len(tops) == 1 else tops
+
+    def timeline(self, video: PathLike, window_seconds: Optional[float] = None, stride_seconds: Optional[float] = None,
+                 topk: int = 5, output: Optional[PathLike] = None, **kwargs) -> dict:
+        """A long video (or ``"-"``, standard input) as scores per window and the segments where the top
+        class changes, decoded as a stream (``inference.timeline.classify_timeline``, whose ``kwargs``
+        these are); ``output``: also write ``timeline.csv`` / ``.json`` / ``.png`` there."""
+        result = classify_timeline(self, video, window_seconds, stride_seconds, topk, **kwargs)
+        if output is not None:
+            write_timeline(result, output)
+        return result
 
     def predict(self, videos: Sequence[PathLike], topk: int = 5, skip_unreadable: bool = False,
                 batch_size: int = 8, workers: int = 0, device: Union[str, torch.device] = "cpu",
@@ -102,12 +136,8 @@ class VideoClassifier:
             raise ValueError(f"video names with line breaks or surrounding spaces are not supported: {odd[0]!r}")
         scores = self._scores(list(dict.fromkeys(paths)), skip_unreadable, batch_size, workers, device,
                               autocast_dtype, progress)
-        names = self.class_names if len(self.heads) == 1 else None
-        results = []
-        for path in (p for p in paths if p in scores):  # a video given twice is decoded once, answered twice
-            tops = [self._top(s, topk, names) for s in scores[path]]
-            results.append(dict(video=path, top=tops[0] if len(tops) == 1 else tops))
-        return results
+        # a video given twice is decoded once, answered twice
+        return [dict(video=path, top=self._top_of(scores[path], topk)) for path in paths if path in scores]
 
     def _scores(self, paths: List[str], skip_unreadable: bool, batch_size: int, workers: int, device,
                 autocast_dtype, progress: bool) -> dict:
