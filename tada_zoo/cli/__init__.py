@@ -10,9 +10,10 @@ from typing import List, Optional
 from tada_zoo.data import VideoDecodeError
 from tada_zoo.models import WeightsNotAvailableError
 
-from . import convert, download, evaluate, export, extract, inflate, make_list, predict, profile, train, visualize
+from . import (convert, download, evaluate, export, extract, inflate, make_list, predict, profile, shard, train,
+               visualize)
 
-COMMANDS = (profile, make_list, convert, inflate, download, train, evaluate, extract, predict, visualize, export)  # each has register(subparsers)
+COMMANDS = (profile, make_list, shard, convert, inflate, download, train, evaluate, extract, predict, visualize, export)  # each has register(subparsers)
 
 
 def build_parser() -> argparse.ArgumentParser:
