@@ -231,3 +231,44 @@ def test_evaluate_cli_over_shards_writes_the_files_results(data, packed, tmp_pat
     assert main(common + ["--shards", f"pipe:cat {packed}/val-{{000000..000002}}.tar",
                           "--output", str(tmp_path / "shards")]) == 0
     assert (tmp_path / "files" / "predictions.csv").read_text() == (tmp_path / "shards" / "predictions.csv").read_text()
+
+
+def _extract_cmd(weights, out, *source):
+    return ["extract", "--model", "tada2d_r50_8f", "--checkpoint", str(weights), "--model-kwargs", json.dumps(TINY),
+            *source, "--output", str(out), "--clip-len", "4", "--frame-interval", "1", "--size", "32",
+            "--device", "cpu", "--quiet"]
+
+
+def _same_features(a_dir, b_dir, keys):
+    from safetensors.torch import load_file
+
+    for key in keys:
+        a, b = load_file(a_dir / f"{key}.safetensors"), load_file(b_dir / f"{key}.safetensors")
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (key, k)
+
+
+def test_extract_over_shards_equals_files_and_resumes(data, packed, tmp_path, monkeypatch, capsys):
+    from safetensors.torch import save_file
+
+    save_file(tiny_model().state_dict(), tmp_path / "w.safetensors")
+    keys = [p for p, _ in read_annotations(data / "val.txt")]
+    assert main(_extract_cmd(tmp_path / "w.safetensors", tmp_path / "files", "--input", str(data),
+                             "--workers", "0")) == 0
+    pattern = str(packed / "val-{000000..000002}.tar")
+    out = tmp_path / "shards"
+    assert main(_extract_cmd(tmp_path / "w.safetensors", out, "--shards", str(packed / "val-000001.tar"),
+                             "--workers", "0")) == 0  # one shard first: a resumed run does the rest
+    capsys.readouterr()
+    assert main(_extract_cmd(tmp_path / "w.safetensors", out, "--shards", pattern, "--workers", "2")) == 0
+    printed = capsys.readouterr().out
+    assert "4 videos extracted" in printed and "2 already done" in printed
+    index = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert sorted(e["video"] for e in index) == sorted(keys) and all(e["status"] == "ok" for e in index)
+    _same_features(tmp_path / "files", out, keys)
+    real = shards_mod.ShardSet.dealt
+    monkeypatch.setattr(shards_mod.ShardSet, "dealt", lambda self: real(self) + real(self)[:1])  # a shard twice
+    err = _cli_error(capsys, _extract_cmd(tmp_path / "w.safetensors", tmp_path / "twice", "--shards", pattern,
+                                          "--workers", "0"))
+    assert "expected each of the 6 videos to do exactly once" in err and "8 came through" in err

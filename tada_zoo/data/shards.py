@@ -260,6 +260,19 @@ class ShardSet:
     counts: List[int]  # samples per url
     class_names: Optional[List[str]]
 
+    def dealt(self) -> List[str]:
+        """The shards of the calling (rank, loader worker) slot ``s`` of ``S``: ``s, s + S, ...``."""
+        rank, world, worker, workers = _slot()
+        return self.urls[rank * workers + worker::world * workers]
+
+    def row(self, meta: dict, url: str) -> int:
+        """The row of a shard's sample; a sample the index does not list there is an error."""
+        row = self.rows.get(meta.get("index"))
+        if row is None or self.samples[row][0] != meta.get("path"):
+            raise ValueError(f"shard {url} holds {meta.get('path')!r}, which {self.index_file} does not list there; "
+                             "are the shards and the index of one packing?")
+        return row
+
 
 def read_shard_index(pattern: str) -> ShardSet:
     """Expand ``pattern`` (braces ``train-{000000..000009}.tar``, ``::`` between patterns) and read the
@@ -347,18 +360,9 @@ class ShardDataset(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         return self._train_items() if self.train else self._eval_items()
 
-    def _row(self, meta: dict, url: str) -> int:
-        row = self.shards.rows.get(meta.get("index"))
-        if row is None or self.samples[row][0] != meta.get("path"):
-            raise ValueError(f"shard {url} holds {meta.get('path')!r}, which {self.shards.index_file} does not list "
-                             "there; are the shards and the index of one packing?")
-        return row
-
     def _eval_items(self) -> Iterator[dict]:
-        rank, world, worker, workers = _slot()
-        slots, slot = world * workers, rank * workers + worker
-        for meta, data, url in iter_shard_samples(self.shards.urls[slot::slots]):
-            row = self._row(meta, url)
+        for meta, data, url in iter_shard_samples(self.shards.dealt()):
+            row = self.shards.row(meta, url)
             label = self.samples[row][1]
             yield dict(video=self.base.load_views(row, data),
                        label=torch.tensor(label, dtype=torch.long) if isinstance(label, tuple) else label, index=row)
@@ -384,7 +388,7 @@ class ShardDataset(IterableDataset):
         stream, skipped = self._stream(slot, slots), []
         while count > 0:
             meta, data, url = next(stream)
-            row = self._row(meta, url)
+            row = self.shards.row(meta, url)
             try:
                 video = self.base.load_clip(row, None, data)
             except VideoDecodeError as e:
