@@ -272,3 +272,86 @@ def test_extract_over_shards_equals_files_and_resumes(data, packed, tmp_path, mo
     err = _cli_error(capsys, _extract_cmd(tmp_path / "w.safetensors", tmp_path / "twice", "--shards", pattern,
                                           "--workers", "0"))
     assert "expected each of the 6 videos to do exactly once" in err and "8 came through" in err
+
+
+@pytest.fixture(scope="module")
+def train_packed(data, tmp_path_factory):
+    """The 6 training videos in 3 shards of 2."""
+    out = tmp_path_factory.mktemp("shards") / "train"
+    write_shards(read_annotations(data / "train.txt"), data, out, SMALL, prefix="train")
+    return out
+
+
+def _epoch(dataset, epoch, slots=None):
+    """Rows of one epoch as (rank, worker) slots read them: ``slots`` = (ranks, workers)."""
+    ranks, workers = slots or (1, 1)
+    dataset.set_epoch(epoch)
+    out = {}
+    for r in range(ranks):
+        for w in range(workers):
+            with pytest.MonkeyPatch.context() as m:
+                m.setattr(shards_mod, "_slot", lambda r=r, w=w: (r, ranks, w, workers))
+                out[r, w] = [item["index"] for item in dataset]
+    return out
+
+
+@pytest.mark.parametrize("slots", [(1, 1), (1, 2), (2, 2)])
+def test_training_epochs_shuffle_by_seed_and_epoch_only(train_packed, slots):
+    """An epoch's clips depend on (seed, epoch) alone: read after other epochs or first, the same; each rank gets
+    (N // ranks) // batch whole batches, no video twice in an epoch (by shard with >= 1 shard per slot, by
+    sample with fewer: 3 shards for 2 ranks x 2 workers)."""
+    def dataset(seed=0):
+        ds = _protocol().dataset(shards=str(train_packed / "train-{000000..000002}.tar"), train=True, seed=seed,
+                                 shuffle_buffer=3)
+        ds.batch_size = 1
+        return ds
+
+    ranks, workers = slots
+    ds = dataset()
+    epochs = [_epoch(ds, e, slots) for e in range(3)]
+    assert _epoch(dataset(), 2, slots) == epochs[2]  # a resumed run's epoch 2 == the unbroken run's
+    for rows in epochs:
+        for r in range(ranks):
+            assert sum(len(rows[r, w]) for w in range(workers)) == 6 // ranks
+        every = [i for v in rows.values() for i in v]
+        assert len(every) == len(set(every)) == 6 // ranks * ranks
+    orders = [[i for k in sorted(rows) for i in rows[k]] for rows in epochs]
+    assert len({tuple(o) for o in orders}) > 1  # the order changes with the epoch
+    assert _epoch(dataset(seed=1), 0, slots) != epochs[0]  # and every seed
+
+
+def test_fit_on_shards_stops_and_resumes_identically(data, train_packed, packed, tmp_path):
+    from tada_zoo.engine import TrainConfig, fit
+    from tada_zoo.engine.distributed import state_hash
+
+    p = _protocol(clips=1, crops=1)
+
+    def run(out, **kw):
+        torch.manual_seed(0)
+        model = tiny_model(drop_path_rate=0.2)
+        cfg = TrainConfig(model="tada2d_r50_8f", num_classes=[2], epochs=2, batch_size=2, lr=0.05, warmup_epochs=1,
+                          workers=1, output=str(out), progress=False, **kw)
+        train = p.dataset(shards=str(train_packed / "train-{000000..000002}.tar"), train=True, seed=cfg.seed)
+        val = p.dataset(shards=str(packed / "val-{000000..000002}.tar"), train=False)
+        summary = fit(model, train, val, cfg)
+        return model, summary
+
+    straight, summary = run(tmp_path / "a")
+    assert summary["last_val"] is not None
+    run(tmp_path / "b", stop_after_epoch=0)
+    resumed, _ = run(tmp_path / "b", resume="auto")
+    assert state_hash(resumed) == state_hash(straight) != state_hash(tiny_model())
+
+
+def test_train_cli_reads_shards(train_packed, packed, tmp_path, capsys):
+    argv = ["train", "--model", "tada2d_r50_8f", "--shards", str(train_packed / "train-{000000..000002}.tar"),
+            "--val-shards", f"pipe:cat {packed}/val-{{000000..000002}}.tar", "--num-classes", "2",
+            "--output", str(tmp_path / "run"), "--model-kwargs", json.dumps(TINY), "--num-frames", "4",
+            "--frame-interval", "2", "--input-size", "32", "--test-size", "32", "--epochs", "1", "--batch-size", "2",
+            "--workers", "0", "--device", "cpu", "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "3 batches of 2 per process and epoch, drawn from 6 videos" in out
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["last_val"]["top1"] >= 0
+    err = _cli_error(capsys, argv + ["--data-root", "x"])
+    assert "--shards replaces --data-root" in err

@@ -261,9 +261,9 @@ class ShardSet:
     class_names: Optional[List[str]]
 
     def dealt(self) -> List[str]:
-        """The shards of the calling (rank, loader worker) slot ``s`` of ``S``: ``s, s + S, ...``."""
+        """The shards of the calling rank and loader worker (``_mine``)."""
         rank, world, worker, workers = _slot()
-        return self.urls[rank * workers + worker::world * workers]
+        return [u for k, u in enumerate(self.urls) if _mine(k, rank, world, worker, workers)]
 
     def row(self, meta: dict, url: str) -> int:
         """The row of a shard's sample; a sample the index does not list there is an error."""
@@ -323,6 +323,11 @@ def iter_shard_samples(urls: Sequence[str]) -> Iterator[Tuple[dict, bytes, str]]
             stream.close()
 
 
+def _mine(k: int, rank: int, world: int, worker: int, workers: int) -> bool:
+    """Item ``k`` (a shard, or a sample) goes to rank ``k % world`` and there to worker ``k // world % workers``."""
+    return k % world == rank and k // world % workers == worker
+
+
 def _slot() -> Tuple[int, int, int, int]:
     """``(rank, world, worker, workers)`` of the calling loader process."""
     dist = torch.distributed
@@ -367,25 +372,48 @@ class ShardDataset(IterableDataset):
             yield dict(video=self.base.load_views(row, data),
                        label=torch.tensor(label, dtype=torch.long) if isinstance(label, tuple) else label, index=row)
 
-    def _stream(self, slot: int, slots: int) -> Iterator[Tuple[dict, bytes, str]]:
-        """This slot's samples, pass after pass over its shards, each pass through the shuffle buffer: the
-        epoch's shard order (the same on every rank) dealt out by shard, or by sample when there are fewer
-        shards than slots. Pass 0 is the epoch; a slot whose shards run out first goes on in another order."""
-        rng = random.Random(f"{self.seed}-{self.epoch}-{slot}")
+    def _order(self, p: int) -> List[str]:
+        """Pass ``p``'s shard order, the same on every rank: pass 0 is the epoch's (seed, epoch)."""
+        urls = list(self.shards.urls)
+        random.Random(f"{self.seed}-{self.epoch}-{p}").shuffle(urls)
+        return urls
+
+    def _stream(self, rank: int, world: int, worker: int, workers: int) -> Iterator[Tuple[dict, bytes, str]]:
+        """This worker's samples, pass after pass, each pass through the shuffle buffer: the pass's shards
+        dealt out (``_mine``), or its samples when there are fewer shards than ranks x workers. A worker
+        whose share runs out before its quota goes on with the next pass (another order)."""
+        rng = random.Random(f"{self.seed}-{self.epoch}-{rank}-{worker}")
+        by_shard = len(self.shards.urls) >= world * workers
         for p in range(1 << 62):
-            urls = list(self.shards.urls)
-            random.Random(f"{self.seed}-{self.epoch}-{p}").shuffle(urls)
-            by_shard = len(urls) >= slots
-            mine = (s for j, s in enumerate(iter_shard_samples(urls[slot::slots] if by_shard else urls))
-                    if by_shard or j % slots == slot)
+            urls = self._order(p)
+            if by_shard:
+                mine = iter_shard_samples([u for k, u in enumerate(urls) if _mine(k, rank, world, worker, workers)])
+            else:
+                mine = (s for j, s in enumerate(iter_shard_samples(urls)) if _mine(j, rank, world, worker, workers))
             yield from _shuffled(mine, self.shuffle_buffer, rng)
+
+    def _quota(self, rank: int, world: int, worker: int, workers: int) -> int:
+        """Samples this worker yields: the rank's whole batches, given to its workers up to what their
+        share of the epoch holds (so no video repeats where the shares allow), the rest round-robin."""
+        counts = dict(zip(self.shards.urls, self.shards.counts))
+        urls, n = self._order(0), len(self.samples)
+        if len(urls) >= world * workers:
+            have = [sum(counts[u] for k, u in enumerate(urls) if _mine(k, rank, world, w, workers))
+                    for w in range(workers)]
+        else:
+            have = [sum(_mine(j, rank, world, w, workers) for j in range(n)) for w in range(workers)]
+        left, batches = self._batches_per_rank(), []
+        for h in have:
+            batches.append(min(h // self.batch_size, left))
+            left -= batches[-1]
+        for i in range(left):
+            batches[i % workers] += 1
+        return batches[worker] * self.batch_size
 
     def _train_items(self) -> Iterator[dict]:
         rank, world, worker, workers = _slot()
-        slots, slot = world * workers, rank * workers + worker
-        batches = self._batches_per_rank()
-        count = (batches // workers + (worker < batches % workers)) * self.batch_size
-        stream, skipped = self._stream(slot, slots), []
+        count = self._quota(rank, world, worker, workers)
+        stream, skipped = self._stream(rank, world, worker, workers), []
         while count > 0:
             meta, data, url = next(stream)
             row = self.shards.row(meta, url)
