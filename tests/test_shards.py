@@ -355,3 +355,29 @@ def test_train_cli_reads_shards(train_packed, packed, tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["last_val"]["top1"] >= 0
     err = _cli_error(capsys, argv + ["--data-root", "x"])
     assert "--shards replaces --data-root" in err
+
+
+def test_torchrun_two_ranks_two_workers_read_every_video_once(data, packed, tmp_path):
+    """2 ranks x 2 loader workers over 3 shards (one slot idle): evaluate scores equal one process over the files,
+    and extract writes the files' features, each video once (the count checks would fail the commands)."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    weights = tmp_path / "w.safetensors"
+    save_file(tiny_model().state_dict(), weights)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                "-m", "tada_zoo.cli"]
+    pattern = str(packed / "val-{000000..000002}.tar")
+    evaluate = ["evaluate", "--model", "tada2d_r50_8f", "--checkpoint", str(weights), "--model-kwargs", json.dumps(TINY),
+                "--num-classes", "2", "--num-frames", "4", "--frame-interval", "2", "--test-size", "32",
+                "--clips", "2", "--crops", "3", "--device", "cpu", "--quiet"]
+    assert main(evaluate + ["--data-root", str(data), "--val-list", str(data / "val.txt"), "--workers", "0",
+                            "--output", str(tmp_path / "files")]) == 0
+    assert main(_extract_cmd(weights, tmp_path / "xfiles", "--input", str(data), "--workers", "0")) == 0
+    for cmd in (evaluate + ["--shards", pattern, "--workers", "2", "--output", str(tmp_path / "shards")],
+                _extract_cmd(weights, tmp_path / "xshards", "--shards", pattern, "--workers", "2")):
+        p = subprocess.run(torchrun + cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert (tmp_path / "files" / "predictions.csv").read_text() == (tmp_path / "shards" / "predictions.csv").read_text()
+    _same_features(tmp_path / "xfiles", tmp_path / "xshards", [p for p, _ in read_annotations(data / "val.txt")])
