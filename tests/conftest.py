@@ -98,6 +98,7 @@ SLOW = (
     "tests/test_engine_train.py::test_cli_killed_mid_run_resumes_identically",
     "tests/test_distributed.py::test_torchrun_extraction_deals_videos_out_and_merges_the_index",
     "tests/test_distributed.py::test_torchrun_two_processes_stay_in_sync",
+    "tests/test_shards.py::test_torchrun_two_ranks_two_workers_read_every_video_once",
     "tests/test_data_datasets.py::test_worker_processes_count_skipped_videos",
     "tests/test_op_counts.py",
     "tests/test_profile.py::test_unknown_model_is_a_clear_error",

@@ -10,10 +10,10 @@ from typing import List, Optional
 from tada_zoo.data import VideoDecodeError
 from tada_zoo.models import WeightsNotAvailableError
 
-from . import (convert, download, evaluate, export, extract, inflate, make_list, predict, profile, push, train,
-               visualize)
+from . import (convert, download, evaluate, export, extract, inflate, make_list, predict, profile, push, shard,
+               train, visualize)
 
-COMMANDS = (profile, make_list, convert, inflate, download, train, evaluate, extract, predict, visualize, export,
+COMMANDS = (profile, make_list, shard, convert, inflate, download, train, evaluate, extract, predict, visualize, export,
             push)  # each has register(subparsers)
 
 

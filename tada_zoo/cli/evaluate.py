@@ -33,8 +33,11 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint", nargs="+", default=None,
                    help="weights per model (.safetensors or checkpoint; default: the weights of a tagged --model "
                         "such as tada2d_r50_8f.k400, see docs/models.md, else random init)")
-    p.add_argument("--data-root", required=True,
+    p.add_argument("--data-root", default=None,
                    help="folder the list paths are relative to; without --val-list: a folder of class folders")
+    p.add_argument("--shards", default=None, metavar="PATTERN",
+                   help="WebDataset shards of tada-zoo shard instead of --data-root / --val-list, e.g. "
+                        "'val/val-{000000..000003}.tar', a pipe: command or a URL (pip install 'tada-zoo[shards]')")
     p.add_argument("--val-list", default=None, help="annotation list to evaluate (omit for class folders)")
     p.add_argument("--num-classes", default=None,
                    help="N, or N1,N2 for several heads (default: the checkpoint's, or --class-names')")
@@ -96,7 +99,15 @@ def _class_folder_list(args, runs, heads, tmp: str) -> str:
     return path
 
 
+def _check_source(args: argparse.Namespace) -> None:
+    if args.shards and (args.data_root or args.val_list):
+        raise ValueError("--shards replaces --data-root and --val-list; give one or the other")
+    if not args.shards and not args.data_root:
+        raise ValueError("give --data-root (with --val-list, or a folder of class folders) or --shards PATTERN")
+
+
 def _main(args: argparse.Namespace) -> None:
+    _check_source(args)
     if args.output:
         check_writable(args.output, "--output")  # before the evaluation, whose results would be lost
     device = init_distributed(args.device)
@@ -110,6 +121,8 @@ def _main(args: argparse.Namespace) -> None:
             if names is None:
                 raise ValueError("--num-classes is needed: the checkpoint does not say it")
             heads = [len(names)]
+        if args.shards:
+            return _evaluate(args, runs, heads, None, f"--shards {args.shards}", device)
         with tempfile.TemporaryDirectory(prefix="tada-zoo-eval-") as tmp:
             val_list = args.val_list or _class_folder_list(args, runs, heads, tmp)
             what = f"--val-list {args.val_list}" if args.val_list else f"the class folders of {args.data_root}"
@@ -136,8 +149,8 @@ def _evaluate(args, runs, heads, val_list, what, device):
         # the run's stored data flags, then the command line's; --num-frames only a single model's (built with it)
         protocol = run_protocol(model, run, **dict(protocol_overrides(args), num_frames=model.num_frames,
                                                      clips=args.clips, crops=args.crops))
-        ds = protocol.dataset(args.data_root, val_list, train=False, num_classes=heads)
-        if i == 0:  # every member reads the same videos
+        ds = protocol.dataset(args.data_root, val_list, train=False, num_classes=heads, shards=args.shards)
+        if i == 0 and not args.shards:  # every member reads the same videos (shards: decoded as they stream)
             require_readable(ds, what, args.workers)
         if is_main_process():
             print(f"{name}: {len(ds.samples)} videos, {protocol.describe()}")

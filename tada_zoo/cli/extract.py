@@ -7,6 +7,7 @@ from tada_zoo.engine.checkpoint import resolve_run, run_protocol
 from tada_zoo.engine.distributed import cleanup_distributed, init_distributed, is_main_process
 from tada_zoo.engine.trainer import autocast_dtype
 from tada_zoo.data.folders import summarize_skipped
+from tada_zoo.data.shards import read_shard_index
 from tada_zoo.inference.features import FeatureExtractor, extract_videos, list_videos
 
 from ._args import HelpFormatter, add_pretrained_args, json_object, non_negative_int, positive_int, resolve_pretrained
@@ -33,7 +34,11 @@ def register(subparsers) -> None:
                    help="registered model, e.g. tada2d_r50_8f.k400 (default: what --checkpoint says, from train)")
     p.add_argument("--checkpoint", default=None, help="local weights (.safetensors / checkpoint); head ignored")
     add_pretrained_args(p, p)
-    p.add_argument("--input", required=True, help="a video file or a folder of videos (recursive)")
+    p.add_argument("--input", default=None, help="a video file or a folder of videos (recursive)")
+    p.add_argument("--shards", default=None, metavar="PATTERN",
+                   help="instead of --input: WebDataset shards of tada-zoo shard, e.g. "
+                        "'out/train-{000000..000003}.tar', a pipe: command or a URL; features are named by the "
+                        "videos' paths in the list")
     p.add_argument("--output", required=True,
                    help="folder: one feature file per video (its name + .safetensors / .npy), "
                         "index.jsonl, settings.json")
@@ -59,9 +64,14 @@ def register(subparsers) -> None:
 
 
 def _main(args: argparse.Namespace) -> None:
-    skipped = []
-    videos = list_videos(args.input, skipped=skipped)  # before the model: a wrong --input fails fast
-    root = Path(args.input) if Path(args.input).is_dir() else None
+    if bool(args.input) == bool(args.shards):
+        raise ValueError("give --input VIDEO_OR_DIR or --shards PATTERN (one of them)")
+    skipped, shards, videos, root = [], None, [], None
+    if args.shards:
+        shards = read_shard_index(args.shards)
+    else:
+        videos = list_videos(args.input, skipped=skipped)  # before the model: a wrong --input fails fast
+        root = Path(args.input) if Path(args.input).is_dir() else None
     check_writable(args.output, "--output")
     run = resolve_run(args.checkpoint, args.model, None, args.model_kwargs)  # --model / kwargs from the checkpoint
     device = init_distributed(args.device)
@@ -85,7 +95,8 @@ def _main(args: argparse.Namespace) -> None:
         settings = dict(model_name=run["model"], model_kwargs=run["model_kwargs"], pretrained=args.pretrained,
                         checkpoint=str(Path(args.checkpoint).resolve()) if args.checkpoint else None)
         r = extract_videos(ex, videos, args.output, clip_len, interval, stride, tf, args.workers, args.format,
-                           root, progress=not args.quiet and main, settings=settings, overwrite=args.overwrite)
+                           root, progress=not args.quiet and main, settings=settings, overwrite=args.overwrite,
+                           shards=shards)
     finally:
         cleanup_distributed()
     if not main:

@@ -9,6 +9,7 @@ from pathlib import Path
 from tada_zoo._files import check_writable, write_text
 from tada_zoo.data.adapters import read_class_names, split_class_folders
 from tada_zoo.data.protocol import FLIP_LABELS, protocol_from_cfg
+from tada_zoo.data.shards import read_shard_index
 from tada_zoo.deploy.profile import empty_model
 from tada_zoo.engine.distributed import barrier, cleanup_distributed, init_distributed, is_main_process
 from tada_zoo.engine.metrics import parse_num_classes
@@ -113,6 +114,12 @@ def register(subparsers) -> None:
                    help="training annotation list ('relative/path label' lines); omit to split --data-root's "
                         "class folders")
     p.add_argument("--val-list", default=None, help="validation list (with --train-list; none: no validation)")
+    p.add_argument("--shards", default=None, metavar="PATTERN",
+                   help="instead of --data-root / --train-list: WebDataset shards of tada-zoo shard, e.g. "
+                        "'out/train-{000000..000031}.tar', a pipe: command or a URL (pip install 'tada-zoo[shards]')")
+    p.add_argument("--val-shards", default=None, metavar="PATTERN", help="with --shards: validation shards")
+    p.add_argument("--shuffle-buffer", type=positive_int, default=64,
+                   help="with --shards: samples (encoded videos) each loader worker shuffles among")
     p.add_argument("--num-classes", default=None,
                    help="N, or N1,N2 for several heads (EPIC verb,noun); default: the number of class names "
                         "(class folders or --class-names)")
@@ -180,6 +187,9 @@ def _split_into_run_folder(args) -> tuple:
 
 
 def _classes_and_lists(args):
+    if args.shards:  # the shards' index names the classes of class folders
+        names = read_shard_index(args.shards).class_names
+        return read_class_names(args.class_names) if args.class_names else names, None, None
     if args.train_list is None:
         if args.val_list or args.class_names:
             flag = "--val-list" if args.val_list else "--class-names"
@@ -247,7 +257,8 @@ def _run_record(args, model, protocol, train_set, val_set) -> dict:
         init = f"{arch}.{model.pretrained_cfg.get('tag')}"
     else:
         init = "random"
-    dataset = dict(name=Path(os.path.abspath(args.data_root)).name, train_videos=len(train_set.samples),
+    where = args.data_root or os.path.dirname(train_set.shards.index_file)  # class folders, or the shards' folder
+    dataset = dict(name=Path(os.path.abspath(where)).name, train_videos=len(train_set.samples),
                    val_videos=len(val_set.samples) if val_set else 0, training=protocol.describe(train=True))
     if val_set is not None:
         dataset["validation"] = protocol.describe(clips=args.val_clips, crops=1)
@@ -265,8 +276,13 @@ def _protocol_flags(args, cfg: TrainConfig, model) -> dict:
 def _main(args: argparse.Namespace) -> None:
     if args.dry_run:
         return _dry_run(args)
-    if args.data_root is None:
-        raise ValueError("--data-root is needed (a folder of class folders, or the root of --train-list's paths)")
+    if args.shards and (args.data_root or args.train_list or args.val_list):
+        raise ValueError("--shards replaces --data-root, --train-list and --val-list (--val-shards: validation)")
+    if args.val_shards and not args.shards:
+        raise ValueError("--val-shards needs --shards (the training shards)")
+    if args.data_root is None and not args.shards:
+        raise ValueError("--data-root is needed (a folder of class folders, or the root of --train-list's paths), "
+                         "or --shards PATTERN")
     check_writable(args.output, "--output")
     device = init_distributed(args.device)
     try:
@@ -298,9 +314,13 @@ def _main(args: argparse.Namespace) -> None:
             stored["train_crop"] = args.input_size
         cfg = dataclasses.replace(cfg, model=name, model_kwargs=model_kwargs, class_names=class_names,
                                   protocol=stored)
-        train_set = protocol.dataset(args.data_root, train_list, train=True, num_classes=heads)
+        train_set = protocol.dataset(args.data_root, train_list, train=True, num_classes=heads, shards=args.shards,
+                                     seed=cfg.seed, shuffle_buffer=args.shuffle_buffer)
         val_set = None
-        if val_list:
+        if args.val_shards:
+            val_set = protocol.dataset(shards=args.val_shards, train=False, clips=args.val_clips, crops=1,
+                                       num_classes=heads)
+        elif val_list:
             val_set = protocol.dataset(args.data_root, val_list, train=False, clips=args.val_clips, crops=1,
                                        num_classes=heads)
             require_readable(val_set, f"--val-list {val_list}", args.workers)

@@ -237,6 +237,10 @@ class VideoDataset(Dataset):
     raises VideoDecodeError, since silently dropping test samples would change the score.
     ``marker_dir`` (set by the trainer and evaluator): where each decoding process names its video, so
     a decoder that kills its process is named (``crashed_decodes``); ``crashed`` holds such videos.
+
+    ``samples`` (``[(rel_path, label)]``) instead of reading ``list_file``: WebDataset shards
+    (``data.shards``), whose reader hands each video's bytes to ``load_clip`` / ``load_views``
+    (``data=``), so clips come from the same sampling and transforms as files.
     """
 
     def __init__(self, data_root, list_file, num_frames: int, sampling: str = "interval",
@@ -244,7 +248,8 @@ class VideoDataset(Dataset):
                  transform: Optional[Callable] = None, max_retries: int = 10, check_files: bool = True,
                  target_fps: Optional[float] = 30.0, backend: str = "pyav",
                  flip_labels: Optional[Mapping[int, int]] = None,
-                 num_classes: Optional[Union[int, Sequence[int]]] = None):
+                 num_classes: Optional[Union[int, Sequence[int]]] = None,
+                 samples: Optional[Sequence[Tuple[str, Label]]] = None):
         if sampling not in ("interval", "segment"):
             raise ValueError(f"sampling must be 'interval' or 'segment', got {sampling!r}")
         if num_frames < 1 or frame_interval <= 0 or num_clips < 1:
@@ -254,8 +259,11 @@ class VideoDataset(Dataset):
             raise ValueError(f"target_fps must be positive or None, got {target_fps}")
         self.data_root = os.fspath(data_root)
         self.list_file = os.fspath(list_file)
-        self.samples, self.line_numbers = read_annotations(list_file, return_lines=True,
-                                                           duplicates="error" if train else "once")
+        if samples is None:
+            self.samples, self.line_numbers = read_annotations(list_file, return_lines=True,
+                                                               duplicates="error" if train else "once")
+        else:  # already read (a shard index, ``list_file`` names it): entry i is "line" i + 1
+            self.samples, self.line_numbers = list(samples), list(range(1, len(samples) + 1))
         self.num_frames = num_frames
         self.sampling = sampling
         self.frame_interval = frame_interval
@@ -375,6 +383,13 @@ class VideoDataset(Dataset):
         return clip_indices(self, num_video_frames, clip_index, self.num_clips, fps)
 
     @contextlib.contextmanager
+    def _open(self, sample_index: int, data: Optional[bytes]):
+        """The sample's reader: its file, or ``data``, its bytes from a shard."""
+        kwargs = {} if data is None else dict(data=data)
+        with self._reading(sample_index) as path, open_video(path, backend=self.backend, **kwargs) as reader:
+            yield reader
+
+    @contextlib.contextmanager
     def _reading(self, sample_index: int):
         """Decoding one video: refused when it crashed a process before; named in ``marker_dir`` meanwhile."""
         rel_path = self.samples[sample_index][0]
@@ -391,17 +406,17 @@ class VideoDataset(Dataset):
         finally:
             os.unlink(marker)
 
-    def load_clip(self, sample_index: int, clip_index: Optional[int]):
-        with self._reading(sample_index) as path, open_video(path, backend=self.backend) as reader:
+    def load_clip(self, sample_index: int, clip_index: Optional[int], data: Optional[bytes] = None):
+        with self._open(sample_index, data) as reader:
             frames = reader.frames_at(self.indices(len(reader), clip_index, reader.fps))
         return self.transform(frames) if self.transform is not None else torch.from_numpy(frames)
 
-    def load_views(self, sample_index: int) -> torch.Tensor:
+    def load_views(self, sample_index: int, data: Optional[bytes] = None) -> torch.Tensor:
         """All ``num_clips`` test clips of a sample stacked ``(clips, ...)``, each exactly ``load_clip``'s.
 
         The union of the clips' frames is decoded in one pass and the clips cut from it: per-clip
         loading opens, seeks and decodes from a keyframe once per clip (10 times for 10 clips)."""
-        with self._reading(sample_index) as path, open_video(path, backend=self.backend) as reader:
+        with self._open(sample_index, data) as reader:
             n, fps = len(reader), reader.fps
             clips = [self.indices(n, c, fps) for c in range(self.num_clips)]
             union = np.unique(np.concatenate(clips))
@@ -437,14 +452,18 @@ class VideoDataset(Dataset):
         else:
             raise VideoDecodeError(self.samples[sample_index][0],
                                    f"{self.max_retries + 1} videos in a row failed to decode; is the dataset intact?")
-        label = self.samples[sample_index][1]
+        video, label = self.flip(video, self.samples[sample_index][1])
+        return dict(video=video, label=label, index=sample_index, clip_index=clip_index, skipped=attempt,
+                    skipped_files="\n".join(skipped))
+
+    def flip(self, video, label: Label):
+        """Training's label-swapping flip (``flip_labels``, p=0.5); multi-labels as a LongTensor."""
         if self.train and self.flip_labels is not None and random.random() < 0.5:
             video = video.flip(-1 if self.transform is not None else -2)  # W of (C, T, H, W) or (T, H, W, C)
             label = self.flip_labels.get(label, label)
         if isinstance(label, tuple):
             label = torch.tensor(label, dtype=torch.long)
-        return dict(video=video, label=label, index=sample_index, clip_index=clip_index, skipped=attempt,
-                    skipped_files="\n".join(skipped))
+        return video, label
 
 
 class VideoViews(Dataset):
@@ -482,7 +501,10 @@ class ClipBatches:
 
     def __len__(self) -> int:
         sampler = getattr(self.loader, "sampler", None)
-        videos = len(sampler) if sampler is not None else len(self.loader.dataset)
+        try:
+            videos = len(sampler) if sampler is not None else len(self.loader.dataset)
+        except TypeError:  # an IterableDataset's loader: its dataset says
+            videos = len(self.loader.dataset)
         return -(-videos * self.num_clips // self.batch_size)
 
     def __iter__(self) -> Iterator[dict]:

@@ -33,6 +33,7 @@ frozen clips. ``allow_images=True`` reads them as one-frame videos.
 """
 import bisect
 import functools
+import io
 import math
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -105,9 +106,12 @@ class BaseVideoReader:
 class PyAVReader(BaseVideoReader):
     """PyAV (FFmpeg) reader. ``num_threads``: decoder and RGB-conversion threads (0 = FFmpeg's
     choice); 1 suits DataLoader workers, which already decode in parallel. ``allow_images``: read
-    still images as one-frame videos instead of refusing them. ``autorotate``: apply the display matrix."""
+    still images as one-frame videos instead of refusing them. ``autorotate``: apply the display matrix.
+    ``data``: the file's bytes, already in memory (a WebDataset shard's sample); ``path`` then only names
+    it in messages. FFmpeg reads them as it reads the file, so frames are identical."""
 
-    def __init__(self, path, num_threads: int = 1, *, allow_images: bool = False, autorotate: bool = True):
+    def __init__(self, path, num_threads: int = 1, *, allow_images: bool = False, autorotate: bool = True,
+                 data: Optional[bytes] = None):
         import av  # imported here so the package imports without PyAV
 
         self.path = str(path)
@@ -115,7 +119,7 @@ class PyAVReader(BaseVideoReader):
         self._autorotate = autorotate
         self._rotation: Optional[int] = None  # known once a frame is decoded
         try:
-            self._container = av.open(self.path)
+            self._container = av.open(self.path if data is None else io.BytesIO(data))
         except Exception as e:  # FileNotFoundError, av.error.InvalidDataError, ...
             if isinstance(e, FileNotFoundError):
                 raise

@@ -7,6 +7,7 @@ holds those facts; ``protocol_from_cfg`` reads them (flags override) and the pro
 the sampler-carrying ``VideoDataset`` and its transforms. ``train``, ``evaluate`` and
 ``extract`` all go through it, so a converted checkpoint sees the original's inputs.
 """
+import os
 from dataclasses import asdict, dataclass, replace
 from typing import Mapping, Optional, Tuple
 
@@ -78,14 +79,29 @@ class DataProtocol:
         return EvalTransform(self.test_crop, self.test_short_side, num_crops=crops or self.crops,
                              mean=self.mean, std=self.std)
 
-    def dataset(self, data_root, list_file, train: bool, clips: Optional[int] = None, crops: Optional[int] = None,
-                **kwargs) -> VideoDataset:
-        """Training clips, or the test views (``clips`` x ``crops``, default: the protocol's)."""
-        return VideoDataset(
+    def dataset(self, data_root=None, list_file=None, train: bool = False, clips: Optional[int] = None,
+                crops: Optional[int] = None, shards: Optional[str] = None, seed: int = 0, shuffle_buffer: int = 64,
+                **kwargs):
+        """Training clips, or the test views (``clips`` x ``crops``, default: the protocol's). ``shards``
+        (a WebDataset pattern, ``data.shards``) instead of ``data_root`` / ``list_file``: the same clips
+        from the shards (``seed`` and ``shuffle_buffer``: training's shuffle)."""
+        index = None
+        if shards is not None:
+            from .shards import read_shard_index
+
+            index = read_shard_index(shards)
+            data_root, list_file = os.path.dirname(index.index_file), index.index_file
+            kwargs.update(samples=index.samples, check_files=False)
+        ds = VideoDataset(
             data_root, list_file, self.num_frames, self.sampling, self.frame_interval, train=train,
             num_clips=1 if train else (clips or self.clips), target_fps=self.target_fps,
             transform=self.train_transform() if train else self.eval_transform(crops),
             flip_labels=FLIP_LABELS[self.flip_labels or "none"] if train and self.hflip else None, **kwargs)
+        if index is None:
+            return ds
+        from .shards import ShardDataset
+
+        return ShardDataset(ds, index, seed=seed, shuffle_buffer=shuffle_buffer)
 
     def describe(self, train: bool = False, clips: Optional[int] = None, crops: Optional[int] = None) -> str:
         """One line a user can check against the paper (printed by ``train`` and ``evaluate``)."""

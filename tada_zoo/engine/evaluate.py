@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 
 from tada_zoo._files import write_text
 from tada_zoo.data.datasets import crashed_decodes, worker_crashes_at_next
@@ -26,6 +26,8 @@ def evaluate_model(model: torch.nn.Module, dataset, heads: Sequence[int], batch_
     ``num_clips`` items per video, each ``(crops, C, T, H, W)``), averaged over all views.
     A ``VideoDataset`` is read one video per item (its clips decoded together, ``VideoViews``)
     and re-cut into the same clip batches (``ClipBatches``): the same scores, one decode per video."""
+    if isinstance(dataset, IterableDataset):  # WebDataset shards: they deal their videos out, counted in the end
+        return _evaluate_iterable(model, dataset, heads, batch_size, workers, device, autocast_dtype, progress)
     per_video = not getattr(dataset, "train", True) and hasattr(dataset, "per_video")
     items = dataset.per_video() if per_video else dataset
     sampler = DistributedSampler(items, num_replicas=get_world_size(), rank=get_rank(), shuffle=False)
@@ -39,6 +41,18 @@ def evaluate_model(model: torch.nn.Module, dataset, heads: Sequence[int], batch_
     with _named_decoder_crashes(dataset, workers):
         return collect_scores(model.to(device), loader, num_videos, heads, device, autocast_dtype,
                               progress=progress and is_main_process())
+
+
+def _evaluate_iterable(model, dataset, heads, batch_size, workers, device, autocast_dtype, progress) -> dict:
+    """``evaluate_model`` over a dataset that yields ``VideoViews`` items itself, each video once in all
+    ranks and workers (``data.ShardDataset``); ``collect_scores`` checks that count."""
+    from tada_zoo.data.datasets import ClipBatches
+
+    loader = DataLoader(dataset, batch_size=max(1, batch_size // dataset.num_clips), num_workers=workers,
+                        pin_memory=device.type == "cuda")
+    return collect_scores(model.to(device), ClipBatches(loader, batch_size), len(dataset.samples), heads, device,
+                          autocast_dtype, progress=progress and is_main_process(),
+                          views_per_video=dataset.views_per_video)
 
 
 @contextlib.contextmanager

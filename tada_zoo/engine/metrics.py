@@ -54,6 +54,7 @@ def collect_scores(
         autocast_dtype: Optional[torch.dtype] = None,
         progress: bool = False,
         desc: str = "eval",
+        views_per_video: Optional[int] = None,
 ) -> Dict[str, torch.Tensor]:
     """Per-video class probabilities averaged over all views (clips x crops) after softmax.
 
@@ -61,6 +62,10 @@ def collect_scores(
     ``label`` and ``index`` (the video's row in the list; each clip of a video is one
     item). Under DDP every rank scores its shard and the sums are all-reduced, so
     samples the sampler repeats to even out the shards change nothing.
+
+    ``views_per_video`` (clips x crops; for loaders that deal videos out themselves, as WebDataset
+    shards do): every video must get exactly that many views in all, else an error says how many
+    videos were expected, seen, and seen more than once.
 
     Returns ``scores`` (list per head of ``(N, K)``), ``labels`` ``(N, heads)``, ``views`` ``(N,)``.
     """
@@ -90,6 +95,11 @@ def collect_scores(
     if is_distributed():
         dist.all_reduce(labels, op=dist.ReduceOp.MAX)
     _warn_if_diverged(peak.item(), desc)
+    if views_per_video is not None and (views != views_per_video).any():
+        seen, twice = int((views > 0).sum()), int((views > views_per_video).sum())
+        raise RuntimeError(f"{desc}: expected each of the {num_videos} videos exactly once across ranks and loader "
+                           f"workers ({views_per_video} views each), but {seen} were seen, {twice} of them more "
+                           "than once; the loader must deal every video out once")
     if (views == 0).any():
         missing = (views == 0).nonzero().flatten()[:5].tolist()
         raise RuntimeError(f"{int((views == 0).sum())} videos got no view (e.g. rows {missing}); "

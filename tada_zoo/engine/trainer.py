@@ -24,11 +24,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.utils import ModelEmaV3, dispatch_clip_grad
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 from tqdm import tqdm
 
 from tada_zoo._files import write_text
-from tada_zoo.data.datasets import crashed_decodes, worker_crashes_at_next
+from tada_zoo.data.datasets import ClipBatches, crashed_decodes, worker_crashes_at_next
 from tada_zoo.models._helpers import load_pickle
 
 from .checkpoint import atomic_save, get_rng_state, run_metadata, save_safetensors, set_rng_state, unwrap_model
@@ -228,6 +228,12 @@ class _MetricsLog:
 
 
 def _loader(dataset, cfg: TrainConfig, train: bool, drop_last: bool) -> DataLoader:
+    if isinstance(dataset, IterableDataset):  # WebDataset shards deal themselves out to ranks and workers
+        dataset.batch_size = cfg.batch_size  # training: whole batches, as many on every rank
+        per_item = cfg.batch_size if train else max(1, cfg.batch_size // dataset.num_clips)  # eval: videos
+        loader = DataLoader(dataset, batch_size=per_item, num_workers=cfg.workers,
+                            pin_memory=torch.cuda.is_available())
+        return loader if train else ClipBatches(loader, cfg.batch_size)
     sampler = DistributedSampler(dataset, num_replicas=get_world_size(), rank=get_rank(),
                                  shuffle=train, seed=cfg.seed, drop_last=drop_last)
     return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
@@ -288,7 +294,13 @@ def _setup(model: nn.Module, train_set, val_set, cfg: TrainConfig, device: torch
     if len(train_loader) == 0:
         raise ValueError(f"{len(train_set)} training samples give no full batch of {cfg.batch_size} "
                          f"per process on {get_world_size()} processes; lower --batch-size or give --no-drop-last")
-    _report_last_batch(len(train_set), len(train_loader.sampler), cfg)
+    if isinstance(train_set, IterableDataset):
+        if is_main_process():
+            print(f"shards: {len(train_loader)} batches of {cfg.batch_size} per process and epoch, drawn from "
+                  f"{len(train_set.samples)} videos (shard order by seed and epoch, shuffle buffer "
+                  f"{train_set.shuffle_buffer})")
+    else:
+        _report_last_batch(len(train_set), len(train_loader.sampler), cfg)
     steps = len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
     optimizer = build_optimizer(model, cfg)
     mixup = None
@@ -391,7 +403,8 @@ def train_one_epoch(run: _Run, epoch: int) -> dict:
     """One epoch of steps (lr set before each, as the original does); the epoch's metrics row."""
     cfg, device = run.cfg, run.device
     seed_everything(cfg.seed + 1000 * epoch + 100003 * get_rank())
-    run.train_loader.sampler.set_epoch(epoch)
+    data = run.train_loader.dataset
+    (data.set_epoch if isinstance(data, IterableDataset) else run.train_loader.sampler.set_epoch)(epoch)
     t0 = time.time()
     run.train_model.train()
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # loss x n, n
@@ -509,8 +522,10 @@ def _step(run: _Run, loss: torch.Tensor, update: int) -> None:
 
 def validate(run: _Run, num_samples: int) -> dict:
     """Metrics of the (EMA) model on the validation loader, every video once across ranks."""
+    shards = getattr(getattr(run.val_loader, "loader", None), "dataset", None)  # ClipBatches over shards
     res = collect_scores(run.eval_model, run.val_loader, num_samples, run.heads, run.device, run.amp_dtype,
-                         progress=run.cfg.progress and is_main_process(), desc="val")
+                         progress=run.cfg.progress and is_main_process(), desc="val",
+                         views_per_video=getattr(shards, "views_per_video", None))
     return compute_metrics(res["scores"], res["labels"])
 
 

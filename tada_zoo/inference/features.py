@@ -185,19 +185,33 @@ class _WindowChunks(IterableDataset):
     with exactly one item marked ``last`` or ``error``.
     """
 
-    def __init__(self, paths, clip_len, frame_interval, clip_stride, transform, chunk):
+    def __init__(self, paths, clip_len, frame_interval, clip_stride, transform, chunk, shards=None, todo=()):
         self.paths, self.clip_len, self.frame_interval = paths, clip_len, frame_interval
         self.clip_stride, self.transform, self.chunk = clip_stride, transform, chunk
+        self.shards, self.position = shards, {row: j for j, row in enumerate(todo)}
+
+    def _sources(self) -> Iterator[Tuple[int, str, dict]]:
+        """``(video, name, open_video kwargs)``: this worker's files, or the videos to do of its shards
+        (``ShardSet.dealt``: each shard to one rank and worker), opened from their bytes."""
+        if self.shards is None:
+            info = get_worker_info()
+            wid, nw = (info.id, info.num_workers) if info else (0, 1)
+            yield from ((i, self.paths[i], {}) for i in range(wid, len(self.paths), nw))
+            return
+        from tada_zoo.data.shards import iter_shard_samples
+
+        for meta, data, url in iter_shard_samples(self.shards.dealt()):
+            row = self.shards.row(meta, url)
+            if row in self.position:  # else extracted by an earlier run
+                yield self.position[row], f"{url}:{meta['path']}", dict(data=data)
 
     def __iter__(self) -> Iterator[dict]:
         from tada_zoo.data import open_video, sliding_windows
 
-        info = get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        for i in range(wid, len(self.paths), nw):
+        for i, name, source in self._sources():
             final = None
             try:
-                with open_video(self.paths[i]) as reader:
+                with open_video(name, **source) as reader:
                     n, fps = len(reader), reader.fps
                     windows = sliding_windows(n, self.clip_len, self.frame_interval, self.clip_stride)
                     times = _timestamps(windows, fps, n, *_reader_times(reader, n))
@@ -430,6 +444,7 @@ class _Extraction:
         self.queue: List[tuple] = []  # (video, chunk dict) waiting for a batch
         self.finished = set()  # videos with their one index line
         self.failed, self.corrupt, self.done, self.clips = {}, [], 0, 0
+        self.ends = 0  # videos that came to their end (written or failed), repeats included
         self.bar = tqdm(total=len(todo), desc="extract", unit="video", disable=not progress)
 
     def run(self, loader) -> dict:
@@ -446,7 +461,7 @@ class _Extraction:
         if self.queue:
             self._run_batch()
         self.bar.close()
-        return dict(done=self.done, failed=self.failed, corrupt=self.corrupt, clips=self.clips)
+        return dict(done=self.done, failed=self.failed, corrupt=self.corrupt, clips=self.clips, ends=self.ends)
 
     def _run_batch(self) -> None:
         clips = torch.cat([c["clips"] for _, c in self.queue])
@@ -480,6 +495,7 @@ class _Extraction:
         self._finish(j, entry)
 
     def _finish(self, j: int, entry: dict) -> None:
+        self.ends += 1
         if j in self.finished:
             return
         self.finished.add(j)
@@ -540,7 +556,7 @@ def _prepare_folder(output: Path, current: dict, overwrite: bool) -> dict:
 def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path]], output: Union[str, Path],
                    clip_len: int, frame_interval: int, clip_stride: int, transform, workers: int = 2,
                    fmt: str = "safetensors", root: Optional[Union[str, Path]] = None, progress: bool = True,
-                   settings: Optional[dict] = None, overwrite: bool = False) -> dict:
+                   settings: Optional[dict] = None, overwrite: bool = False, shards=None) -> dict:
     """Extract every video in ``videos`` to ``output`` (see the module docstring).
 
     ``settings``: extra entries for ``settings.json`` (the command adds the model name,
@@ -551,21 +567,33 @@ def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path
     (``failed`` holds every video not extracted, ``corrupt`` those that could not be
     decoded), summed over the ranks when run under torchrun (every rank calls it with the
     same arguments). Counts are videos, ``clips`` the windows written to files.
+
+    ``shards`` (a ``data.shards.ShardSet``; ``videos`` and ``root`` are then ignored): the videos of
+    WebDataset shards, keyed by their paths in the list, each shard read by one rank and loader worker;
+    every video to do must come to its end exactly once in all, else a RuntimeError says how many did.
     """
     if fmt not in ("safetensors", "npy"):
         raise ValueError(f"format must be 'safetensors' or 'npy', got {fmt!r}")
     output = _output_folder(output)
-    keys = _video_keys(videos, Path(root) if root is not None else None, fmt)
+    if shards is not None:
+        videos = keys = [p for p, _ in shards.samples]
+    else:
+        keys = _video_keys(videos, Path(root) if root is not None else None, fmt)
     _check_weights(extractor.model)
     current = _run_settings(extractor, clip_len, frame_interval, clip_stride, transform, fmt, settings)
     index = _prepare_folder(output, current, overwrite)
     rank, world = get_rank(), get_world_size()
     todo = [i for i, k in enumerate(keys)
             if not (index.get(k, {}).get("status") == "ok" and (output / index[k]["file"]).exists())]
-    n_todo, todo = len(todo), todo[rank::world]  # dealt out to the ranks
+    n_todo = len(todo)
     t0 = time.time()
-    dataset = _WindowChunks([str(videos[i]) for i in todo], clip_len, frame_interval, clip_stride, transform,
-                            extractor.batch_size)
+    if shards is None:
+        todo = todo[rank::world]  # dealt out to the ranks
+        dataset = _WindowChunks([str(videos[i]) for i in todo], clip_len, frame_interval, clip_stride, transform,
+                                extractor.batch_size)
+    else:  # the shards are dealt out to ranks and workers
+        dataset = _WindowChunks(None, clip_len, frame_interval, clip_stride, transform, extractor.batch_size,
+                                shards=shards, todo=todo)
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
     windows = dict(clip_len=clip_len, frame_interval=frame_interval, clip_stride=clip_stride)
     index_path = output / ("index.jsonl" if world == 1 else f"index.rank{rank}.jsonl")
@@ -575,6 +603,11 @@ def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path
         _compact_index(output)
     ranks = all_gather_object(mine)
     barrier()  # nobody returns before the merged index is written
+    ends = sum(r["ends"] for r in ranks)
+    if shards is not None and ends != n_todo:
+        raise RuntimeError(f"extraction over shards expected each of the {n_todo} videos to do exactly once across "
+                           f"ranks and loader workers, but {ends} came through; the shards must deal every video "
+                           "out once")
     return dict(done=sum(r["done"] for r in ranks), skipped=len(videos) - n_todo,
                 failed={k: e for r in ranks for k, e in r["failed"].items()},
                 corrupt=sorted(k for r in ranks for k in r["corrupt"]),
