@@ -8,6 +8,7 @@ import sys
 from typing import List, Optional
 
 from tada_zoo.data import VideoDecodeError
+from tada_zoo.engine.distributed import peer_failure
 from tada_zoo.models import WeightsNotAvailableError
 
 from . import (convert, download, evaluate, export, extract, inflate, make_list, predict, profile, push, shard,
@@ -62,6 +63,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, OSError, RuntimeError, VideoDecodeError, WeightsNotAvailableError) as e:
         if debug:
             raise
-        print(f"tada-zoo {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        print(f"tada-zoo {args.command}: error: {peer_failure(e) or _one_line(e)}", file=sys.stderr)
         return 1
     return 0

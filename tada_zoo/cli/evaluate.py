@@ -132,7 +132,7 @@ def _main(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args, runs, heads, val_list, what, device):
-    members, results, labels, names = [], {}, None, None
+    members, results, labels, names, views = [], {}, None, None, 0
     models = [r["model"] for r in runs]
     for i, (run, ckpt) in enumerate(zip(runs, args.checkpoint or [None] * len(runs))):
         name = run["model"]
@@ -157,6 +157,7 @@ def _evaluate(args, runs, heads, val_list, what, device):
         res = evaluate_model(model, ds, heads, args.batch_size, args.workers, device,
                              autocast_dtype(args.amp, device), progress=not args.quiet)
         members.append(res["scores"])
+        views = views + res["views"]  # per video, summed over an ensemble's models
         labels, names = res["labels"], [p for p, _ in ds.samples]
         results[key] = dict(compute_metrics(res["scores"], labels), protocol=protocol.describe(), videos=len(names),
                             data=what)
@@ -174,7 +175,7 @@ def _evaluate(args, runs, heads, val_list, what, device):
             out = Path(args.output)
             out.mkdir(parents=True, exist_ok=True)
             scores = ensemble_scores(members) if len(members) > 1 else members[0]
-            write_predictions(out / "predictions.csv", scores, labels, names)
+            write_predictions(out / "predictions.csv", scores, labels, names, views=views)
             write_confusion(out, scores, labels, runs[0]["class_names"] or (
                 read_class_names(args.class_names) if args.class_names else None))
             write_text(out / "metrics.json", json.dumps(results, indent=2))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from tada_zoo._files import check_writable
 from tada_zoo.engine.checkpoint import resolve_run, run_protocol
-from tada_zoo.engine.distributed import cleanup_distributed, init_distributed, is_main_process
+from tada_zoo.engine.distributed import check_shared_folder, cleanup_distributed, init_distributed, is_main_process
 from tada_zoo.engine.trainer import autocast_dtype
 from tada_zoo.data.folders import summarize_skipped
 from tada_zoo.data.shards import read_shard_index
@@ -82,6 +82,7 @@ def _main(args: argparse.Namespace) -> None:
     if args.clip_len:
         kwargs["num_frames"] = args.clip_len
     try:
+        check_shared_folder(args.output, "--output")  # one index, one set of feature files for every node
         ex = FeatureExtractor.from_name(run["model"], args.checkpoint, resolve_pretrained(args, run["model"]), kwargs,
                                         layer=args.layer,
                                         batch_size=args.batch_size, device=device,

@@ -11,7 +11,8 @@ from tada_zoo.data.adapters import read_class_names, split_class_folders
 from tada_zoo.data.protocol import FLIP_LABELS, protocol_from_cfg
 from tada_zoo.data.shards import read_shard_index
 from tada_zoo.deploy.profile import empty_model
-from tada_zoo.engine.distributed import barrier, cleanup_distributed, init_distributed, is_main_process
+from tada_zoo.engine.distributed import (barrier, check_shared_folder, cleanup_distributed, init_distributed,
+                                        is_main_process)
 from tada_zoo.engine.metrics import parse_num_classes
 from tada_zoo.engine.recipes import ALIASES, LR_SCALING, RECIPES
 from tada_zoo.engine.trainer import TrainConfig, fit, recipe_report, resolve_config, seed_everything
@@ -286,6 +287,7 @@ def _main(args: argparse.Namespace) -> None:
     check_writable(args.output, "--output")
     device = init_distributed(args.device)
     try:
+        check_shared_folder(args.output, "--output")  # every node resumes from and writes to one run folder
         class_names, train_list, val_list = _classes_and_lists(args)
         if args.num_classes is not None:
             heads = parse_num_classes(args.num_classes)

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset
 
 from tada_zoo._files import write_text
 from tada_zoo.data.datasets import crashed_decodes, worker_crashes_at_next
 from tada_zoo.data.decode import VideoDecodeError
 
-from .distributed import get_rank, get_world_size, is_main_process
+from .distributed import ShardSampler, is_main_process
 from .metrics import collect_scores
 
 __all__ = ["evaluate_model", "write_predictions", "write_confusion"]
@@ -30,7 +30,7 @@ def evaluate_model(model: torch.nn.Module, dataset, heads: Sequence[int], batch_
         return _evaluate_iterable(model, dataset, heads, batch_size, workers, device, autocast_dtype, progress)
     per_video = not getattr(dataset, "train", True) and hasattr(dataset, "per_video")
     items = dataset.per_video() if per_video else dataset
-    sampler = DistributedSampler(items, num_replicas=get_world_size(), rank=get_rank(), shuffle=False)
+    sampler = ShardSampler(len(items))  # every video once over the ranks, none scored twice
     loader = DataLoader(items, batch_size=max(1, batch_size // items.num_clips) if per_video else batch_size,
                         sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda")
     if per_video:
@@ -77,8 +77,9 @@ def _named_decoder_crashes(dataset, workers: int):
 
 
 def write_predictions(path, scores: List[torch.Tensor], labels: torch.Tensor, names: Optional[Sequence[str]] = None,
-                      topk: int = 5) -> None:
-    """One row per video: path, true label(s), top-k predictions and their probabilities (atomic)."""
+                      topk: int = 5, views: Optional[torch.Tensor] = None) -> None:
+    """One row per video: path, true label(s), top-k predictions and their probabilities (atomic);
+    ``views``: the views scored per video (clips x crops: a video scored twice would show)."""
     buf = io.StringIO()
     w = csv.writer(buf)
     multi = len(scores) > 1
@@ -86,14 +87,14 @@ def write_predictions(path, scores: List[torch.Tensor], labels: torch.Tensor, na
     for h in range(len(scores)):
         p = f"head{h}_" if multi else ""
         header += [f"{p}label", f"{p}pred", f"{p}top{topk}", f"{p}score"]
-    w.writerow(header)
+    w.writerow(header + (["views"] if views is not None else []))
     tops = [s.topk(min(topk, s.shape[1]), dim=1) for s in scores]
     for i in range(len(labels)):
         row = [i, names[i] if names is not None else ""]
         for h, t in enumerate(tops):
             row += [int(labels[i, h]), int(t.indices[i, 0]), " ".join(map(str, t.indices[i].tolist())),
                     f"{t.values[i, 0].item():.6f}"]
-        w.writerow(row)
+        w.writerow(row + ([int(views[i])] if views is not None else []))
     write_text(path, buf.getvalue())
 
 

@@ -32,7 +32,7 @@ from tada_zoo.data.datasets import ClipBatches, crashed_decodes, worker_crashes_
 from tada_zoo.models._helpers import load_pickle
 
 from .checkpoint import atomic_save, get_rng_state, run_metadata, save_safetensors, set_rng_state, unwrap_model
-from .distributed import (all_gather_object, all_reduce_sum, average_buffers, barrier, get_rank,
+from .distributed import (ShardSampler, all_gather_object, all_reduce_sum, average_buffers, barrier, get_rank,
                           get_world_size, is_distributed, is_main_process, state_hash)
 from .metrics import DIVERGED_LOGITS as DIVERGING_LOGITS  # one threshold for train, evaluate, export
 from .metrics import collect_scores, compute_metrics, split_heads
@@ -228,14 +228,15 @@ class _MetricsLog:
 
 
 def _loader(dataset, cfg: TrainConfig, train: bool, drop_last: bool) -> DataLoader:
+    """Training: equal shards (every rank takes the same number of DDP steps); validation: each item once."""
     if isinstance(dataset, IterableDataset):  # WebDataset shards deal themselves out to ranks and workers
         dataset.batch_size = cfg.batch_size  # training: whole batches, as many on every rank
         per_item = cfg.batch_size if train else max(1, cfg.batch_size // dataset.num_clips)  # eval: videos
         loader = DataLoader(dataset, batch_size=per_item, num_workers=cfg.workers,
                             pin_memory=torch.cuda.is_available())
         return loader if train else ClipBatches(loader, cfg.batch_size)
-    sampler = DistributedSampler(dataset, num_replicas=get_world_size(), rank=get_rank(),
-                                 shuffle=train, seed=cfg.seed, drop_last=drop_last)
+    sampler = DistributedSampler(dataset, num_replicas=get_world_size(), rank=get_rank(), shuffle=True,
+                                 seed=cfg.seed, drop_last=drop_last) if train else ShardSampler(len(dataset))
     return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                       drop_last=drop_last, pin_memory=torch.cuda.is_available())
 
