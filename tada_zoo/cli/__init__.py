@@ -10,11 +10,11 @@ from typing import List, Optional
 from tada_zoo.data import VideoDecodeError
 from tada_zoo.models import WeightsNotAvailableError
 
-from . import (convert, download, evaluate, export, extract, inflate, make_list, predict, profile, push, train,
-               visualize)
+from . import (convert, download, evaluate, export, extract, inflate, make_list, predict, profile, push, serve,
+               train, visualize)
 
 COMMANDS = (profile, make_list, convert, inflate, download, train, evaluate, extract, predict, visualize, export,
-            push)  # each has register(subparsers)
+            push, serve)  # each has register(subparsers)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,206 @@
+"""tada-zoo serve: the page answers an upload with the classifier's own top-5 and pictures, refuses what
+it must (too big, too long, not a video, empty; any server file through Gradio's file route), keeps no
+upload, listens on 127.0.0.1 unless told otherwise; and in a real browser (headless Chromium) the page
+shows the top class and renders its pictures."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+from tada_zoo.cli import main
+from tada_zoo.engine.checkpoint import run_metadata, save_safetensors
+
+from _engine_utils import HANG_GUARD, TINY, one_thread  # noqa: F401
+
+ROOT = Path(__file__).resolve().parent.parent
+CLASSES = ("left", "right", "up")  # moving_shape_clip labels 0, 1, 2
+FPS = 30
+MAX_UPLOAD_MB, MAX_SECONDS = 0.1, 1.0  # the test server's caps: the clip passes, big.mp4 / long.mp4 do not
+
+gradio = pytest.importorskip("gradio", reason="tada-zoo serve needs gradio (pip install 'tada-zoo[serve]')")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A tiny 3-class checkpoint (random weights, class names, 32-pixel protocol) and test videos."""
+    from tada_zoo.data.synthetic import moving_shape_clip, write_video
+
+    d = tmp_path_factory.mktemp("serve")
+    torch.manual_seed(0)
+    model = timm.create_model("tada2d_r50_8f.k400", num_classes=3, **TINY)
+    meta = run_metadata("tada2d_r50_8f.k400", dict(TINY, num_frames=4), [3], list(CLASSES), {"train_crop": 32})
+    save_safetensors(model.state_dict(), d / "w.safetensors", metadata=meta)
+    rng = np.random.default_rng(0)
+    write_video(d / "clip.mp4", moving_shape_clip(2, 8, 32, rng), fps=FPS)  # 8 / 30 s
+    write_video(d / "long.mp4", moving_shape_clip(0, 40, 32, rng), fps=FPS)  # 40 / 30 s > MAX_SECONDS
+    write_video(d / "big.mp4", rng.integers(0, 256, (30, 64, 64, 3), dtype=np.uint8), fps=FPS)  # noise: ~150 KB
+    (d / "junk.mp4").write_bytes(rng.integers(0, 256, 2000, dtype=np.uint8).tobytes())
+    (d / "empty.mp4").write_bytes(b"")
+    assert (d / "big.mp4").stat().st_size > MAX_UPLOAD_MB * 2 ** 20 > (d / "long.mp4").stat().st_size
+    return d
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _files_under(folder: Path) -> list:
+    return sorted(str(Path(d) / f) for d, _, names in os.walk(folder) for f in names)
+
+
+@contextmanager
+def serving(args, tmp: Path):
+    """``tada-zoo serve ARGS --port FREE`` as a subprocess (TMPDIR=tmp) until the page answers; yields
+    (url, process); stopped with SIGTERM (as Ctrl+C would) and waited for, whatever happens."""
+    import requests
+
+    port = _free_port()
+    env = dict(os.environ, TMPDIR=str(tmp), PYTHONPATH=str(ROOT), GRADIO_ANALYTICS_ENABLED="False")
+    proc = subprocess.Popen([sys.executable, "-m", "tada_zoo.cli", "serve", *args, "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + HANG_GUARD
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"serve exited with {proc.returncode}: {proc.stderr.read()}")
+            try:
+                if requests.get(url, timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "serve did not answer"
+            time.sleep(0.5)
+        yield url, proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=HANG_GUARD)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(files, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("server_tmp")
+    with serving(["--checkpoint", str(files / "w.safetensors"), "--max-upload-mb", str(MAX_UPLOAD_MB),
+                  "--max-seconds", str(MAX_SECONDS)], tmp) as (url, proc):
+        yield url, tmp
+    out, err = proc.communicate()
+    assert "Traceback" not in out + err, err
+    assert f"serving {url}" in out and "stopped" in out
+    assert _files_under(tmp) == [] and not list(tmp.glob("tada-zoo-serve-*")), "the server left files behind"
+
+
+def test_check_video_caps_size_and_length(files):
+    from tada_zoo.deploy.app import UploadError, check_video
+
+    assert check_video(files / "clip.mp4") == pytest.approx(8 / FPS)
+    cases = [(files / "empty.mp4", {}, "the file is empty"),
+             (files / "junk.mp4", {}, "not a video the page can read"),
+             (files / "big.mp4", dict(max_upload_mb=MAX_UPLOAD_MB), f"up to {MAX_UPLOAD_MB:g} MB"),
+             (files / "long.mp4", dict(max_seconds=MAX_SECONDS), f"is 1 s long; this page takes videos up to 1 s")]
+    for path, limits, message in cases:
+        with pytest.raises(UploadError, match=message) as e:
+            check_video(path, **limits)
+        assert str(files) not in str(e.value)  # names no server folder
+
+
+def test_serve_flags_are_checked_where_parsed(files, tmp_path, capsys, monkeypatch):
+    w = str(files / "w.safetensors")
+    for flag, value in (("--max-upload-mb", "0"), ("--max-seconds", "-1"), ("--port", "70000"), ("--port", "x")):
+        with pytest.raises(SystemExit) as e:
+            main(["serve", "--checkpoint", w, flag, value])
+        assert e.value.code == 2 and f"argument {flag}" in capsys.readouterr().err
+    assert main(["serve", "--checkpoint", w, "--examples", str(tmp_path / "none")]) == 1
+    assert capsys.readouterr().err.strip() == f"tada-zoo serve: error: --examples {tmp_path / 'none'}: no such folder"
+    monkeypatch.setitem(sys.modules, "gradio", None)  # gradio not installed
+    assert main(["serve", "--checkpoint", w]) == 1
+    assert capsys.readouterr().err.strip() == "tada-zoo serve: error: the web page needs gradio: pip install 'tada-zoo[serve]'"
+
+
+def test_serve_listens_on_localhost_unless_told(files, capsys, monkeypatch):
+    import tada_zoo.cli.serve as serve
+
+    seen = []
+
+    @contextmanager
+    def fake_app(clf, host, port, *args):
+        seen.append((host, port))
+        yield f"http://{host}:{port}/"
+
+    monkeypatch.setattr(serve, "running_app", fake_app)
+    monkeypatch.setattr(serve, "_wait", lambda: None)
+    assert main(["serve", "--checkpoint", str(files / "w.safetensors")]) == 0
+    assert seen[-1] == ("127.0.0.1", 7860) and "warning" not in capsys.readouterr().err
+    assert main(["serve", "--checkpoint", str(files / "w.safetensors"), "--host", "0.0.0.0", "--port", "8000"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert seen[-1] == ("0.0.0.0", 8000)
+    assert err == ("warning: --host 0.0.0.0: the page is reachable from other machines; anyone who reaches it can "
+                   "run the model on their uploads")
+
+
+def test_page_answers_with_the_classifiers_top5_and_keeps_no_upload(server, files):
+    from gradio_client import Client, handle_file
+
+    from tada_zoo import VideoClassifier
+
+    url, tmp = server
+    expected = VideoClassifier.from_pretrained(files / "w.safetensors")(files / "clip.mp4", topk=5)
+    label, status, pictures = Client(url, verbose=False).predict(handle_file(str(files / "clip.mp4")),
+                                                                 api_name="/classify")
+    assert label["label"] == expected[0]["name"]
+    assert [(c["label"], c["confidence"]) for c in label["confidences"]] == \
+        [(t["name"], pytest.approx(t["score"], abs=1e-6)) for t in expected]
+    assert "data:image/gif;base64," in pictures and "data:image/png;base64," in pictures  # Grad-CAM, alpha_t
+    assert f"{8 / FPS:.1f} s of video" in status
+    assert _files_under(tmp) == []  # the upload is gone once answered
+
+
+def test_bad_uploads_are_a_message_on_the_page(server, files):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    url, tmp = server
+    client = Client(url, verbose=False)
+    for name, message in (("junk.mp4", "this is not a video the page can read"), ("empty.mp4", "the file is empty"),
+                          ("long.mp4", "is 1 s long; this page takes videos up to 1 s")):
+        with pytest.raises(AppError, match=message) as e:
+            client.predict(handle_file(str(files / name)), api_name="/classify")
+        assert "Traceback" not in str(e.value) and str(tmp) not in str(e.value)
+    with pytest.raises(Exception, match="413|[Ff]ile too large|exceeds the maximum"):  # refused at Gradio's upload route
+        client.predict(handle_file(str(files / "big.mp4")), api_name="/classify")
+    assert _files_under(tmp) == []
+
+
+def test_file_route_serves_no_server_file(server, files):
+    import requests
+
+    url, tmp = server
+    route = url + "gradio_api/file="
+    (uploads,) = tmp.glob("tada-zoo-serve-*/uploads")
+    control = uploads / "control" / "a.txt"  # a file in Gradio's upload folder: the route itself works
+    control.parent.mkdir(parents=True, exist_ok=True)
+    control.write_text("hello")
+    try:
+        assert requests.get(route + str(control), timeout=30).text == "hello"
+    finally:
+        control.unlink()
+        control.parent.rmdir()
+    for path in (files / "w.safetensors", "/etc/passwd", f"{uploads}/../../../{files.name}/w.safetensors",
+                 files / "clip.mp4", Path(__file__)):
+        assert requests.get(route + str(path), timeout=30).status_code == 403, path
