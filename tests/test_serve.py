@@ -204,3 +204,69 @@ def test_file_route_serves_no_server_file(server, files):
     for path in (files / "w.safetensors", "/etc/passwd", f"{uploads}/../../../{files.name}/w.safetensors",
                  files / "clip.mp4", Path(__file__)):
         assert requests.get(route + str(path), timeout=30).status_code == 403, path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 3-class run of tada-zoo train on class folders (as tests/test_push.py's) and its videos."""
+    from tada_zoo.data.synthetic import moving_shape_clip, write_video
+
+    root = tmp_path_factory.mktemp("shapes") / "my-shapes"
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(CLASSES):
+        for i in range(3):
+            write_video(root / name / f"clip{i}.mp4", moving_shape_clip(label, 8, 32, rng))
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--model", "tada2d_r50_8f.k400", "--data-root", str(root), "--output", str(out),
+                 "--val-fraction", "0.34", "--epochs", "1", "--batch-size", "2", "--input-size", "32",
+                 "--model-kwargs", json.dumps(TINY), "--num-frames", "4", "--workers", "0", "--quiet"]) == 0
+    return out, root
+
+
+def _chromium():
+    """A headless Chromium driven by Debian's chromedriver (nothing downloaded); skip without them."""
+    import shutil
+
+    webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (browser and driver):
+        pytest.skip("headless Chromium is not installed (apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1400"):
+        options.add_argument(arg)
+    return webdriver.Chrome(options=options, service=webdriver.ChromeService(driver))
+
+
+def test_page_in_a_real_browser(trained, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tada_zoo import VideoClassifier
+
+    run, videos = trained
+    video = videos / "up" / "clip0.mp4"
+    expected = VideoClassifier.from_pretrained(run)(video, topk=5)[0]["name"]
+    tmp, shot = tmp_path / "tmp", tmp_path / "serve-page.png"
+    tmp.mkdir()
+    browser = _chromium()
+    try:
+        with serving(["--checkpoint", str(run)], tmp) as (url, proc):
+            browser.get(url)
+            wait = WebDriverWait(browser, HANG_GUARD, poll_frequency=0.5)
+            wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "input[type=file]"))[0].send_keys(str(video))
+            wait.until(lambda b: b.execute_script(
+                "const i = document.getElementById('gradcam'); return i !== null && i.complete && i.naturalWidth > 0"))
+            shown = browser.find_element(By.CSS_SELECTOR, "[data-testid='label-output-value']").text
+            widths = browser.execute_script(
+                "return ['gradcam', 'alpha-plot'].map(id => document.getElementById(id).naturalWidth)")
+            toasts = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "[data-testid='toast-body']")]
+            browser.save_screenshot(str(shot))
+            print(f"screenshot of the page: {shot}")
+    finally:
+        browser.quit()
+    assert shown == expected
+    assert all(w > 0 for w in widths), widths  # the Grad-CAM GIF and the alpha_t plot rendered
+    # no error on the page (Chromium cannot play the preview of write_video's MPEG-4 part 2: the player says so)
+    assert [t for t in toasts if "Video not playable" not in t] == [], toasts
+    assert _files_under(tmp) == []  # nothing of the upload is left

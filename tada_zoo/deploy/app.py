@@ -223,7 +223,7 @@ def build_app(clf, examples: Optional[PathLike] = None, max_upload_mb: float = M
                     "where it looks (Grad-CAM of the top class) and TAdaConv's calibration weights alpha_t.")
         with gr.Row():
             with gr.Column():
-                video = gr.Video(sources=["upload"], label="video", format=None)
+                video = gr.Video(sources=["upload"], format=None, label="video")  # format None: no conversion
                 example = gr.Dropdown(choices=list(shown), value=None, label="or an example",
                                       visible=bool(shown), allow_custom_value=False)
             with gr.Column():
@@ -231,7 +231,9 @@ def build_app(clf, examples: Optional[PathLike] = None, max_upload_mb: float = M
                 status = gr.Markdown(elem_id="status")
         pictures = gr.HTML(elem_id="pictures")
         outputs = [label, status, pictures]
-        video.upload(on_upload, video, outputs, api_name="classify", concurrency_limit=1)
+        # the answered upload is deleted: its player is emptied, so it does not fetch the file again
+        video.upload(on_upload, video, outputs, api_name="classify", concurrency_limit=1).then(
+            lambda: None, None, video, api_name=False, queue=False)
         example.input(on_example, example, outputs, api_name="example", concurrency_limit=1)
     return demo
 
