@@ -270,3 +270,50 @@ def test_page_in_a_real_browser(trained, tmp_path):
     # no error on the page (Chromium cannot play the preview of write_video's MPEG-4 part 2: the player says so)
     assert [t for t in toasts if "Video not playable" not in t] == [], toasts
     assert _files_under(tmp) == []  # nothing of the upload is left
+
+
+def test_push_with_app_writes_a_space_app_that_serves_the_page(files, tmp_path, monkeypatch):
+    """push --with-app: app.py + requirements.txt next to the weights; app.py builds the page for the weights
+    next to it (no network) and that page answers as the classifier does; push uploads the two files too."""
+    import runpy
+
+    import huggingface_hub
+    from gradio_client import Client, handle_file
+
+    from tada_zoo import VideoClassifier
+
+    out = tmp_path / "repo"
+    assert main(["push", str(files / "w.safetensors"), "--repo", "someone/shapes", "--dry-run", str(out),
+                 "--with-app"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "app.py", "config.json", "model.safetensors",
+                                                      "requirements.txt"]
+    assert "tada-zoo[serve]>=" in (out / "requirements.txt").read_text()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    space = runpy.run_path(str(out / "app.py"), run_name="space_app")  # what the Space runs, without launching
+    assert isinstance(space["demo"], gradio.Blocks) and space["SOURCE"] == f"local-dir:{out}"
+    assert space["REPO"] == "someone/shapes"
+    expected = VideoClassifier.from_pretrained(files / "w.safetensors")(files / "clip.mp4", topk=5)
+    demo = space["demo"]
+    demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        label, _, _ = Client(demo.local_url, verbose=False).predict(handle_file(str(files / "clip.mp4")),
+                                                                    api_name="/classify")
+    finally:
+        demo.close()
+    assert [c["label"] for c in label["confidences"]] == [t["name"] for t in expected]
+    # push uploads them with the model
+    patterns = []
+
+    class RecordingApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, private=False, exist_ok=False):
+            return type("RepoUrl", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, commit_message, allow_patterns):
+            patterns.extend(allow_patterns)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    assert main(["push", str(files / "w.safetensors"), "--repo", "someone/shapes", "--with-app"]) == 0
+    assert sorted(patterns) == ["README.md", "app.py", "config.json", "model.safetensors", "requirements.txt"]

@@ -30,7 +30,7 @@ from tada_zoo.data.folders import find_videos
 
 __all__ = ["INSTALL_HINT", "MAX_UPLOAD_MB", "MAX_SECONDS", "UploadError", "require_gradio", "check_video",
            "find_examples", "analyse_video", "build_app", "launch_options", "running_app", "is_local_host",
-           "discard_upload"]
+           "discard_upload", "space_files"]
 
 INSTALL_HINT = "the web page needs gradio: pip install 'tada-zoo[serve]'"
 MAX_UPLOAD_MB = 100.0  # default cap of one upload
@@ -265,3 +265,35 @@ def running_app(clf, host: str = "127.0.0.1", port: int = 7860, examples: Option
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+_SPACE_APP = """\"\"\"Try {repo} in the browser: the page of `tada-zoo serve` (written by `tada-zoo push --with-app`).
+
+`python app.py` next to the model's files (pip install -r requirements.txt), or as a Hugging Face Space.
+\"\"\"
+import os
+
+from tada_zoo import VideoClassifier
+from tada_zoo.deploy.app import build_app, launch_options
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = {repo!r}
+# the weights next to this file (a clone of the repo, or a Space holding its files), else the model repo's
+SOURCE = f"local-dir:{{HERE}}" if os.path.isfile(os.path.join(HERE, "model.safetensors")) else f"hf-hub:{{REPO}}"
+
+demo = build_app(VideoClassifier.from_pretrained(SOURCE))
+
+if __name__ == "__main__":
+    demo.launch(**launch_options())
+"""
+
+
+def space_files(repo: str) -> Dict[str, str]:
+    """``{file name: text}`` of a Gradio app for the model repo ``repo``: ``app.py`` builds this page for
+    the weights next to it, else for ``hf-hub:repo``; ``requirements.txt`` installs tada-zoo with gradio."""
+    from tada_zoo import __version__
+
+    requirements = ("# tada-zoo from PyPI; until it is published there, replace the line with\n"
+                    "# tada-zoo[serve] @ git+https://<the tada-zoo repository>\n"
+                    f"tada-zoo[serve]>={__version__}\n")
+    return {"app.py": _SPACE_APP.format(repo=repo), "requirements.txt": requirements}
