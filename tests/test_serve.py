@@ -46,6 +46,7 @@ def files(tmp_path_factory):
     write_video(d / "big.mp4", rng.integers(0, 256, (30, 64, 64, 3), dtype=np.uint8), fps=FPS)  # noise: ~150 KB
     (d / "junk.mp4").write_bytes(rng.integers(0, 256, 2000, dtype=np.uint8).tobytes())
     (d / "empty.mp4").write_bytes(b"")
+    write_video(d / "examples" / "moving up.mp4", moving_shape_clip(2, 8, 32, rng), fps=FPS)
     assert (d / "big.mp4").stat().st_size > MAX_UPLOAD_MB * 2 ** 20 > (d / "long.mp4").stat().st_size
     return d
 
@@ -98,7 +99,7 @@ def serving(args, tmp: Path):
 def server(files, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("server_tmp")
     with serving(["--checkpoint", str(files / "w.safetensors"), "--max-upload-mb", str(MAX_UPLOAD_MB),
-                  "--max-seconds", str(MAX_SECONDS)], tmp) as (url, proc):
+                  "--max-seconds", str(MAX_SECONDS), "--examples", str(files / "examples")], tmp) as (url, proc):
         yield url, tmp
     out, err = proc.communicate()
     assert "Traceback" not in out + err, err
@@ -113,7 +114,7 @@ def test_check_video_caps_size_and_length(files):
     cases = [(files / "empty.mp4", {}, "the file is empty"),
              (files / "junk.mp4", {}, "not a video the page can read"),
              (files / "big.mp4", dict(max_upload_mb=MAX_UPLOAD_MB), f"up to {MAX_UPLOAD_MB:g} MB"),
-             (files / "long.mp4", dict(max_seconds=MAX_SECONDS), f"is 1 s long; this page takes videos up to 1 s")]
+             (files / "long.mp4", dict(max_seconds=MAX_SECONDS), f"is {40 / FPS:.1f} s long; this page takes videos up to 1 s")]
     for path, limits, message in cases:
         with pytest.raises(UploadError, match=message) as e:
             check_video(path, **limits)
@@ -178,7 +179,7 @@ def test_bad_uploads_are_a_message_on_the_page(server, files):
     url, tmp = server
     client = Client(url, verbose=False)
     for name, message in (("junk.mp4", "this is not a video the page can read"), ("empty.mp4", "the file is empty"),
-                          ("long.mp4", "is 1 s long; this page takes videos up to 1 s")):
+                          ("long.mp4", "is 1.3 s long; this page takes videos up to 1 s")):
         with pytest.raises(AppError, match=message) as e:
             client.predict(handle_file(str(files / name)), api_name="/classify")
         assert "Traceback" not in str(e.value) and str(tmp) not in str(e.value)
@@ -317,3 +318,23 @@ def test_push_with_app_writes_a_space_app_that_serves_the_page(files, tmp_path, 
     monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
     assert main(["push", str(files / "w.safetensors"), "--repo", "someone/shapes", "--with-app"]) == 0
     assert sorted(patterns) == ["README.md", "app.py", "config.json", "model.safetensors", "requirements.txt"]
+
+
+def test_examples_are_picked_by_name_only(server, files):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    from tada_zoo import VideoClassifier
+
+    url, tmp = server
+    example = files / "examples" / "moving up.mp4"
+    expected = VideoClassifier.from_pretrained(files / "w.safetensors")(example, topk=5)
+    client = Client(url, verbose=False)
+    label, _, _ = client.predict("moving up.mp4", api_name="/example")
+    assert [c["label"] for c in label["confidences"]] == [t["name"] for t in expected]
+    assert example.is_file()  # an example is never deleted
+    for name in ("/etc/passwd", str(files / "w.safetensors"), "../w.safetensors"):  # a path is no example
+        with pytest.raises(AppError) as e:
+            client.predict(name, api_name="/example")
+        assert "Traceback" not in str(e.value)
+    assert _files_under(tmp) == []

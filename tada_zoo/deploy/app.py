@@ -72,7 +72,7 @@ def check_video(path: PathLike, max_upload_mb: float = MAX_UPLOAD_MB, max_second
         raise UploadError(f"this is not a video the page can read ({_reason(e, path)})") from None
     seconds = frames / fps
     if seconds > max_seconds:
-        raise UploadError(f"the video is {seconds:.0f} s long; this page takes videos up to {max_seconds:g} s")
+        raise UploadError(f"the video is {seconds:.1f} s long; this page takes videos up to {max_seconds:g} s")
     return seconds
 
 
@@ -214,7 +214,7 @@ def build_app(clf, examples: Optional[PathLike] = None, max_upload_mb: float = M
 
     def on_example(name):
         if name not in shown:  # a name from the list only, never a path
-            raise gr.Error("pick one of the listed examples")
+            raise _page_error(gr, "pick one of the listed examples")
         return _answer(gr, clf, str(shown[name]), limits, topk, device, delete=False)
 
     with gr.Blocks(title=title, analytics_enabled=False, **_themed(gr, "blocks")) as demo:
@@ -224,8 +224,9 @@ def build_app(clf, examples: Optional[PathLike] = None, max_upload_mb: float = M
         with gr.Row():
             with gr.Column():
                 video = gr.Video(sources=["upload"], format=None, label="video")  # format None: no conversion
+                # any value reaches on_example, which looks it up in the list (and logs one line, not a traceback)
                 example = gr.Dropdown(choices=list(shown), value=None, label="or an example",
-                                      visible=bool(shown), allow_custom_value=False)
+                                      visible=bool(shown), allow_custom_value=True)
             with gr.Column():
                 label = gr.Label(num_top_classes=topk, label=f"top-{topk}")
                 status = gr.Markdown(elem_id="status")
