@@ -107,6 +107,7 @@ SLOW = (
     "tests/test_op_counts.py",
     "tests/test_profile.py::test_unknown_model_is_a_clear_error",
     "tests/test_profile.py::test_profile_cli_prints_params_and_gflops",
+    "tests/test_serve.py::test_page_in_a_real_browser",
 )
 
 

@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     p.add_argument("--eval", dest="evaluation", default=None, metavar="METRICS_JSON",
                    help="metrics.json (or its folder) of tada-zoo evaluate --output for these weights (default: one "
                         "found in the run folder with their sha256, else no accuracy is claimed)")
+    p.add_argument("--with-app", action="store_true",
+                   help="also write app.py and requirements.txt: the tada-zoo serve page for this model, ready to "
+                        "run as a Hugging Face Space (pip install 'tada-zoo[serve]' to try it locally)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=_main)
 
@@ -37,7 +40,7 @@ def _main(args: argparse.Namespace) -> None:
     if args.dry_run:
         check_writable(Path(args.dry_run).resolve().parent, "--dry-run's folder")
     folder, repo = push_run(args.source, args.repo, private=args.private, dry_run=args.dry_run,
-                            dataset=args.dataset, evaluation=args.evaluation)
+                            dataset=args.dataset, evaluation=args.evaluation, with_app=args.with_app)
     if repo is None:
         files = ", ".join(p.name for p in sorted(Path(folder).iterdir()))
         print(f"wrote {folder} ({files}): what `tada-zoo push {args.source} --repo {args.repo}` uploads; "

@@ -130,6 +130,7 @@ def push_folder(folder: Union[str, Path], repo: str, token: Optional[str] = None
         raise ValueError(f"{folder} must hold {WEIGHTS_NAME} and no pickled .bin weights")
     api = HfApi(token=token or os.environ.get("HF_TOKEN"))
     repo = api.create_repo(repo, private=private, exist_ok=True).repo_id
+    app = [name for name in ("app.py", "requirements.txt") if (folder / name).is_file()]  # push --with-app
     api.upload_folder(repo_id=repo, folder_path=str(folder), commit_message=commit_message,
-                      allow_patterns=[WEIGHTS_NAME, "config.json", "README.md"])
+                      allow_patterns=[WEIGHTS_NAME, "config.json", "README.md"] + app)
     return repo

@@ -132,9 +132,12 @@ def _run_summary(weights: Path) -> Optional[dict]:
 
 
 def write_run_folder(source: PathLike, output: PathLike, repo: Optional[str] = None, dataset: Optional[str] = None,
-                     evaluation: Optional[PathLike] = None) -> Path:
+                     evaluation: Optional[PathLike] = None, with_app: bool = False) -> Path:
     """Write the Hub folder of a run (or of its weights file) to the new directory ``output``, all or
-    nothing, after checking that it loads back through timm with the run's logits."""
+    nothing, after checking that it loads back through timm with the run's logits; ``with_app``
+    adds the ``app.py`` + ``requirements.txt`` of a Gradio Space (``deploy.app.space_files``)."""
+    if with_app and not repo:
+        raise ValueError("with_app needs the repo id the app loads the model from")
     weights = run_weights(source)
     output = check_output_dir(output)
     model, run, protocol = _load_run(weights)
@@ -148,6 +151,11 @@ def write_run_folder(source: PathLike, output: PathLike, repo: Optional[str] = N
         save_file(state, folder / WEIGHTS_NAME, metadata={"format": "pt", "model": run["model"]})
         (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         (folder / "README.md").write_text(run_card(config, protocol))
+        if with_app:
+            from tada_zoo.deploy.app import space_files
+
+            for name, text in space_files(repo).items():
+                (folder / name).write_text(text)
         check_loads_back(folder, model, protocol)
         check_output_dir(output)  # still free?
 
@@ -175,7 +183,7 @@ def check_loads_back(folder: Path, model: torch.nn.Module, protocol: DataProtoco
 
 def push_run(source: PathLike, repo: str, private: bool = False, dry_run: Optional[PathLike] = None,
              dataset: Optional[str] = None, evaluation: Optional[PathLike] = None,
-             token: Optional[str] = None) -> Tuple[Path, Optional[str]]:
+             token: Optional[str] = None, with_app: bool = False) -> Tuple[Path, Optional[str]]:
     """Write the run's Hub folder and upload it to ``repo`` (``huggingface_hub``); with ``dry_run`` the
     folder is written there and nothing is uploaded. Returns (folder, repo id or None)."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -187,9 +195,9 @@ def push_run(source: PathLike, repo: str, private: bool = False, dry_run: Option
     except HFValidationError as e:
         raise ValueError(f"--repo {repo!r} is not a Hub repo id of the form user/name ({e})") from None
     if dry_run is not None:
-        return write_run_folder(source, dry_run, repo, dataset, evaluation), None
+        return write_run_folder(source, dry_run, repo, dataset, evaluation, with_app), None
     with tempfile.TemporaryDirectory(prefix="tada-zoo-push-") as tmp:
-        folder = write_run_folder(source, Path(tmp) / "repo", repo, dataset, evaluation)
+        folder = write_run_folder(source, Path(tmp) / "repo", repo, dataset, evaluation, with_app)
         return folder, push_folder(folder, repo, token=token, private=private,
                                    commit_message=f"Add {Path(source).name} (tada-zoo push)")
 
