@@ -233,6 +233,27 @@ def test_evaluate_cli_over_shards_writes_the_files_results(data, packed, tmp_pat
     assert (tmp_path / "files" / "predictions.csv").read_text() == (tmp_path / "shards" / "predictions.csv").read_text()
 
 
+def test_predict_over_shards_answers_as_for_the_files(data, packed, tmp_path, capsys):
+    """predict --shards: every video of the shards once, named by its list path, with the files' scores."""
+    from tada_zoo.engine.checkpoint import run_metadata, save_safetensors
+
+    torch.manual_seed(0)
+    save_safetensors(tiny_model().state_dict(), tmp_path / "w.safetensors", metadata=run_metadata(
+        "tada2d_r50_8f", dict(TINY, num_frames=4), [2], ["a", "b"], dict(frame_interval=2, test_crop=32,
+                                                                         test_short_side=32)))
+    common = ["predict", "--checkpoint", str(tmp_path / "w.safetensors"), "--clips", "2", "--crops", "1", "--json",
+              "--quiet", "--top-k", "2"]
+    capsys.readouterr()
+    assert main(common + ["--shards", f"{packed}/val-{{000000..000002}}.tar"]) == 0
+    from_shards = {r["video"]: r["top"] for r in json.loads(capsys.readouterr().out)}
+    assert main(common + [str(data)]) == 0
+    from_files = {r["video"]: r["top"] for r in json.loads(capsys.readouterr().out)}
+    val = [path for path, _ in read_annotations(data / "val.txt")]
+    assert sorted(from_shards) == sorted(val) and all(from_shards[v] == from_files[v] for v in val)
+    assert main(common + [str(data), "--shards", f"{packed}/val-000000.tar"]) == 1
+    assert "one of them" in capsys.readouterr().err
+
+
 def _extract_cmd(weights, out, *source):
     return ["extract", "--model", "tada2d_r50_8f", "--checkpoint", str(weights), "--model-kwargs", json.dumps(TINY),
             *source, "--output", str(out), "--clip-len", "4", "--frame-interval", "1", "--size", "32",

@@ -28,9 +28,12 @@ def register(subparsers) -> None:
                     "Class names: --labels, else the checkpoint's (train stores them), else the dataset's "
                     "(Something-Something V2 tags); Kinetics tags print class indices, since the original code "
                     "never published its Kinetics label order.")
-    p.add_argument("input", metavar="VIDEO_OR_FOLDER",
+    p.add_argument("input", metavar="VIDEO_OR_FOLDER", nargs="?", default=None,
                    help="a video file, or a folder of videos (searched recursively); with --timeline also - "
                         "(standard input, e.g. ffmpeg ... -f mpegts -)")
+    p.add_argument("--shards", default=None, metavar="PATTERN",
+                   help="instead of VIDEO_OR_FOLDER: every video of WebDataset shards of tada-zoo shard, e.g. "
+                        "'val/val-{000000..000003}.tar' (pip install 'tada-zoo[shards]')")
     p.add_argument("--model", default=None,
                    help="registered NAME[.TAG]; without --checkpoint its Hub weights are used (default: what "
                         "--checkpoint says)")
@@ -90,54 +93,79 @@ def _timeline(args: argparse.Namespace, clf, device) -> None:
 
 
 def _main(args: argparse.Namespace) -> None:
+    if bool(args.input) == bool(args.shards):
+        raise ValueError("give a VIDEO_OR_FOLDER or --shards PATTERN (one of them)")
     _check_timeline_flags(args)
     if args.timeline:
         return _run_timeline(args)
-    src = Path(args.input)
-    folder = src.is_dir()
-    if not folder and not src.is_file():
+    src = Path(args.input) if args.input else None
+    if src is not None and not src.is_dir() and not src.is_file():
         raise FileNotFoundError(f"{src} is neither a video file nor a folder")
-    skipped = []
-    videos = list_videos(src, skipped=skipped) if folder else [src]
     device = init_distributed(args.device)
     try:
-        over = {k: v for k, v in protocol_overrides(args).items() if v is not None}
-        clf = load_classifier(args.model, args.checkpoint, labels=args.labels, model_kwargs=args.model_kwargs,
-                              num_classes=[args.num_classes] if args.num_classes else None, clips=args.clips,
-                              crops=args.crops, **over)
-        main = is_main_process()
-        if main:
-            print(f"{clf.name}: {len(videos)} video{'s' * (len(videos) > 1)}, {clf.protocol.describe()}", file=sys.stderr)
-            if skipped:
-                print(summarize_skipped(skipped, src), file=sys.stderr)
-            if clf.note:
-                print(f"note: {clf.note}", file=sys.stderr)
-        with warnings.catch_warnings(record=True) as caught:  # skipped unreadable videos: one line each
-            warnings.simplefilter("always", RuntimeWarning)
-            results = clf.predict(videos, args.top_k, skip_unreadable=folder, batch_size=args.batch_size,
-                                  workers=args.workers, device=device, autocast_dtype=autocast_dtype(args.amp, device),
-                                  progress=not args.quiet and main)
-        if not main:
-            return
-        for w in caught:
-            print(f"warning: {w.message}", file=sys.stderr)
-        for r in results:  # paths as the user sees them: relative to the folder given
-            r["video"] = os.path.relpath(r["video"], os.path.abspath(src)) if folder else str(src)
-        if args.json:
-            print(json.dumps([dict(video=r["video"], top=top_dicts(r["top"])) for r in results], indent=1))
-        else:
-            for r in results:
-                print(r["video"])
-                heads = [r["top"]] if len(clf.heads) == 1 else r["top"]
-                for h, top in enumerate(heads):
-                    if len(heads) > 1:
-                        print(f"  head {h}:")
-                    for index, name, score in top:
-                        print(f"  {score:.4f}  {name} ({index})" if name is not None else f"  {score:.4f}  class {index}")
-        if not results:
-            raise ValueError(f"none of the {len(videos)} videos under {src} could be read")
+        clf = _classifier(args)
+        results = _predict_shards(args, clf, device) if args.shards else _predict_files(args, clf, src, device)
+        if is_main_process():
+            _print(args, clf, results)
     finally:
         cleanup_distributed()
+
+
+def _classifier(args: argparse.Namespace):
+    over = {k: v for k, v in protocol_overrides(args).items() if v is not None}
+    clf = load_classifier(args.model, args.checkpoint, labels=args.labels, model_kwargs=args.model_kwargs,
+                          num_classes=[args.num_classes] if args.num_classes else None,
+                          clips=None if args.timeline else args.clips, crops=args.crops, **over)
+    if clf.note and is_main_process():
+        print(f"note: {clf.note}", file=sys.stderr)
+    return clf
+
+
+def _predict_files(args: argparse.Namespace, clf, src: Path, device) -> list:
+    """A video, or every video under a folder (unreadable ones skipped, one warning line each)."""
+    folder, skipped = src.is_dir(), []
+    videos = list_videos(src, skipped=skipped) if folder else [src]
+    main = is_main_process()
+    if main:
+        print(f"{clf.name}: {len(videos)} video{'s' * (len(videos) > 1)}, {clf.protocol.describe()}", file=sys.stderr)
+        if skipped:
+            print(summarize_skipped(skipped, src), file=sys.stderr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        results = clf.predict(videos, args.top_k, skip_unreadable=folder, batch_size=args.batch_size,
+                              workers=args.workers, device=device, autocast_dtype=autocast_dtype(args.amp, device),
+                              progress=not args.quiet and main)
+    if main:
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+    if not results:
+        raise ValueError(f"none of the {len(videos)} videos under {src} could be read")
+    for r in results:  # paths as the user sees them: relative to the folder given
+        r["video"] = os.path.relpath(r["video"], os.path.abspath(src)) if folder else str(src)
+    return results
+
+
+def _predict_shards(args: argparse.Namespace, clf, device) -> list:
+    """Every video of WebDataset shards, named by its path in the shards' index."""
+    if is_main_process():
+        print(f"{clf.name}: --shards {args.shards}, {clf.protocol.describe()}", file=sys.stderr)
+    return clf.predict_shards(args.shards, args.top_k, batch_size=args.batch_size, workers=args.workers,
+                              device=device, autocast_dtype=autocast_dtype(args.amp, device),
+                              progress=not args.quiet and is_main_process())
+
+
+def _print(args: argparse.Namespace, clf, results: list) -> None:
+    if args.json:
+        print(json.dumps([dict(video=r["video"], top=top_dicts(r["top"])) for r in results], indent=1))
+        return
+    for r in results:
+        print(r["video"])
+        heads = [r["top"]] if len(clf.heads) == 1 else r["top"]
+        for h, top in enumerate(heads):
+            if len(heads) > 1:
+                print(f"  head {h}:")
+            for index, name, score in top:
+                print(f"  {score:.4f}  {name} ({index})" if name is not None else f"  {score:.4f}  class {index}")
 
 
 def _run_timeline(args: argparse.Namespace) -> None:
@@ -145,13 +173,9 @@ def _run_timeline(args: argparse.Namespace) -> None:
     try:
         if not is_main_process():
             raise ValueError("--timeline reads one video in one process; run it without torchrun")
-        over = {k: v for k, v in protocol_overrides(args).items() if v is not None}
-        clf = load_classifier(args.model, args.checkpoint, labels=args.labels, model_kwargs=args.model_kwargs,
-                              num_classes=[args.num_classes] if args.num_classes else None, crops=args.crops, **over)
+        clf = _classifier(args)
         print(f"{clf.name}: timeline of {'standard input' if args.input == '-' else args.input}, "
               f"{clf.protocol.describe(clips=1)} per window", file=sys.stderr)
-        if clf.note:
-            print(f"note: {clf.note}", file=sys.stderr)
         _timeline(args, clf, device)
     finally:
         cleanup_distributed()

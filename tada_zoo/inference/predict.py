@@ -139,6 +139,17 @@ class VideoClassifier:
         # a video given twice is decoded once, answered twice
         return [dict(video=path, top=self._top_of(scores[path], topk)) for path in paths if path in scores]
 
+    def predict_shards(self, pattern: str, topk: int = 5, batch_size: int = 8, workers: int = 0,
+                       device: Union[str, torch.device] = "cpu", autocast_dtype: Optional[torch.dtype] = None,
+                       progress: bool = False) -> List[dict]:
+        """``predict`` for every video of WebDataset shards (``tada-zoo shard``), ``video`` being its path in
+        the shards' index: the same views from the videos' bytes, each video once over ranks and workers."""
+        ds = self.protocol.dataset(shards=pattern, train=False)
+        scores = evaluate_model(self.model, ds, self.heads, batch_size, workers, torch.device(device),
+                                autocast_dtype, progress=progress)["scores"]
+        return [dict(video=path, top=self._top_of([s[i] for s in scores], topk)) for i, (path, _) in
+                enumerate(ds.samples)]
+
     def _scores(self, paths: List[str], skip_unreadable: bool, batch_size: int, workers: int, device,
                 autocast_dtype, progress: bool) -> dict:
         """``{path: [view-averaged probabilities per head]}`` of the readable ``paths`` (distinct)."""
