@@ -49,3 +49,24 @@ def one_thread():
 # seconds after which a subprocess of a test counts as hung: a guard, not a speed limit, so generous enough
 # that a correct run on a machine at load 8 never reaches it
 HANG_GUARD = 1800
+
+
+def train_shapes_run(tmp_path_factory, classes):
+    """A run of ``tada-zoo train`` (tag k400's recipe and protocol, random init, tiny network) on class
+    folders ``my-shapes/<class>/clip<i>.mp4`` of 3 moving-shape videos each (label i moves as
+    ``moving_shape_clip(i)``): ``(run folder, class-folder root)``."""
+    import json
+
+    from tada_zoo.cli import main
+    from tada_zoo.data.synthetic import moving_shape_clip, write_video
+
+    root = tmp_path_factory.mktemp("shapes") / "my-shapes"
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(classes):
+        for i in range(3):
+            write_video(root / name / f"clip{i}.mp4", moving_shape_clip(label, 8, 32, rng))
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--model", "tada2d_r50_8f.k400", "--data-root", str(root), "--output", str(out),
+                 "--val-fraction", "0.34", "--epochs", "1", "--batch-size", "2", "--input-size", "32",
+                 "--model-kwargs", json.dumps(TINY), "--num-frames", "4", "--workers", "0", "--quiet"]) == 0
+    return out, root

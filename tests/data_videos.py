@@ -26,11 +26,12 @@ def read_index(frame: np.ndarray) -> int:
 
 
 def write_video(path, num_frames: int = 40, codec: str = "libx264", fps: int = 30, height: int = 48,
-                width: int = 64, frames=None, **options) -> str:
+                width: int = 64, frames=None, container: str = None, **options) -> str:
     """Encode an index video. libx264 gets B-frames and a 12-frame GOP so that decode order
-    differs from presentation order; libvpx-vp9 writes webm with alt-ref frames."""
+    differs from presentation order; libvpx-vp9 writes webm with alt-ref frames. ``container``: a
+    format other than the name's (e.g. ``"mpegts"``, what a pipe carries)."""
     path = str(path)
-    with av.open(path, "w") as out:
+    with av.open(path, "w", format=container) as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if codec == "libx264":

@@ -5,7 +5,6 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import timm
 import torch
@@ -16,36 +15,28 @@ from tada_zoo.data.protocol import TRAINING_ONLY, protocol_from_cfg
 from tada_zoo.engine.checkpoint import resolve_run, run_metadata, run_protocol, save_safetensors
 from tada_zoo.models import create_video_model
 
-from _engine_utils import TINY, one_thread  # noqa: F401
+from _engine_utils import TINY, one_thread, train_shapes_run  # noqa: F401
 
 CLASSES = ("left", "right", "up")  # moving_shape_clip labels 0, 1, 2
 
 
 @pytest.fixture(scope="module")
-def videos(tmp_path_factory):
-    """my-shapes/<class>/clip<i>.mp4: 3 tiny moving-shape videos per class."""
-    from tada_zoo.data.synthetic import moving_shape_clip, write_video
-
-    root = tmp_path_factory.mktemp("shapes") / "my-shapes"
-    rng = np.random.default_rng(0)
-    for label, name in enumerate(CLASSES):
-        for i in range(3):
-            write_video(root / name / f"clip{i}.mp4", moving_shape_clip(label, 8, 32, rng))
-    return root
+def trained(tmp_path_factory):
+    return train_shapes_run(tmp_path_factory, CLASSES)
 
 
 @pytest.fixture(scope="module")
-def run(videos, tmp_path_factory):
-    """A 3-class run of tada-zoo train on class folders (tag k400's recipe and protocol, random init),
-    evaluated with tada-zoo evaluate --output RUN/eval."""
-    root = videos
-    out = tmp_path_factory.mktemp("run")
-    common = ["--num-frames", "4", "--workers", "0", "--quiet"]
-    assert main(["train", "--model", "tada2d_r50_8f.k400", "--data-root", str(root), "--output", str(out),
-                 "--val-fraction", "0.34", "--epochs", "1", "--batch-size", "2", "--input-size", "32",
-                 "--model-kwargs", json.dumps(TINY), *common]) == 0
+def videos(trained):
+    return trained[1]
+
+
+@pytest.fixture(scope="module")
+def run(trained):
+    """The run, evaluated with tada-zoo evaluate --output RUN/eval."""
+    out, root = trained
     assert main(["evaluate", "--checkpoint", str(out / "best.safetensors"), "--data-root", str(root),
-                 "--clips", "2", "--crops", "1", "--output", str(out / "eval"), *common]) == 0
+                 "--clips", "2", "--crops", "1", "--output", str(out / "eval"), "--num-frames", "4", "--workers", "0",
+                 "--quiet"]) == 0
     return out
 
 

@@ -2,7 +2,6 @@
 it must (too big, too long, not a video, empty; any server file through Gradio's file route), keeps no
 upload, listens on 127.0.0.1 unless told otherwise; and in a real browser (headless Chromium) the page
 shows the top class and renders its pictures."""
-import json
 import os
 import signal
 import socket
@@ -20,7 +19,7 @@ import torch
 from tada_zoo.cli import main
 from tada_zoo.engine.checkpoint import run_metadata, save_safetensors
 
-from _engine_utils import HANG_GUARD, TINY, one_thread  # noqa: F401
+from _engine_utils import HANG_GUARD, TINY, one_thread, train_shapes_run  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ("left", "right", "up")  # moving_shape_clip labels 0, 1, 2
@@ -210,18 +209,7 @@ def test_file_route_serves_no_server_file(server, files):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A 3-class run of tada-zoo train on class folders (as tests/test_push.py's) and its videos."""
-    from tada_zoo.data.synthetic import moving_shape_clip, write_video
-
-    root = tmp_path_factory.mktemp("shapes") / "my-shapes"
-    rng = np.random.default_rng(0)
-    for label, name in enumerate(CLASSES):
-        for i in range(3):
-            write_video(root / name / f"clip{i}.mp4", moving_shape_clip(label, 8, 32, rng))
-    out = tmp_path_factory.mktemp("run")
-    assert main(["train", "--model", "tada2d_r50_8f.k400", "--data-root", str(root), "--output", str(out),
-                 "--val-fraction", "0.34", "--epochs", "1", "--batch-size", "2", "--input-size", "32",
-                 "--model-kwargs", json.dumps(TINY), "--num-frames", "4", "--workers", "0", "--quiet"]) == 0
-    return out, root
+    return train_shapes_run(tmp_path_factory, CLASSES)
 
 
 def _chromium():

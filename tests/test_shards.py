@@ -1,7 +1,6 @@
 """WebDataset shards: `tada-zoo shard` packs videos byte for byte (resumable, indexed, size-limited), and
 evaluate / extract / train read the same clips from them as from the files, every video once."""
 import hashlib
-import io
 import json
 import os
 import random
@@ -17,7 +16,7 @@ import torch
 from tada_zoo.cli import main
 from tada_zoo.data import protocol_from_cfg, read_annotations
 from tada_zoo.data import shards as shards_mod
-from tada_zoo.data.shards import ShardDataset, parse_size, read_shard_index, write_shards
+from tada_zoo.data.shards import parse_size, write_shards
 from tada_zoo.data.synthetic import make_moving_shapes, moving_shape_clip, write_video
 from tada_zoo.engine.evaluate import evaluate_model
 

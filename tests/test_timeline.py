@@ -95,26 +95,10 @@ def test_segments_cover_the_video_once():
     assert segs[1]["score"] == pytest.approx(np.mean([0.7, 0.8, 0.9]))
 
 
-def _mpegts(path: Path, num_frames: int = 64) -> Path:
-    import av
-
-    from data_videos import index_frame
-
-    with av.open(str(path), "w", format="mpegts") as out:
-        stream = out.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(num_frames):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(index_frame(i), format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
-
-
 def test_a_pipe_is_read_window_by_window_as_the_file(tmp_path):
     """`... | tada-zoo predict - --timeline` (a real pipe, mpegts) gives the file's timeline; the files
     are written and the picture is drawn."""
-    ts = _mpegts(tmp_path / "index.ts")
+    ts = Path(write_video(tmp_path / "index.ts", num_frames=64, fps=FPS, container="mpegts"))
     net = tiny_model(num_classes=3, num_frames=4)
     meta = run_metadata("tada2d_r50_8f", dict(TINY, num_frames=4), [3], NAMES,
                         dict(test_crop=32, test_short_side=32, frame_interval=4))
