@@ -14,7 +14,11 @@ the goal is <= 1.10. Frames are checked against ours first. decord and torchcode
 (``pip install decord torchcodec``; torchcodec also needs FFmpeg's shared libraries): a reader
 that cannot be imported or cannot decode the file is skipped with its error.
 
-Usage: python benchmarks/peers_decode.py [--repeats 5] [--video FILE]; from another benchmark:
+``--decoders``: the same workloads through ``open_video`` with ``--decoder``'s two backends (PyAV and
+``TorchCodecReader``, which adds PyAV's index pass and a timestamp check to torchcodec's decoding), on
+generated 256p and 360p files, as clips/s and torchcodec / PyAV speed ratios.
+
+Usage: python benchmarks/peers_decode.py [--repeats 5] [--video FILE] [--decoders]; from another benchmark:
 ``peers_decode.run(peers_decode.parser().parse_args([]))``.
 """
 import argparse
@@ -84,6 +88,8 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5, help="interleaved turns per workload")
     ap.add_argument("--video", default=None, help="use this file instead of a generated one")
+    ap.add_argument("--decoders", action="store_true",
+                    help="instead: tada-zoo's --decoder torchcodec against --decoder pyav at 256p and 360p")
     return ap
 
 
@@ -138,8 +144,43 @@ def run(args: Optional[argparse.Namespace] = None) -> Dict[str, dict]:
     return results
 
 
+def _read_with(backend: str) -> Reader:
+    def read(path, idx):
+        with open_video(path, backend=backend, num_threads=1) as r:
+            return r.frames_at(idx)
+    return read
+
+
+def run_decoders(args: argparse.Namespace) -> Dict[str, Dict[str, float]]:
+    """``--decoder torchcodec`` against PyAV (``open_video`` both, one thread): clips/s per workload on
+    generated 256p and 360p files (GOP 250), as ratios against PyAV timed in the same turns; frames are
+    checked identical first. Returns ``{"360p tsn8": {"pyav": clips/s, "torchcodec": ..., "ratio": ...}}``."""
+    torch.set_num_threads(1)
+    readers = {"pyav": _read_with("pyav"), "torchcodec": _read_with("torchcodec")}
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for height, width in ((256, 456), (360, 640)):
+            path = os.path.join(tmp, f"{height}p.mp4")
+            make_video(path, seconds=10, fps=30, width=width, height=height, gop=250)
+            with open_video(path) as r:
+                n = len(r)
+            for work, index_lists in workloads(n).items():
+                for idx in index_lists[:1]:
+                    assert np.array_equal(readers["pyav"](path, idx), readers["torchcodec"](path, idx)), work
+                fns = {name: (lambda fn=fn: [fn(path, idx) for idx in index_lists]) for name, fn in readers.items()}
+                runs = time_runs(fns, repeats=args.repeats)
+                rate = {name: len(index_lists) / median_time(runs, name) for name in readers}
+                ratio = paired_ratio(runs, "pyav", "torchcodec")  # torchcodec's speed / PyAV's
+                cpu = paired_ratio(runs, "pyav", "torchcodec", cpu=True)
+                results[f"{height}p {work}"] = dict(rate, ratio=ratio, ratio_cpu=cpu)
+                print(f"{height}p {work:10s} pyav {rate['pyav']:6.1f} clips/s | torchcodec {rate['torchcodec']:6.1f} "
+                      f"clips/s | torchcodec / pyav speed {ratio:.2f}x wall, {cpu:.2f}x CPU (identical frames)")
+    return results
+
+
 def main(argv=None) -> None:
-    run(parser().parse_args(argv))
+    args = parser().parse_args(argv)
+    run_decoders(args) if args.decoders else run(args)
 
 
 if __name__ == "__main__":

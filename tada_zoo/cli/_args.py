@@ -4,7 +4,7 @@ import json
 import math
 import os
 
-__all__ = ["add_pretrained_args", "resolve_pretrained", "require_readable", "positive_int", "non_negative_int", "positive_float", "non_negative_float", "probability", "add_data_args", "protocol_overrides",
+__all__ = ["add_pretrained_args", "resolve_pretrained", "require_readable", "positive_int", "non_negative_int", "positive_float", "non_negative_float", "probability", "add_data_args", "add_decoder_arg", "protocol_overrides",
            "open_fraction", "json_object", "HelpFormatter"]
 
 
@@ -80,6 +80,30 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                    help='extra model arguments as JSON, e.g. \'{"layers": [1, 1, 1, 1]}\' (a checkpoint written by '
                         'train already says them)')
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+    add_decoder_arg(p)
+
+
+class _DecoderAction(argparse.Action):
+    """``--decoder NAME``: checked and made the process's video backend where it is parsed, so every
+    reader of the command (datasets, their worker processes, predict, extract) uses it."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        from tada_zoo.data import set_default_backend
+
+        try:
+            set_default_backend(value)
+        except (ImportError, ValueError) as e:
+            parser.error(f"argument {option_string}: {e}")
+        setattr(namespace, self.dest, value)
+
+
+def add_decoder_arg(p: argparse.ArgumentParser) -> None:
+    """``--decoder pyav|torchcodec``: the video decoding library (same frames, docs/data.md)."""
+    p.add_argument("--decoder", choices=("pyav", "torchcodec"), default=None, action=_DecoderAction,
+                   help="video decoding library; both give the same frames (torchcodec reads files it cannot "
+                        "decode identically with PyAV, warning once). torchcodec: pip install "
+                        "'tada-zoo[torchcodec]' plus FFmpeg's shared libraries (default: $TADA_ZOO_DECODER, "
+                        "else pyav)")
 
 
 def protocol_overrides(args: argparse.Namespace) -> dict:

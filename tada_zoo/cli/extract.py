@@ -10,7 +10,7 @@ from tada_zoo.data.folders import summarize_skipped
 from tada_zoo.data.shards import read_shard_index
 from tada_zoo.inference.features import FeatureExtractor, extract_videos, list_videos
 
-from ._args import HelpFormatter, add_pretrained_args, json_object, non_negative_int, positive_int, resolve_pretrained
+from ._args import HelpFormatter, add_decoder_arg, add_pretrained_args, json_object, non_negative_int, positive_int, resolve_pretrained
 
 __all__ = ["register"]
 
@@ -58,6 +58,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     p.add_argument("--model-kwargs", type=json_object, default={},
                    help="extra model arguments as a JSON object (a checkpoint written by train already says them)")
+    add_decoder_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=_main)

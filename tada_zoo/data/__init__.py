@@ -1,7 +1,10 @@
 """Video data: frame-exact decoding, clip sampling, clip transforms, datasets, the cfg -> pipeline
 protocol, the one folder walker and list adapters."""
-from .decode import (BaseVideoReader, PyAVReader, VideoDecodeError, VideoReader, open_video, read_windows,
-                     register_backend)
+from .decode import (BaseVideoReader, PyAVReader, VideoDecodeError, VideoReader, check_backend, default_backend,
+                     open_video, read_windows, register_backend, set_default_backend)
+from .decode_torchcodec import TorchCodecReader  # torchcodec itself is imported when a reader opens
+
+register_backend("torchcodec", TorchCodecReader)
 from .sampling import interval_indices, segment_indices, sliding_windows
 from .transforms import DEFAULT_MEAN, DEFAULT_STD, EvalTransform, TrainTransform, VideoMixup
 from .datasets import VideoDataset, read_annotations, write_annotations

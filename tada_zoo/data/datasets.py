@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from tada_zoo._files import write_text
 
-from .decode import VideoDecodeError, open_video
+from .decode import VideoDecodeError, default_backend, open_video
 from .sampling import interval_indices, segment_indices
 
 __all__ = ["read_annotations", "write_annotations", "VideoDataset", "VideoViews", "ClipBatches", "crashed_decodes",
@@ -246,7 +246,7 @@ class VideoDataset(Dataset):
     def __init__(self, data_root, list_file, num_frames: int, sampling: str = "interval",
                  frame_interval: int = 8, train: bool = True, num_clips: int = 1,
                  transform: Optional[Callable] = None, max_retries: int = 10, check_files: bool = True,
-                 target_fps: Optional[float] = 30.0, backend: str = "pyav",
+                 target_fps: Optional[float] = 30.0, backend: Optional[str] = None,
                  flip_labels: Optional[Mapping[int, int]] = None,
                  num_classes: Optional[Union[int, Sequence[int]]] = None,
                  samples: Optional[Sequence[Tuple[str, Label]]] = None):
@@ -272,7 +272,7 @@ class VideoDataset(Dataset):
         self.transform = transform
         self.max_retries = max_retries
         self.target_fps = target_fps
-        self.backend = backend
+        self.backend = backend or default_backend()  # fixed now: workers read with the same decoder
         self.flip_labels = dict(flip_labels) if flip_labels else None
         self.num_corrupt = 0
         self.corrupt_files: List[str] = []

@@ -35,12 +35,13 @@ import bisect
 import functools
 import io
 import math
+import os
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 __all__ = ["VideoDecodeError", "BaseVideoReader", "VideoReader", "PyAVReader", "open_video", "register_backend",
-           "read_windows"]
+           "default_backend", "set_default_backend", "check_backend", "read_windows"]
 
 
 class VideoDecodeError(Exception):
@@ -460,16 +461,42 @@ def _orient(img: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 VideoReader = PyAVReader  # the default backend
 
-_BACKENDS: Dict[str, Callable[..., BaseVideoReader]] = {"pyav": PyAVReader}
+_BACKENDS: Dict[str, Callable[..., BaseVideoReader]] = {"pyav": PyAVReader}  # + "torchcodec" (data/__init__)
+DECODER_ENV = "TADA_ZOO_DECODER"  # the process default (set by ``--decoder``), inherited by worker processes
 
 
 def register_backend(name: str, factory: Callable[..., BaseVideoReader]) -> None:
-    """Add a reader backend (e.g. decord, torchcodec) usable as ``open_video(path, backend=name)``."""
+    """Add a reader backend (e.g. decord) usable as ``open_video(path, backend=name)``."""
     _BACKENDS[name] = factory
 
 
-def open_video(path, backend: str = "pyav", **kwargs) -> BaseVideoReader:
-    """Open ``path`` with a reader backend; raises VideoDecodeError if it cannot be read."""
+def default_backend() -> str:
+    """``$TADA_ZOO_DECODER`` if set, else "pyav" (torchcodec gives the same frames but is not faster on
+    the clips the models read: docs/performance.md)."""
+    return os.environ.get(DECODER_ENV) or "pyav"
+
+
+def set_default_backend(name: str) -> None:
+    """Make ``name`` every later ``open_video``'s backend, in this process and the ones it starts
+    (DataLoader workers, spawned or forked); fails now if it cannot be used."""
+    check_backend(name)
+    os.environ[DECODER_ENV] = name
+
+
+def check_backend(name: str) -> None:
+    """Raise ValueError (unknown name) or ImportError (one line: how to install it) if ``name`` cannot read:
+    a backend's factory may say why in ``unavailable()`` (None: it can)."""
+    if name not in _BACKENDS:
+        raise ValueError(f"unknown video backend {name!r}; available: {sorted(_BACKENDS)}")
+    missing = getattr(_BACKENDS[name], "unavailable", lambda: None)()
+    if missing:
+        raise ImportError(missing)
+
+
+def open_video(path, backend: Optional[str] = None, **kwargs) -> BaseVideoReader:
+    """Open ``path`` with a reader backend (None: ``default_backend()``); raises VideoDecodeError if it
+    cannot be read."""
+    backend = backend or default_backend()
     if backend not in _BACKENDS:
         raise ValueError(f"unknown video backend {backend!r}; available: {sorted(_BACKENDS)}")
     return _BACKENDS[backend](path, **kwargs)
