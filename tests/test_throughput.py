@@ -78,10 +78,11 @@ def test_training_reports_throughput_and_warns_once_when_input_bound(tmp_path, c
 
 
 def test_training_on_instant_data_gives_no_warning(tmp_path, capsys):
-    fit(tiny_model(num_frames=4), ClipDataset(4), None, _cfg(tmp_path, epochs=1))
+    fit(tiny_model(num_frames=4), ClipDataset(4), SlowClips(2, seed=1), _cfg(tmp_path, epochs=1))
     out = capsys.readouterr().out
     row = json.loads((tmp_path / "metrics.jsonl").read_text())
     assert row["data_wait"] < 0.5 and row["clips_per_s"] > 0 and "warning" not in out
+    assert row["val_data_wait"] > 0.5 and 0 < row["val_clips_per_s"] < 1 / SLOW  # validation's own figures
 
 
 def test_evaluation_reports_throughput():

@@ -260,6 +260,7 @@ class _Run:
     amp_dtype: Optional[torch.dtype]
     warned_divergence: bool = False
     warned_data_wait: bool = False
+    val_throughput: Optional[Throughput] = None  # of the last validation
 
     @property
     def heads(self) -> List[int]:
@@ -545,6 +546,7 @@ def validate(run: _Run, num_samples: int) -> dict:
     res = collect_scores(run.eval_model, run.val_loader, num_samples, run.heads, run.device, run.amp_dtype,
                          progress=run.cfg.progress and is_main_process(), desc="val",
                          views_per_video=getattr(shards, "views_per_video", None))
+    run.val_throughput = res["throughput"]
     return compute_metrics(res["scores"], res["labels"])
 
 
@@ -586,7 +588,8 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
         row = train_one_epoch(run, epoch)
         if run.val_loader is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
             last_val = validate(run, len(val_set))
-            row.update(val_top1=last_val["top1"], val_top5=last_val.get("top5"))
+            row.update(val_top1=last_val["top1"], val_top5=last_val.get("top5"),
+                       **{f"val_{k}": v for k, v in run.val_throughput.row().items()})
             if last_val["top1"] > best["top1"]:
                 best = dict(top1=last_val["top1"], epoch=epoch + 1)
                 if out is not None and main:
