@@ -6,7 +6,7 @@ compute to the arrival of the next batch) and the time from a batch's arrival to
 (compute, everything the loop does with it). ``add(n)`` counts the clips a step processed. On CUDA the
 compute's end is synchronized once per step, else queued kernels would be counted as waiting.
 ``data_wait_hint`` is the one-line warning (with the fixes that apply) when the data wait is more than
-half the time.
+half the time; ``model_clips_per_s`` what a model consumes (``tada-zoo bench-data``'s target).
 """
 import os
 import time
