@@ -11,11 +11,11 @@ from tada_zoo.data import VideoDecodeError
 from tada_zoo.engine.distributed import peer_failure
 from tada_zoo.models import WeightsNotAvailableError
 
-from . import (convert, download, evaluate, export, extract, inflate, make_list, predict, profile, push, serve,
-               shard, train, visualize)
+from . import (bench_data, convert, download, evaluate, export, extract, inflate, make_list, predict, profile, push,
+               serve, shard, train, visualize)
 
-COMMANDS = (profile, make_list, shard, convert, inflate, download, train, evaluate, extract, predict, visualize, export,
-            push, serve)  # each has register(subparsers)
+COMMANDS = (profile, make_list, shard, bench_data, convert, inflate, download, train, evaluate, extract, predict,
+            visualize, export, push, serve)  # each has register(subparsers)
 
 
 def build_parser() -> argparse.ArgumentParser:

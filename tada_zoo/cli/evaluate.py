@@ -12,6 +12,7 @@ from tada_zoo.engine.checkpoint import resolve_run, run_protocol
 from tada_zoo.engine.distributed import cleanup_distributed, init_distributed, is_main_process
 from tada_zoo.engine.evaluate import evaluate_model, write_confusion, write_predictions
 from tada_zoo.engine.metrics import compute_metrics, ensemble_scores, parse_num_classes
+from tada_zoo.engine.throughput import data_wait_warning
 from tada_zoo.engine.trainer import autocast_dtype
 from tada_zoo.models import create_video_model, registered_cfg
 from tada_zoo.weights.hub import sha256_file
@@ -132,7 +133,7 @@ def _main(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args, runs, heads, val_list, what, device):
-    members, results, labels, names, views = [], {}, None, None, 0
+    members, results, labels, names, views, speeds, warning = [], {}, None, None, 0, {}, None
     models = [r["model"] for r in runs]
     for i, (run, ckpt) in enumerate(zip(runs, args.checkpoint or [None] * len(runs))):
         name = run["model"]
@@ -157,6 +158,8 @@ def _evaluate(args, runs, heads, val_list, what, device):
         res = evaluate_model(model, ds, heads, args.batch_size, args.workers, device,
                              autocast_dtype(args.amp, device), progress=not args.quiet)
         members.append(res["scores"])
+        speeds[key] = res["throughput"].summary()  # rank 0's
+        warning = warning or data_wait_warning(res["throughput"], args.workers, ds, what="evaluation")
         views = views + res["views"]  # per video, summed over an ensemble's models
         labels, names = res["labels"], [p for p, _ in ds.samples]
         results[key] = dict(compute_metrics(res["scores"], labels), protocol=protocol.describe(), videos=len(names),
@@ -169,8 +172,11 @@ def _evaluate(args, runs, heads, val_list, what, device):
     if is_main_process():
         for key, m in results.items():
             extra = f", top-5 {m['top5']:.2f}%" if "top5" in m else ""
+            speed = f" ({speeds[key]})" if key in speeds else ""
             print(f"{key}: top-1 {m['top1']:.2f}%{extra}, mean class accuracy "
-                  f"{m.get('mean_class_acc', float('nan')):.2f}%")
+                  f"{m.get('mean_class_acc', float('nan')):.2f}%{speed}")
+        if warning:  # once a run, however many models
+            print(warning)
         if args.output:
             out = Path(args.output)
             out.mkdir(parents=True, exist_ok=True)

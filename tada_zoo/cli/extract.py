@@ -105,7 +105,10 @@ def _main(args: argparse.Namespace) -> None:
         return
     failed, corrupt = r["failed"], set(r["corrupt"])
     print(f"{r['done']} videos extracted ({r['clips']} clips, {r['seconds']:.1f}s), {r['skipped']} already done, "
-          f"{len(failed)} failed{f' ({len(corrupt)} unreadable)' if corrupt else ''} -> {args.output}/index.jsonl")
+          f"{len(failed)} failed{f' ({len(corrupt)} unreadable)' if corrupt else ''} -> {args.output}/index.jsonl"
+          + (f"; {r['throughput']}" if r["clips"] else ""))
+    if r["warning"]:
+        print(r["warning"])
     for k, e in list(failed.items())[:_MAX_LISTED]:
         print(f"  {'unreadable' if k in corrupt else 'failed'}: {k}: {e}")
     if len(failed) > _MAX_LISTED:

@@ -7,6 +7,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from .distributed import all_reduce_sum, is_distributed
+from .throughput import Throughput
 
 __all__ = ["parse_num_classes", "split_heads", "collect_scores", "compute_metrics", "ensemble_scores"]
 
@@ -67,14 +68,17 @@ def collect_scores(
     shards do): every video must get exactly that many views in all, else an error says how many
     videos were expected, seen, and seen more than once.
 
-    Returns ``scores`` (list per head of ``(N, K)``), ``labels`` ``(N, heads)``, ``views`` ``(N,)``.
+    Returns ``scores`` (list per head of ``(N, K)``), ``labels`` ``(N, heads)``, ``views`` ``(N,)``, and
+    ``throughput`` (this rank's clips/s and share of the time waiting for data, ``engine.throughput``).
     """
     model.eval()
     sums = [torch.zeros(num_videos, k, dtype=torch.float64, device=device) for k in heads]
     views = torch.zeros(num_videos, dtype=torch.float64, device=device)
     labels = torch.full((num_videos, len(heads)), -1, dtype=torch.long, device=device)
     peak = torch.zeros((), device=device)  # largest |logit| (NaN once any is): a diverged model shows here
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+    tp = Throughput(device)
+    bar = tqdm(total=_length(loader), desc=desc, disable=not progress, leave=False)
+    for batch in tp.wrap(loader):
         video = batch["video"].to(device, non_blocking=True)
         crops = video.shape[1] if video.dim() == 6 else 1
         if video.dim() == 6:
@@ -89,6 +93,10 @@ def collect_scores(
             s.index_add_(0, index, probs.double())
         views.index_add_(0, index, torch.full_like(index, crops, dtype=torch.float64))
         labels[index] = label
+        tp.add(len(index))  # clips (each with its crops)
+        bar.set_postfix(tp.postfix())
+        bar.update()
+    bar.close()
     for s in sums:
         all_reduce_sum(s)
     all_reduce_sum(views)
@@ -109,7 +117,15 @@ def collect_scores(
         rows = bad.nonzero().flatten()[:5].tolist()
         raise RuntimeError(f"the model gave non-finite scores (NaN / inf) for {int(bad.sum())} of {num_videos} "
                            f"videos (e.g. rows {rows}); its weights or inputs are broken: check the checkpoint")
-    return dict(scores=[(s / views[:, None]).float().cpu() for s in sums], labels=labels.cpu(), views=views.cpu())
+    return dict(scores=[(s / views[:, None]).float().cpu() for s in sums], labels=labels.cpu(), views=views.cpu(),
+                throughput=tp)
+
+
+def _length(loader) -> Optional[int]:
+    try:
+        return len(loader)
+    except TypeError:
+        return None
 
 
 def _head_metrics(scores: torch.Tensor, labels: torch.Tensor, topk: int = 5) -> dict:

@@ -38,6 +38,7 @@ from .metrics import DIVERGED_LOGITS as DIVERGING_LOGITS  # one threshold for tr
 from .metrics import collect_scores, compute_metrics, split_heads
 from .optim import StepSchedule, build_optimizer, lr_at, param_groups
 from .recipes import FINETUNE, LR_SCALING, RECIPES, recipe_for, resolve_recipe_name
+from .throughput import Throughput, data_wait_warning
 
 __all__ = ["TrainConfig", "fit", "train_one_epoch", "validate", "resolve_config", "recipe_report", "plot_metrics",
            "seed_everything"]
@@ -258,6 +259,8 @@ class _Run:
     mixup: Optional[nn.Module]
     amp_dtype: Optional[torch.dtype]
     warned_divergence: bool = False
+    warned_data_wait: bool = False
+    val_throughput: Optional[Throughput] = None  # of the last validation
 
     @property
     def heads(self) -> List[int]:
@@ -412,7 +415,10 @@ def train_one_epoch(run: _Run, epoch: int) -> dict:
     skipped_files = set()  # unreadable videos met this epoch (files, not skip events)
     bar = tqdm(total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                disable=not (cfg.progress and is_main_process()), leave=False)
-    for step, batch in enumerate(_batches(run, skipped_files)):
+    tp = Throughput(device)  # rank 0's figures are the ones reported
+    # the loader is read to its end (a batch past steps_per_epoch, or its StopIteration) as before: a worker
+    # must not be left decoding when _batches' crash handling is over (see test_train_faults)
+    for step, batch in enumerate(tp.wrap(_batches(run, skipped_files))):
         if step >= run.steps_per_epoch:
             break
         video = batch["video"].to(device, non_blocking=True)
@@ -427,14 +433,27 @@ def train_one_epoch(run: _Run, epoch: int) -> dict:
         if isinstance(batch, dict) and batch.get("skipped_files"):
             skipped_files.update(f for names in batch["skipped_files"] for f in names.split("\n") if f)
         loss_sum += torch.stack([loss.detach().double() * len(video), loss.new_tensor(len(video)).double()])
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{run.optimizer.param_groups[0]['lr']:.2e}")
+        tp.add(len(video))
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{run.optimizer.param_groups[0]['lr']:.2e}", **tp.postfix())
         bar.update()
     bar.close()
     average_buffers(run.model)
     all_reduce_sum(loss_sum)
+    _warn_data_wait(run, tp)
     return dict(type="epoch", epoch=epoch + 1, train_loss=(loss_sum[0] / loss_sum[1]).item(),
                 lr=run.optimizer.param_groups[0]["lr"],
-                corrupt_skipped=len(set().union(*all_gather_object(skipped_files))), time=time.time() - t0)
+                corrupt_skipped=len(set().union(*all_gather_object(skipped_files))), time=time.time() - t0,
+                **tp.row())
+
+
+def _warn_data_wait(run: _Run, tp: Throughput) -> None:
+    """Once a run (rank 0): the epoch waited for data more than half the time, and what would help."""
+    if run.warned_data_wait or not is_main_process():
+        return
+    line = data_wait_warning(tp, run.cfg.workers, run.train_loader.dataset, what="training")
+    if line:
+        run.warned_data_wait = True
+        tqdm.write(line)
 
 
 
@@ -527,6 +546,7 @@ def validate(run: _Run, num_samples: int) -> dict:
     res = collect_scores(run.eval_model, run.val_loader, num_samples, run.heads, run.device, run.amp_dtype,
                          progress=run.cfg.progress and is_main_process(), desc="val",
                          views_per_video=getattr(shards, "views_per_video", None))
+    run.val_throughput = res["throughput"]
     return compute_metrics(res["scores"], res["labels"])
 
 
@@ -568,7 +588,8 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
         row = train_one_epoch(run, epoch)
         if run.val_loader is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
             last_val = validate(run, len(val_set))
-            row.update(val_top1=last_val["top1"], val_top5=last_val.get("top5"))
+            row.update(val_top1=last_val["top1"], val_top5=last_val.get("top5"),
+                       **{f"val_{k}": v for k, v in run.val_throughput.row().items()})
             if last_val["top1"] > best["top1"]:
                 best = dict(top1=last_val["top1"], epoch=epoch + 1)
                 if out is not None and main:
@@ -582,7 +603,8 @@ def fit(model: nn.Module, train_set, val_set=None, cfg: TrainConfig = TrainConfi
             plot_metrics(out / "metrics.jsonl", out / "curves.png")
         if main:
             val = f", val top-1 {row['val_top1']:.2f}%" if "val_top1" in row else ""
-            print(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f}{val} ({row['time']:.1f}s)", flush=True)
+            print(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f}{val} ({row['time']:.1f}s, "
+                  f"{row['clips_per_s']:.3g} clips/s, {row['data_wait']:.0%} waiting for data)", flush=True)
         barrier()
         if cfg.stop_after_epoch is not None and epoch >= cfg.stop_after_epoch:
             break

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from tada_zoo._files import atomic_write
 from tada_zoo.data.folders import VIDEO_EXTENSIONS, find_videos, summarize_skipped
 from tada_zoo.engine.distributed import all_gather_object, barrier, get_rank, get_world_size, state_hash
+from tada_zoo.engine.throughput import Throughput, data_wait_warning
 from tada_zoo.models import create_video_model
 
 __all__ = ["FeatureExtractor", "extract_videos", "list_videos"]
@@ -446,9 +447,10 @@ class _Extraction:
         self.failed, self.corrupt, self.done, self.clips = {}, [], 0, 0
         self.ends = 0  # videos that came to their end (written or failed), repeats included
         self.bar = tqdm(total=len(todo), desc="extract", unit="video", disable=not progress)
+        self.tp = Throughput(extractor.device)
 
     def run(self, loader) -> dict:
-        for item in loader:
+        for item in self.tp.wrap(loader):
             j = item["video"]
             if "error" in item:  # drop what was decoded of it: a video is written whole or not at all
                 self.queue[:] = [(i, c) for i, c in self.queue if i != j]
@@ -461,12 +463,14 @@ class _Extraction:
         if self.queue:
             self._run_batch()
         self.bar.close()
-        return dict(done=self.done, failed=self.failed, corrupt=self.corrupt, clips=self.clips, ends=self.ends)
+        return dict(done=self.done, failed=self.failed, corrupt=self.corrupt, clips=self.clips, ends=self.ends,
+                    clips_per_s=self.tp.rate, data_wait=self.tp.wait_share, throughput=self.tp.summary())
 
     def _run_batch(self) -> None:
         clips = torch.cat([c["clips"] for _, c in self.queue])
         extractor = self.extractor
         feats = extractor.forward(clips) if len(clips) <= extractor.batch_size else extractor(clips)
+        self.tp.add(len(clips))
         pos = 0
         for j, c in self.queue:
             k = len(c["clips"])
@@ -503,6 +507,7 @@ class _Extraction:
         entry = dict(video=key, **entry)
         with open(self.index_path, "a") as f:
             f.write(json.dumps(entry) + "\n")
+        self.bar.set_postfix(self.tp.postfix(), refresh=False)
         self.bar.update()
         if entry["status"] == "ok":
             self.done += 1
@@ -563,7 +568,9 @@ def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path
     checkpoint and model kwargs). ``overwrite``: start the folder afresh (old index and the
     files it lists are removed) instead of refusing settings that differ from the folder's.
 
-    Returns ``dict(done, skipped, failed={video: error}, corrupt=[video], clips, seconds)``
+    Returns ``dict(done, skipped, failed={video: error}, corrupt=[video], clips, seconds)`` and rank 0's
+    ``clips_per_s``, ``data_wait`` (share of its time waiting for decoded windows), ``throughput`` (the two in
+    words) and ``warning`` (``engine.throughput.data_wait_warning``: None unless it waited over half the time)
     (``failed`` holds every video not extracted, ``corrupt`` those that could not be
     decoded), summed over the ranks when run under torchrun (every rank calls it with the
     same arguments). Counts are videos, ``clips`` the windows written to files.
@@ -597,7 +604,10 @@ def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
     windows = dict(clip_len=clip_len, frame_interval=frame_interval, clip_stride=clip_stride)
     index_path = output / ("index.jsonl" if world == 1 else f"index.rank{rank}.jsonl")
-    mine = _Extraction(extractor, output, keys, todo, fmt, windows, index_path, progress).run(loader)
+    extraction = _Extraction(extractor, output, keys, todo, fmt, windows, index_path, progress)
+    mine = extraction.run(loader)
+    first = str(videos[todo[0]]) if shards is None and todo else None  # the source the warning inspects
+    mine["warning"] = data_wait_warning(extraction.tp, workers, dataset, "extraction", video=first)
     barrier()  # all rank logs are complete
     if rank == 0:
         _compact_index(output)
@@ -611,4 +621,5 @@ def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path
     return dict(done=sum(r["done"] for r in ranks), skipped=len(videos) - n_todo,
                 failed={k: e for r in ranks for k, e in r["failed"].items()},
                 corrupt=sorted(k for r in ranks for k in r["corrupt"]),
-                clips=sum(r["clips"] for r in ranks), seconds=time.time() - t0)
+                clips=sum(r["clips"] for r in ranks), seconds=time.time() - t0,
+                **{k: ranks[0][k] for k in ("clips_per_s", "data_wait", "throughput", "warning")})
