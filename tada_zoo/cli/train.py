@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import List
 
 from tada_zoo._files import check_writable, write_text
 from tada_zoo.data.adapters import read_class_names, split_class_folders
@@ -108,28 +109,7 @@ def register(subparsers) -> None:
                     "val here and written to OUTPUT/train.txt, val.txt, classes.txt). Checkpoints carry the "
                     "model name, its arguments and the class names.")
     p.add_argument("--model", required=True, help="registered architecture, e.g. tada2d_r50_8f")
-    p.add_argument("--data-root", default=None,
-                   help="folder the list paths are relative to; without --train-list: a folder of class folders "
-                        "(<class>/<video>, classes in sorted order)")
-    p.add_argument("--train-list", default=None,
-                   help="training annotation list ('relative/path label' lines); omit to split --data-root's "
-                        "class folders")
-    p.add_argument("--val-list", default=None, help="validation list (with --train-list; none: no validation)")
-    p.add_argument("--shards", default=None, metavar="PATTERN",
-                   help="instead of --data-root / --train-list: WebDataset shards of tada-zoo shard, e.g. "
-                        "'out/train-{000000..000031}.tar', a pipe: command or a URL (pip install 'tada-zoo[shards]')")
-    p.add_argument("--val-shards", default=None, metavar="PATTERN", help="with --shards: validation shards")
-    p.add_argument("--shuffle-buffer", type=positive_int, default=64,
-                   help="with --shards: samples (encoded videos) each loader worker shuffles among")
-    p.add_argument("--num-classes", default=None,
-                   help="N, or N1,N2 for several heads (EPIC verb,noun); default: the number of class names "
-                        "(class folders or --class-names)")
-    p.add_argument("--class-names", default=None,
-                   help="with --train-list: class names file (line i = class i, e.g. make-list --class-names-out); "
-                        "stored in the checkpoints")
-    p.add_argument("--val-fraction", type=open_fraction, default=0.2,
-                   help="class folders: share of each class's videos held out for validation")
-    p.add_argument("--split-seed", type=int, default=0, help="class folders: seed of the train / val split")
+    _add_source_args(p)
     p.add_argument("--output", required=True, help="run folder: checkpoints, metrics.jsonl, curves.png")
     init = p.add_mutually_exclusive_group()
     add_pretrained_args(init, p)
@@ -245,6 +225,61 @@ def _dry_run(args: argparse.Namespace) -> None:
           f"{len(report['param_groups'])} groups, {len(report['lr_per_step'])} steps -> {out}")
 
 
+def _add_source_args(p) -> None:
+    """Where the videos and their labels come from: lists, class folders or shards."""
+    p.add_argument("--data-root", default=None,
+                   help="folder the list paths are relative to; without --train-list: a folder of class folders "
+                        "(<class>/<video>, classes in sorted order)")
+    p.add_argument("--train-list", default=None,
+                   help="training annotation list ('relative/path label' lines); omit to split --data-root's "
+                        "class folders")
+    p.add_argument("--val-list", default=None, help="validation list (with --train-list; none: no validation)")
+    p.add_argument("--shards", default=None, metavar="PATTERN",
+                   help="instead of --data-root / --train-list: WebDataset shards of tada-zoo shard, e.g. "
+                        "'out/train-{000000..000031}.tar', a pipe: command or a URL (pip install 'tada-zoo[shards]')")
+    p.add_argument("--val-shards", default=None, metavar="PATTERN", help="with --shards: validation shards")
+    p.add_argument("--shuffle-buffer", type=positive_int, default=64,
+                   help="with --shards: samples (encoded videos) each loader worker shuffles among")
+    p.add_argument("--num-classes", default=None,
+                   help="N, or N1,N2 for several heads (EPIC verb,noun); default: the number of class names "
+                        "(class folders or --class-names)")
+    p.add_argument("--class-names", default=None,
+                   help="with --train-list: class names file (line i = class i, e.g. make-list --class-names-out); "
+                        "stored in the checkpoints")
+    p.add_argument("--val-fraction", type=open_fraction, default=0.2,
+                   help="class folders: share of each class's videos held out for validation")
+    p.add_argument("--split-seed", type=int, default=0, help="class folders: seed of the train / val split")
+
+
+def _heads(args, class_names) -> List[int]:
+    """The classifier heads: --num-classes, which must agree with the classes named, or their count."""
+    if args.num_classes is not None:
+        heads = parse_num_classes(args.num_classes)
+        if class_names is not None and heads != [len(class_names)]:
+            where = args.class_names or f"the class folders of {args.data_root}"
+            raise ValueError(f"--num-classes {args.num_classes} disagrees with the {len(class_names)} classes of "
+                             f"{where}; drop --num-classes")
+        return heads
+    if class_names is not None:
+        return [len(class_names)]
+    raise ValueError("--num-classes is needed with --train-list (or --class-names FILE to name the classes)")
+
+
+def _datasets(args, protocol, heads, train_list, val_list, seed: int) -> tuple:
+    """Training and validation data through the protocol: lists, class folders or shards."""
+    train_set = protocol.dataset(args.data_root, train_list, train=True, num_classes=heads, shards=args.shards,
+                                 seed=seed, shuffle_buffer=args.shuffle_buffer)
+    val_set = None
+    if args.val_shards:
+        val_set = protocol.dataset(shards=args.val_shards, train=False, clips=args.val_clips, crops=1,
+                                   num_classes=heads)
+    elif val_list:
+        val_set = protocol.dataset(args.data_root, val_list, train=False, clips=args.val_clips, crops=1,
+                                   num_classes=heads)
+        require_readable(val_set, f"--val-list {val_list}", args.workers)
+    return train_set, val_set
+
+
 def _run_record(args, model, protocol, train_set, val_set) -> dict:
     """What the run's weights say of their making (``init``, ``dataset``), so a model card built from
     them (``tada-zoo push``) is true: the weights it started from and the data it saw."""
@@ -289,16 +324,7 @@ def _main(args: argparse.Namespace) -> None:
     try:
         check_shared_folder(args.output, "--output")  # every node resumes from and writes to one run folder
         class_names, train_list, val_list = _classes_and_lists(args)
-        if args.num_classes is not None:
-            heads = parse_num_classes(args.num_classes)
-            if class_names is not None and heads != [len(class_names)]:
-                where = args.class_names or f"the class folders of {args.data_root}"
-                raise ValueError(f"--num-classes {args.num_classes} disagrees with the {len(class_names)} classes of "
-                                 f"{where}; drop --num-classes")
-        elif class_names is not None:
-            heads = [len(class_names)]
-        else:
-            raise ValueError("--num-classes is needed with --train-list (or --class-names FILE to name the classes)")
+        heads = _heads(args, class_names)
         name = _training_name(args)
         cfg = _train_config(args, name, heads)
         model_kwargs = dict(args.model_kwargs, **(dict(num_frames=args.num_frames) if args.num_frames else {}))
@@ -316,16 +342,7 @@ def _main(args: argparse.Namespace) -> None:
             stored["train_crop"] = args.input_size
         cfg = dataclasses.replace(cfg, model=name, model_kwargs=model_kwargs, class_names=class_names,
                                   protocol=stored)
-        train_set = protocol.dataset(args.data_root, train_list, train=True, num_classes=heads, shards=args.shards,
-                                     seed=cfg.seed, shuffle_buffer=args.shuffle_buffer)
-        val_set = None
-        if args.val_shards:
-            val_set = protocol.dataset(shards=args.val_shards, train=False, clips=args.val_clips, crops=1,
-                                       num_classes=heads)
-        elif val_list:
-            val_set = protocol.dataset(args.data_root, val_list, train=False, clips=args.val_clips, crops=1,
-                                       num_classes=heads)
-            require_readable(val_set, f"--val-list {val_list}", args.workers)
+        train_set, val_set = _datasets(args, protocol, heads, train_list, val_list, cfg.seed)
         if is_main_process():
             print(f"{args.model}: {len(train_set.samples)} training videos, "
                   f"{len(val_set.samples) if val_set else 0} validation videos, recipe {cfg.recipe} "

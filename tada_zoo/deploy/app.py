@@ -23,7 +23,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Union
+from typing import Dict, Iterator, Optional, Sequence, Union
 
 from tada_zoo.data import VideoDecodeError, open_video
 from tada_zoo.data.folders import find_videos

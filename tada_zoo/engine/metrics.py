@@ -103,6 +103,14 @@ def collect_scores(
     if is_distributed():
         dist.all_reduce(labels, op=dist.ReduceOp.MAX)
     _warn_if_diverged(peak.item(), desc)
+    _check_counts(sums, views, views_per_video, desc)
+    return dict(scores=[(s / views[:, None]).float().cpu() for s in sums], labels=labels.cpu(), views=views.cpu(),
+                throughput=tp)
+
+
+def _check_counts(sums: List[torch.Tensor], views: torch.Tensor, views_per_video: Optional[int], desc: str) -> None:
+    """Every video scored (``views_per_video``: exactly that often), every score finite, else one error."""
+    num_videos = len(views)
     if views_per_video is not None and (views != views_per_video).any():
         seen, twice = int((views > 0).sum()), int((views > views_per_video).sum())
         raise RuntimeError(f"{desc}: expected each of the {num_videos} videos exactly once across ranks and loader "
@@ -117,8 +125,6 @@ def collect_scores(
         rows = bad.nonzero().flatten()[:5].tolist()
         raise RuntimeError(f"the model gave non-finite scores (NaN / inf) for {int(bad.sum())} of {num_videos} "
                            f"videos (e.g. rows {rows}); its weights or inputs are broken: check the checkpoint")
-    return dict(scores=[(s / views[:, None]).float().cpu() for s in sums], labels=labels.cpu(), views=views.cpu(),
-                throughput=tp)
 
 
 def _length(loader) -> Optional[int]:

@@ -608,17 +608,23 @@ def extract_videos(extractor: FeatureExtractor, videos: Sequence[Union[str, Path
     mine = extraction.run(loader)
     first = str(videos[todo[0]]) if shards is None and todo else None  # the source the warning inspects
     mine["warning"] = data_wait_warning(extraction.tp, workers, dataset, "extraction", video=first)
+    return _merge_ranks(output, mine, len(videos), n_todo, shards is not None, t0)
+
+
+def _merge_ranks(output: Path, mine: dict, num_videos: int, n_todo: int, counted: bool, t0: float) -> dict:
+    """Rank 0 merges the index; every rank gets the summed counts (``counted``: shards, where every video
+    to do must have come through exactly once)."""
     barrier()  # all rank logs are complete
-    if rank == 0:
+    if get_rank() == 0:
         _compact_index(output)
     ranks = all_gather_object(mine)
     barrier()  # nobody returns before the merged index is written
     ends = sum(r["ends"] for r in ranks)
-    if shards is not None and ends != n_todo:
+    if counted and ends != n_todo:
         raise RuntimeError(f"extraction over shards expected each of the {n_todo} videos to do exactly once across "
                            f"ranks and loader workers, but {ends} came through; the shards must deal every video "
                            "out once")
-    return dict(done=sum(r["done"] for r in ranks), skipped=len(videos) - n_todo,
+    return dict(done=sum(r["done"] for r in ranks), skipped=num_videos - n_todo,
                 failed={k: e for r in ranks for k, e in r["failed"].items()},
                 corrupt=sorted(k for r in ranks for k in r["corrupt"]),
                 clips=sum(r["clips"] for r in ranks), seconds=time.time() - t0,
