@@ -100,6 +100,7 @@ SLOW = (
     "tests/test_distributed.py::test_torchrun_two_processes_stay_in_sync",
     "tests/test_shards.py::test_torchrun_two_ranks_two_workers_read_every_video_once",
     "tests/test_multinode.py::test_two_nodes_train_like_one_node_with_two_processes",
+    "tests/test_multinode.py::test_two_nodes_train_what_one_process_trains_with_the_same_global_batch",
     "tests/test_multinode.py::test_two_nodes_evaluate_like_one_process_each_video_once",
     "tests/test_multinode.py::test_two_nodes_extract_resumes_after_a_node_is_killed",
     "tests/test_multinode.py::test_an_output_folder_that_differs_per_node_is_one_line",

@@ -136,6 +136,42 @@ def test_two_nodes_train_like_one_node_with_two_processes(tmp_path):
     assert "epoch 1/1" in nodes.log(0) + nodes.log(1) and (nodes.log(0) + nodes.log(1)).count("epoch 1/1") == 1
 
 
+def test_two_nodes_train_what_one_process_trains_with_the_same_global_batch(tmp_path):
+    """2 nodes x batch 2 == 1 process x batch 4, to float tolerance, for a network without BatchNorm
+    (TAdaConvNeXtV2: LayerNorm) and without dropout or mixup: the sampler's two shards of a step are the
+    one process's batch, each clip's augmentation comes from (seed, epoch, item) whichever rank draws it
+    (RandAugment, random-resized crop, flips, start frames), and DDP averages the two halves' gradients."""
+    from safetensors.torch import load_file
+
+    from tada_zoo.data.synthetic import make_moving_shapes
+
+    data = tmp_path / "data"
+    make_moving_shapes(data, num_train=8, num_val=4, num_frames=8, size=32, num_classes=2)
+    kwargs = json.dumps(dict(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128), head_dim=8))
+
+    def args(out, batch):
+        return ["train", "--model", "tadaconvnextv2_t_16f", "--data-root", data, "--train-list", data / "train.txt",
+                "--num-classes", "2", "--output", out, "--model-kwargs", kwargs, "--num-frames", "4", "--input-size",
+                "32", "--epochs", "2", "--batch-size", batch, "--lr", "0.01", "--drop-rate", "0", "--drop-path-rate",
+                "0", "--mixup", "0", "--cutmix", "0", "--workers", "0", "--device", "cpu", "--quiet"]
+
+    Nodes(args(tmp_path / "nodes", 2), tmp_path / "logs").check()
+    _single_node(0, args(tmp_path / "one", 4))
+    a, b = load_file(tmp_path / "nodes" / "last.safetensors"), load_file(tmp_path / "one" / "last.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6, msg=k)
+    one, two = ([json.loads(l)["train_loss"] for l in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+                for d in ("one", "nodes"))
+    assert one == pytest.approx(two, rel=1e-4) and len(one) == 2
+    from tada_zoo.engine.trainer import seed_everything
+    from tada_zoo.models import create_video_model
+
+    seed_everything(0)  # train's initial weights
+    init = create_video_model("tadaconvnextv2_t_16f", 2, num_frames=4, **json.loads(kwargs)).state_dict()
+    assert init.keys() == a.keys() and any(not torch.allclose(a[k], init[k]) for k in a)  # training moved them
+
+
 def test_shards_of_a_step_are_the_one_process_batch():
     """What ties a 2-process step to a 1-process step of the same global batch: the union of the two
     ranks' k-th batches is the one process's k-th batch (DistributedSampler deals a shuffled order

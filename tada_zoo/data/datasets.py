@@ -63,13 +63,18 @@ def _read_text(path, what: str = "annotation list") -> str:
 # crash leaves it, so the video of a process that is gone is the one that killed it.
 
 def _alive(pid: int) -> bool:
+    """The process runs (a zombie, dead but not yet reaped by its parent, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def crashed_decodes(marker_dir, remove: bool = True) -> List[str]:
@@ -188,6 +193,21 @@ def write_annotations(samples: Sequence[Tuple[str, Label]], list_file) -> None:
         labels = label if isinstance(label, (tuple, list)) else (label,)
         lines.append(" ".join([quote_path(path), *map(str, labels)]) + "\n")
     write_text(list_file, "".join(lines))
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """``random``, ``numpy`` and ``torch`` seeded with ``seed`` inside, the caller's states restored after."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
 
 
 def clip_indices(protocol, num_video_frames: int, clip_index: Optional[int], num_clips: int,
@@ -432,7 +452,21 @@ class VideoDataset(Dataset):
             raise ValueError("per_video() is for the test views; this dataset has train=True")
         return VideoViews(self)
 
+    def seed_augmentation(self, seed: Optional[int], epoch: int = 0) -> None:
+        """Draw each training clip's randomness (start frame, crop, flip, RandAugment, ...) from
+        ``(seed, epoch, item)`` rather than from the process's random stream, so a clip does not depend
+        on which process or loader worker draws it, or in which order: one process and N processes see
+        the same clips (the trainer calls this every epoch). ``None``: the process's stream."""
+        self.aug_seed = None if seed is None else (int(seed), int(epoch))
+
     def __getitem__(self, i: int) -> dict:
+        if self.train and getattr(self, "aug_seed", None) is not None:
+            seed, epoch = self.aug_seed
+            with _seeded(((seed * 1_000_003 + epoch) * 1_000_003 + i) % 2 ** 63):
+                return self._item(i)
+        return self._item(i)
+
+    def _item(self, i: int) -> dict:
         sample_index, clip_index = divmod(i, self.num_clips)
         clip = None if self.train else clip_index
         skipped = []

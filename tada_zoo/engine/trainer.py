@@ -9,7 +9,10 @@ Exact resume: every epoch starts by seeding torch / numpy / random from
 ``(seed, epoch, rank)`` and the sampler shuffles by ``(seed, epoch)``, so an epoch's
 batches, augmentations, dropout masks and loader-worker seeds do not depend on what ran
 before; together with the optimizer, scheduler, scaler and EMA states in ``last.pt`` a run
-stopped after epoch e and resumed continues exactly as if it never stopped.
+stopped after epoch e and resumed continues exactly as if it never stopped. A clip's
+augmentation comes from ``(seed, epoch, item)`` (``VideoDataset.seed_augmentation``), so it is the
+same in one process and in N: with a model without BatchNorm and no dropout or mixup, N processes
+with the same global batch train the weights one process trains (tests/test_multinode.py).
 """
 import dataclasses
 import json
@@ -409,6 +412,8 @@ def train_one_epoch(run: _Run, epoch: int) -> dict:
     seed_everything(cfg.seed + 1000 * epoch + 100003 * get_rank())
     data = run.train_loader.dataset
     (data.set_epoch if isinstance(data, IterableDataset) else run.train_loader.sampler.set_epoch)(epoch)
+    if hasattr(data, "seed_augmentation"):  # a clip's augmentation is the same whichever rank draws it
+        data.seed_augmentation(cfg.seed, epoch)
     t0 = time.time()
     run.train_model.train()
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # loss x n, n
@@ -483,7 +488,7 @@ def _batches(run: _Run, unreadable: set):
                     done += 1
                     yield batch
                 return
-            except RuntimeError:
+            except (RuntimeError, ConnectionError, EOFError):  # the death, or a batch it was still handing over
                 dataset = loader.dataset
                 crashed = crashed_decodes(getattr(dataset, "marker_dir", None))
                 if not crashed:
