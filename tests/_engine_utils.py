@@ -70,3 +70,12 @@ def train_shapes_run(tmp_path_factory, classes):
                  "--val-fraction", "0.34", "--epochs", "1", "--batch-size", "2", "--input-size", "32",
                  "--model-kwargs", json.dumps(TINY), "--num-frames", "4", "--workers", "0", "--quiet"]) == 0
     return out, root
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for servers and rendezvous the tests start)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

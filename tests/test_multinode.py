@@ -7,7 +7,6 @@ import glob
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _engine_utils import HANG_GUARD, TINY, tiny_model, one_thread  # noqa: F401
+from _engine_utils import HANG_GUARD, TINY, free_port, tiny_model, one_thread  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_JSON = json.dumps(TINY)
@@ -25,11 +24,6 @@ TINY_JSON = json.dumps(TINY)
 def _env() -> dict:
     return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tree(pid: int) -> list:
@@ -59,7 +53,7 @@ class Nodes:
     """Two torchrun launches of one job; node 0 hosts the rendezvous store (``is_host``)."""
 
     def __init__(self, cli_args, logs: Path, cwds=(ROOT, ROOT)):
-        port, self.logs = _free_port(), logs
+        port, self.logs = free_port(), logs
         logs.mkdir(parents=True, exist_ok=True)
         self.procs = []
         for rank, cwd in enumerate(cwds):

@@ -4,7 +4,6 @@ upload, listens on 127.0.0.1 unless told otherwise; and in a real browser (headl
 shows the top class and renders its pictures."""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import torch
 from tada_zoo.cli import main
 from tada_zoo.engine.checkpoint import run_metadata, save_safetensors
 
-from _engine_utils import HANG_GUARD, TINY, one_thread, train_shapes_run  # noqa: F401
+from _engine_utils import HANG_GUARD, TINY, free_port, one_thread, train_shapes_run  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ("left", "right", "up")  # moving_shape_clip labels 0, 1, 2
@@ -50,11 +49,6 @@ def files(tmp_path_factory):
     return d
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _files_under(folder: Path) -> list:
     return sorted(str(Path(d) / f) for d, _, names in os.walk(folder) for f in names)
@@ -66,7 +60,7 @@ def serving(args, tmp: Path):
     (url, process); stopped with SIGTERM (as Ctrl+C would) and waited for, whatever happens."""
     import requests
 
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, TMPDIR=str(tmp), PYTHONPATH=str(ROOT), GRADIO_ANALYTICS_ENABLED="False")
     proc = subprocess.Popen([sys.executable, "-m", "tada_zoo.cli", "serve", *args, "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -283,7 +277,7 @@ def test_push_with_app_writes_a_space_app_that_serves_the_page(files, tmp_path, 
     assert space["REPO"] == "someone/shapes"
     expected = VideoClassifier.from_pretrained(files / "w.safetensors")(files / "clip.mp4", topk=5)
     demo = space["demo"]
-    demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     try:
         label, _, _ = Client(demo.local_url, verbose=False).predict(handle_file(str(files / "clip.mp4")),
                                                                     api_name="/classify")

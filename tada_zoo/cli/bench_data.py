@@ -5,7 +5,7 @@ import os
 
 from tada_zoo.data.bench import bench_loading, folder_samples, suggest_workers
 from tada_zoo.data.protocol import protocol_from_cfg
-from tada_zoo.engine.throughput import model_clips_per_s
+from tada_zoo.engine.throughput import model_clips_per_s, usable_cores
 from tada_zoo.models import create_video_model
 
 from ._args import HelpFormatter, positive_float, positive_int
@@ -65,7 +65,7 @@ def _main(args: argparse.Namespace) -> None:
     model = create_video_model(args.model, 400, pretrained=False)
     protocol = protocol_from_cfg(model.pretrained_cfg)
     datasets = _datasets(args, protocol)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     workers = args.workers or cores
     print(f"{args.model}: one worker (one process, one thread), {args.seconds:g} s per pipeline; {cores} cores")
     print(f"  train: {protocol.describe(train=True)}\n  test:  {protocol.describe()}")

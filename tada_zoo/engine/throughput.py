@@ -14,7 +14,7 @@ from typing import Iterable, Iterator, Optional
 
 import torch
 
-__all__ = ["Throughput", "STARVED", "data_wait_hint", "source_facts", "dataset_facts", "data_wait_warning",
+__all__ = ["Throughput", "STARVED", "usable_cores", "data_wait_hint", "source_facts", "dataset_facts", "data_wait_warning",
            "model_clips_per_s"]
 
 STARVED = 0.5  # share of the time waiting for data above which a run says it is input-bound
@@ -101,6 +101,11 @@ def source_facts(path: str, packets: int = 300) -> Optional[dict]:
         return None
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, e.g. under SLURM or taskset), else the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def data_wait_hint(wait_share: float, workers: int, facts: Optional[dict] = None, shards: bool = False,
                    cores: Optional[int] = None, what: str = "the model") -> Optional[str]:
     """The warning line when ``wait_share`` > ``STARVED``, with the fixes that apply: more ``--workers``
@@ -108,8 +113,7 @@ def data_wait_hint(wait_share: float, workers: int, facts: Optional[dict] = None
     256 or with long GOPs; both hints when unknown), WebDataset shards (unless in use); else None."""
     if not wait_share > STARVED:
         return None
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores() if cores is None else cores
     hints = []
     if workers < cores:
         hints.append(f"more --workers ({workers} now, {cores} cores)")

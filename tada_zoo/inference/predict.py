@@ -98,10 +98,20 @@ class VideoClassifier:
             raise ValueError(f"frames must be (T, H, W, 3) uint8 with T >= 1, got {frames.dtype} {frames.shape}")
         p, transform = self.protocol, self.protocol.eval_transform()
         views = torch.cat([transform(frames[clip_indices(p, len(frames), c, p.clips, fps)]) for c in range(p.clips)])
-        device = next(self.model.parameters()).device
-        with torch.no_grad():
-            probs = [lg.softmax(-1).mean(0).cpu() for lg in split_heads(self.model(views.to(device)).float(), self.heads)]
-        return probs
+        return [probs[0] for probs in self.view_probs(views.unsqueeze(0))]
+
+    def view_probs(self, views: torch.Tensor, device: Optional[Union[str, torch.device]] = None,
+                   autocast_dtype: Optional[torch.dtype] = None) -> List[torch.Tensor]:
+        """Softmax probabilities averaged over each item's views: ``(N, views, C, T, H, W)`` in, one
+        ``(N, classes)`` per head out (on the CPU); ``device`` default: the model's."""
+        device = torch.device(device) if device is not None else next(self.model.parameters()).device
+        with torch.no_grad(), torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            logits = self.model(views.flatten(0, 1).to(device)).float()
+        return [lg.softmax(-1).unflatten(0, views.shape[:2]).mean(1).cpu() for lg in split_heads(logits, self.heads)]
+
+    def ranked(self, probs: torch.Tensor, topk: int = 5) -> List[dict]:
+        """One head's probabilities as the top-``topk`` ``{"index", "name", "score"}``, best first."""
+        return top_dicts(self._top(probs, topk, self.class_names))
 
     def _top_of(self, scores: List[torch.Tensor], topk: int):
         tops = [self._top(s, topk, self.class_names if len(self.heads) == 1 else None) for s in scores]

@@ -102,14 +102,10 @@ def classify_timeline(clf, source: Union[str, Path], window_seconds: Optional[fl
     stream = VideoStream(str(source) if source != "-" else "-")
     plan = window_plan(clf.protocol, stream.fps, window_seconds, stride_seconds)
     transform, starts, probs, batch = clf.protocol.eval_transform(), [], [], []
-    model = clf.model.to(device)
+    clf.model.to(device)
 
     def run_batch():
-        clips = torch.stack(batch)  # (B, crops, C, T, H, W)
-        with torch.no_grad(), torch.autocast(torch.device(device).type, dtype=autocast_dtype,
-                                             enabled=autocast_dtype is not None):
-            logits = model(clips.flatten(0, 1).to(device)).float()
-        probs.extend(logits.softmax(-1).view(len(batch), clips.shape[1], -1).mean(1).cpu())
+        probs.extend(clf.view_probs(torch.stack(batch), device, autocast_dtype)[0])  # (B, crops, C, T, H, W) in
         batch.clear()
 
     for start, frames in windows_of(stream, plan, stats):
@@ -125,15 +121,10 @@ def classify_timeline(clf, source: Union[str, Path], window_seconds: Optional[fl
 
 
 def _result(clf, stream, plan: WindowPlan, starts: List[float], probs: torch.Tensor, topk: int) -> dict:
-    names = clf.class_names
-    windows = []
-    for start, p in zip(starts, probs):
-        values, indices = p.topk(min(topk, len(p)))
-        windows.append(dict(start=round(start, 4), end=round(start + plan.seconds, 4), top=[
-            dict(index=int(i), name=names[i] if names else None, score=round(float(v), 6))
-            for v, i in zip(values, indices)]))
+    windows = [dict(start=round(start, 4), end=round(start + plan.seconds, 4), top=clf.ranked(p, topk))
+               for start, p in zip(starts, probs)]
     return dict(video=stream.name, fps=plan.fps, window_seconds=plan.seconds, stride_seconds=plan.stride,
-                views=f"{clf.protocol.describe(clips=1)} per window", model=clf.name, class_names=names,
+                views=f"{clf.protocol.describe(clips=1)} per window", model=clf.name, class_names=clf.class_names,
                 windows=windows, segments=segments_of(windows, plan.stride), probs=probs)
 
 

@@ -20,7 +20,7 @@ import torch
 from tada_zoo import __version__
 from tada_zoo._files import atomic_dir
 from tada_zoo.data.protocol import TRAINING_ONLY, DataProtocol, protocol_cfg
-from tada_zoo.engine.checkpoint import checkpoint_info, resolve_run, run_protocol, run_weights
+from tada_zoo.engine.checkpoint import checkpoint_info, run_protocol, run_weights
 from tada_zoo.models import WEIGHTS_NAME, create_video_model, repo_id
 
 from .cards import run_card
@@ -37,10 +37,10 @@ _BASE_ONLY = ("hf_hub_id", "hf_hub_filename", "tag", "original_file", "original_
 
 def _load_run(weights: Path) -> Tuple[torch.nn.Module, dict, DataProtocol]:
     """The run's model (its architecture, arguments and weights, strictly) and its test protocol."""
-    if not checkpoint_info(weights)["trained"]:
+    run = checkpoint_info(weights)  # what train stored: model, arguments, heads, classes, protocol
+    if not run["trained"]:
         raise ValueError(f"{weights} was not written by tada-zoo train, so it does not say what it was trained on; "
                          "publish converted releases with conversion/publish.py")
-    run = resolve_run(weights)
     if len(run["num_classes"]) != 1:
         raise ValueError(f"{weights} has {len(run['num_classes'])} heads; a Hub video classifier has one")
     model = create_video_model(run["model"], run["num_classes"][0], checkpoint=weights, head="strict",
@@ -48,11 +48,11 @@ def _load_run(weights: Path) -> Tuple[torch.nn.Module, dict, DataProtocol]:
     return model, run, run_protocol(model, run)
 
 
-def find_evaluation(weights: Path, evaluation: Optional[PathLike] = None) -> Optional[dict]:
+def find_evaluation(weights: Path, evaluation: Optional[PathLike] = None, sha: Optional[str] = None) -> Optional[dict]:
     """The figures of ``tada-zoo evaluate --output`` for exactly these weights: ``evaluation`` (its
     metrics.json or folder), else the newest metrics.json in the run folder whose checkpoint has
-    the weights' sha256; None when the run was never evaluated."""
-    sha = sha256_file(weights)
+    the weights' sha256 (``sha``, when known); None when the run was never evaluated."""
+    sha = sha or sha256_file(weights)
     if evaluation is not None:
         path = Path(evaluation)
         path = path / "metrics.json" if path.is_dir() else path
@@ -106,8 +106,8 @@ def publish_config(model: torch.nn.Module, run: dict, protocol: DataProtocol, fa
     return config
 
 
-def _facts(weights: Path, run: dict, protocol: DataProtocol, dataset: Optional[str], evaluation: Optional[dict],
-           repo: Optional[str]) -> dict:
+def _facts(weights: Path, sha: str, run: dict, protocol: DataProtocol, dataset: Optional[str],
+           evaluation: Optional[dict], repo: Optional[str]) -> dict:
     """What the config's provenance and the card state, all read from the run."""
     data = dict(run.get("dataset") or {})
     return dict(
@@ -115,7 +115,7 @@ def _facts(weights: Path, run: dict, protocol: DataProtocol, dataset: Optional[s
         num_classes=run["num_classes"][0], trained_as=run["model"], init=run.get("init") or "unknown",
         base_model=_base_model(run), training_data=data,
         training_only={k: getattr(protocol, k) for k in TRAINING_ONLY}, run_summary=_run_summary(weights),
-        evaluation=evaluation, source_file=weights.name, source_sha256=sha256_file(weights),
+        evaluation=evaluation, source_file=weights.name, source_sha256=sha,
         written_by=f"tada-zoo {__version__}")
 
 
@@ -141,7 +141,8 @@ def write_run_folder(source: PathLike, output: PathLike, repo: Optional[str] = N
     weights = run_weights(source)
     output = check_output_dir(output)
     model, run, protocol = _load_run(weights)
-    facts = _facts(weights, run, protocol, dataset, find_evaluation(weights, evaluation), repo)
+    sha = sha256_file(weights)
+    facts = _facts(weights, sha, run, protocol, dataset, find_evaluation(weights, evaluation, sha), repo)
     config = publish_config(model, run, protocol, facts)
 
     def write(folder: Path) -> None:
